@@ -1,0 +1,74 @@
+"""Shared fixtures: the emulator as a real HTTP server, and a Jupyter server with ts_notebook."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+
+from ts_notebook.config import BROKER_ENV_VAR, SECRET_ENV, TABLE
+from ts_notebook.emulator import Emulator
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+CLIENT_ID = "test-client"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TS_* setting or broker variable leaks in from the machine or between tests."""
+    for name in {s.env for s in TABLE} | set(SECRET_ENV) | {BROKER_ENV_VAR}:
+        monkeypatch.delenv(name, raising=False)
+    # setenv then delenv: monkeypatch restores the variable the extension may set.
+    monkeypatch.setenv(BROKER_ENV_VAR, "")
+    monkeypatch.delenv(BROKER_ENV_VAR)
+
+
+@pytest.fixture
+def client_secret() -> str:
+    """A fresh secret for each test: never a committed one."""
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+def emulator(client_secret: str):
+    """The TradeStation emulator on 127.0.0.1, with a generated client secret."""
+    with Emulator(client_id=CLIENT_ID, client_secret=client_secret) as em:
+        yield em
+
+
+@pytest.fixture
+def other_host():
+    """A second emulator on another port: an origin that must never see the bearer token."""
+    with Emulator(client_id="someone-else", client_secret=secrets.token_urlsafe(16)) as em:
+        yield em
+
+
+@pytest.fixture
+def ts_config(emulator: Emulator, client_secret: str) -> dict[str, str]:
+    """c.TSNotebook settings pointing at the emulator."""
+    return {
+        "client_id": CLIENT_ID,
+        "client_secret": client_secret,
+        "signin_url": emulator.url,
+        "api_url": f"{emulator.url}/v3",
+        "sim_api_url": f"{emulator.url}/sim/v3",
+    }
+
+
+@pytest.fixture
+def jp_server_config(ts_config: dict[str, str], emulator: Emulator, jp_http_port: int, jp_base_url: str):
+    """Enable the extension through config (jp_environ hides the shipped JSON)."""
+    emulator.add_redirect_uri(f"http://127.0.0.1:{jp_http_port}{jp_base_url}ts_notebook/callback")
+    return {
+        "ServerApp": {"jpserver_extensions": {"ts_notebook": True}},
+        "TSNotebook": ts_config,
+    }
+
+
+@pytest.fixture(autouse=True)
+def _kernels_use_this_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Kernels started by the test server must import the ts_notebook under test.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))

@@ -1,0 +1,201 @@
+"""Real parts for the end-to-end tests: a kernel driven over ZMQ, and a scripted browser.
+
+Both are used from async tests that share their event loop with the Jupyter server, so the
+kernel client is async and the browser's blocking requests run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any, Callable
+from urllib.parse import urljoin
+
+import requests
+
+
+@dataclass
+class Result:
+    """What one cell produced."""
+
+    stdout: str = ""
+    stderr: str = ""
+    data: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+class Kernel:
+    """A kernel started through the server's kernel manager; every iopub message is kept."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.messages: list[dict[str, Any]] = []
+        self._pump_task = asyncio.ensure_future(self._pump())
+
+    @classmethod
+    async def start(cls, serverapp: Any) -> "Kernel":
+        kid = await serverapp.kernel_manager.start_kernel()
+        client = serverapp.kernel_manager.get_kernel(kid).client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=60)
+        return cls(client)
+
+    async def _pump(self) -> None:
+        while True:
+            try:
+                msg = await self.client.get_iopub_msg(timeout=1)
+            except Exception:  # queue.Empty on timeout: keep listening
+                continue
+            self.messages.append(msg)
+
+    async def run(self, code: str, timeout: float = 60) -> Result:
+        """Execute ``code`` and collect its output until the kernel is idle again."""
+        msg_id = self.client.execute(code)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        result = Result()
+        while time.monotonic() < deadline:
+            for msg in self.messages[seen:]:
+                seen += 1
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "stream":
+                    setattr(result, content["name"], getattr(result, content["name"]) + content["text"])
+                elif kind in ("execute_result", "display_data"):
+                    result.data.append(content["data"])
+                elif kind == "error":
+                    result.error = f"{content['ename']}: {content['evalue']}"
+                elif kind == "status" and content["execution_state"] == "idle":
+                    return result
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"cell did not finish in {timeout}s: {code!r}")
+
+    def widget_texts(self) -> list[str]:
+        """Every ``value`` a widget was given, in order (what a frontend would render)."""
+        texts = []
+        for msg in self.messages:
+            if msg["msg_type"] in ("comm_open", "comm_msg"):
+                state = msg["content"].get("data", {}).get("state", {})
+                if isinstance(state.get("value"), str):
+                    texts.append(state["value"])
+        return texts
+
+    async def wait_for_widget(self, pattern: str, timeout: float = 20, since: int = 0) -> str:
+        """Wait until a widget shows text matching ``pattern`` (among texts from index
+        ``since`` on); return that text."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for text in self.widget_texts()[since:]:
+                if re.search(pattern, text):
+                    return text
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no widget showed {pattern!r}; shown: {self.widget_texts()[-5:]}")
+
+    def buttons(self, description: str) -> list[str]:
+        """Comm ids of the Button widgets with this description."""
+        return [
+            m["content"]["comm_id"] for m in self.messages
+            if m["msg_type"] == "comm_open"
+            and m["content"]["data"]["state"].get("_model_name") == "ButtonModel"
+            and m["content"]["data"]["state"].get("description") == description
+        ]
+
+    def click(self, comm_id: str) -> None:
+        """Send the message a frontend sends when a button is clicked."""
+        msg = self.client.session.msg("comm_msg", {
+            "comm_id": comm_id, "data": {"method": "custom", "content": {"event": "click"}}})
+        self.client.shell_channel.send(msg)
+
+    def login_link(self) -> str:
+        """The sign-in button's href, as the widget state carries it."""
+        for text in self.widget_texts():
+            m = re.search(r'class="ts-notebook-signin" href="([^"]+)"', text)
+            if m:
+                return m.group(1)
+        raise AssertionError("no sign-in button was shown")
+
+    def transcript(self) -> str:
+        """Everything the kernel sent, as text: to search for secrets."""
+        return json.dumps([m["content"] for m in self.messages], default=str)
+
+    async def stop(self) -> None:
+        self._pump_task.cancel()
+        self.client.stop_channels()
+
+
+class _Form(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = ""
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.action = a.get("action", "")
+        elif tag == "input" and a.get("name") and a.get("type") != "submit":
+            self.fields[a["name"]] = a.get("value", "")
+
+
+class Browser:
+    """A scripted browser: cookies, redirects followed one by one, forms filled and sent.
+
+    Its calls block, so async tests call them through ``asyncio.to_thread``.
+    """
+
+    def __init__(self, server_url: str, token: str) -> None:
+        self.server_url = server_url
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self.token = token
+        self.visited: list[str] = []
+
+    def sign_in_to_jupyter(self) -> None:
+        """Log in to Jupyter with its token, as the login page does, to get its cookie."""
+        login = urljoin(self.server_url, "login")
+        self.http.get(login, timeout=10)
+        xsrf = self.http.cookies.get("_xsrf", "")
+        r = self.http.post(login, data={"password": self.token, "_xsrf": xsrf}, timeout=10, allow_redirects=False)
+        assert r.status_code == 302, r.text
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        """GET and follow redirects, remembering each URL visited."""
+        return self._follow(self.http.get(urljoin(self.server_url, url), allow_redirects=False, timeout=30, **kwargs))
+
+    def _follow(self, r: requests.Response) -> requests.Response:
+        self.visited.append(r.url)
+        for _ in range(10):
+            if r.status_code not in (301, 302, 303, 307):
+                return r
+            r = self.http.get(urljoin(r.url, r.headers["Location"]), allow_redirects=False, timeout=30)
+            self.visited.append(r.url)
+        raise AssertionError("too many redirects")
+
+    def submit(self, page: requests.Response, button: str, **values: str) -> requests.Response:
+        """Fill the page's form and press the submit button named ``button`` (its value)."""
+        form = _Form()
+        form.feed(page.text)
+        data = {**form.fields, **values, "decision": button}
+        r = self.http.post(urljoin(page.url, form.action), data=data, allow_redirects=False, timeout=30)
+        return self._follow(r)
+
+    def sign_in_to_tradestation(self, login_link: str, decision: str = "allow", username: str = "analyst") -> requests.Response:
+        """Click the widget's link, then Allow (or Deny) on the sign-in page; return the last page."""
+        page = self.get(login_link)
+        assert "username" in page.text, page.text[:500]
+        return self.submit(page, decision, username=username)
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
+    """Wait for ``check()`` to hold, without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {timeout}s")

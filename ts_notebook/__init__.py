@@ -1,0 +1,70 @@
+"""TradeStation sign-in for Jupyter.
+
+In a notebook::
+
+    %load_ext ts_notebook
+    %ts_login                      # click the button, sign in on TradeStation's page
+    ts.session.get("brokerage/accounts").json()
+
+``ts.session`` (live or simulator, per ``TS_ENV``) and ``ts.sim`` (always the simulator) are
+``requests.Session`` objects that carry a bearer token kept valid for you. They are made on
+first use: importing this package touches neither the network nor the environment.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, NotSignedIn, OAuthError, TSError
+
+if TYPE_CHECKING:
+    from .kernel.api import Status
+
+__all__ = [
+    "ConfigError", "NotSignedIn", "OAuthError", "TSError",
+    "auth", "login", "logout", "session", "sim", "status",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # session, sim and auth are built on first use, so importing ts_notebook stays cheap.
+    if name in ("session", "sim", "auth"):
+        from .kernel import api
+
+        return getattr(api, name)()
+    raise AttributeError(f"module 'ts_notebook' has no attribute {name!r}")
+
+
+def login() -> None:
+    """Show the sign-in button (or the signed-in state) for this kernel's Jupyter server."""
+    from .kernel import api
+
+    api.login()
+
+
+def logout() -> None:
+    """Sign out everywhere this sign-in is used and revoke its refresh token."""
+    from .kernel import api
+
+    api.logout()
+
+
+def status() -> "Status":
+    """Who is signed in, with which scopes, and until when the current token is valid."""
+    from .kernel import api
+
+    return api.status()
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext ts_notebook``: the magics, and ``ts`` in the user namespace."""
+    from .kernel.magics import load
+
+    load(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from .server.app import TSNotebookApp
+
+    return [{"module": "ts_notebook", "app": TSNotebookApp}]

@@ -1,0 +1,172 @@
+"""Every ts_notebook setting, in one table, read in one order.
+
+Order: explicit argument > traitlets config (``c.TSNotebook.*``) > environment variable >
+default. Nothing here runs at import time; :meth:`Settings.load` reads when called.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from traitlets import Unicode
+from traitlets.config import Configurable
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    env: str
+    default: str | None
+    help: str
+
+
+TABLE: tuple[Setting, ...] = (
+    Setting("client_id", "TS_CLIENT_ID", None,
+            "API key (client id) of your TradeStation application."),
+    Setting("client_secret", "TS_CLIENT_SECRET", None,
+            "Its client secret. Leave unset for a PKCE-only key."),
+    Setting("client_secret_file", "TS_CLIENT_SECRET_FILE", None,
+            "A file holding the client secret (a mounted secret), instead of TS_CLIENT_SECRET."),
+    Setting("signin_url", "TS_SIGNIN_URL", "https://signin.tradestation.com",
+            "Issuer base URL of the sign-in service (OpenID Connect discovery is read from it)."),
+    Setting("audience", "TS_AUDIENCE", "https://api.tradestation.com",
+            "The audience asked for at sign-in."),
+    Setting("scopes", "TS_SCOPES", "openid profile offline_access MarketData ReadAccount",
+            "Space-separated scopes to ask for (case sensitive); openid is always added."),
+    Setting("redirect_uri", "TS_REDIRECT_URI", None,
+            "Callback URL registered for your key. Unset: chosen per deployment (see README)."),
+    Setting("api_url", "TS_API_URL", "https://api.tradestation.com/v3",
+            "Base URL of the live API."),
+    Setting("sim_api_url", "TS_SIM_API_URL", "https://sim-api.tradestation.com/v3",
+            "Base URL of the simulator API (ts.sim)."),
+    Setting("env", "TS_ENV", "live",
+            "Which API ts.session talks to: live or sim (ts.sim is always the simulator)."),
+)
+
+# Variables that name or hold the client secret: the server extension removes them from its
+# environment so that kernels, which inherit it, never see them.
+SECRET_ENV = ("TS_CLIENT_SECRET", "TS_CLIENT_SECRET_FILE")
+
+# Kernels find their server's broker through this variable, which names the runtime file;
+# the file's ``protocol`` must equal BROKER_PROTOCOL, and kernel calls carry its key in
+# BROKER_KEY_HEADER.
+BROKER_ENV_VAR = "TS_NOTEBOOK_BROKER"
+BROKER_PROTOCOL = 1
+BROKER_KEY_HEADER = "X-TS-Notebook-Key"
+
+# The traitlets face of the table: ``c.TSNotebook.client_id = "..."`` and so on.
+TSNotebook = type(
+    "TSNotebook",
+    (Configurable,),
+    {
+        "__doc__": "ts_notebook settings (c.TSNotebook.*); each falls back to its TS_* variable.",
+        **{
+            s.name: Unicode(None, allow_none=True, help=f"{s.help} Env: {s.env}.").tag(config=True)
+            for s in TABLE
+        },
+    },
+)
+
+
+def origin(url: str) -> str:
+    """Return ``scheme://host:port`` of ``url``, with the default port made explicit."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{url!r} is not an http(s) URL. Give a full URL such as https://host/path.")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :meth:`load`."""
+
+    client_id: str | None
+    client_secret: str | None = field(repr=False)
+    signin_url: str
+    audience: str
+    scopes: tuple[str, ...]
+    redirect_uri: str | None
+    api_url: str
+    sim_api_url: str
+    env: str
+
+    @classmethod
+    def load(
+        cls,
+        configurable: Configurable | None = None,
+        environ: Mapping[str, str] | None = None,
+        **explicit: Any,
+    ) -> "Settings":
+        """Resolve every setting: explicit argument > traitlets > environment > default.
+
+        Raises:
+            ConfigError: a value is malformed or the secret file cannot be read.
+        """
+        environ = os.environ if environ is None else environ
+        unknown = set(explicit) - {s.name for s in TABLE}
+        if unknown:
+            raise ConfigError(f"Unknown setting(s) {sorted(unknown)}; known: {[s.name for s in TABLE]}.")
+        raw: dict[str, str | None] = {}
+        for s in TABLE:
+            value = explicit.get(s.name)
+            if value is None and configurable is not None:
+                value = getattr(configurable, s.name, None)
+            if value is None:
+                value = environ.get(s.env) or None
+            raw[s.name] = s.default if value is None else str(value).strip()
+        return cls._from_raw(raw)
+
+    @classmethod
+    def _from_raw(cls, raw: dict[str, str | None]) -> "Settings":
+        secret = raw["client_secret"]
+        if secret is None and raw["client_secret_file"]:
+            path = Path(raw["client_secret_file"]).expanduser()
+            try:
+                secret = path.read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot read the client secret file {str(path)!r} ({exc.strerror}). "
+                    "Fix TS_CLIENT_SECRET_FILE or c.TSNotebook.client_secret_file."
+                ) from exc
+        env = (raw["env"] or "live").lower()
+        if env not in ("live", "sim"):
+            raise ConfigError(f"TS_ENV must be 'live' or 'sim', not {raw['env']!r}.")
+        scopes = tuple(dict.fromkeys(["openid", *(raw["scopes"] or "").split()]))
+        for name in ("signin_url", "api_url", "sim_api_url", "redirect_uri"):
+            if raw[name]:
+                origin(raw[name])  # validates the URL
+        return cls(
+            client_id=raw["client_id"],
+            client_secret=secret,
+            signin_url=raw["signin_url"].rstrip("/"),
+            audience=raw["audience"],
+            scopes=scopes,
+            redirect_uri=raw["redirect_uri"],
+            api_url=raw["api_url"].rstrip("/"),
+            sim_api_url=raw["sim_api_url"].rstrip("/"),
+            env=env,
+        )
+
+    def require_client_id(self) -> str:
+        """Return the client id or say how to set it."""
+        if not self.client_id:
+            raise ConfigError(
+                "No TradeStation API key is set. Set TS_CLIENT_ID (and TS_CLIENT_SECRET) in the "
+                "environment that starts Jupyter, or c.TSNotebook.client_id in jupyter_server_config.py."
+            )
+        return self.client_id
+
+    @property
+    def api_origins(self) -> tuple[str, ...]:
+        """The only origins that ever receive the bearer token."""
+        return tuple(dict.fromkeys([origin(self.api_url), origin(self.sim_api_url)]))

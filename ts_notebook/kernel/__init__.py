@@ -1,0 +1,1 @@
+"""The IPython side of ts_notebook: magics, widget, session and the broker client."""

@@ -1,0 +1,216 @@
+"""The kernel's side of the broker: find it, call it over loopback, and watch it.
+
+One daemon thread per kernel long-polls ``api/token?since=<version>``; the server answers at
+once on any change, so sign-in, renewal and sign-out reach a kernel within milliseconds even
+while a cell is running. Requests read the cached snapshot and never wait on the broker
+unless the cache cannot be trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import requests
+
+from ..config import BROKER_ENV_VAR, BROKER_KEY_HEADER, BROKER_PROTOCOL
+from ..errors import BrokerError
+from .state import Listener, Snapshot, TokenSource
+
+log = logging.getLogger(__name__)
+
+# The server answers a long-poll after this long when nothing changes ...
+LONGPOLL = 25.0
+# ... and the kernel gives it this much longer before calling the connection dead.
+LONGPOLL_GRACE = 10.0
+# (connect, read) seconds for every other broker call.
+CALL_TIMEOUT = (3.0, 30.0)
+# Retry a failing watcher after this long, doubling up to the maximum.
+RETRY_MIN, RETRY_MAX = 0.5, 10.0
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What the server wrote for its kernels: where the broker is and the key to use."""
+
+    url: str
+    base_url: str
+    key: str
+    path: str
+
+    @property
+    def login_path(self) -> str:
+        """Where the sign-in button points, on whatever origin the browser uses."""
+        return f"{self.base_url.rstrip('/')}/ts_notebook/login"
+
+
+def find_broker(environ: Mapping[str, str] | None = None) -> RuntimeInfo | None:
+    """The broker named by ``TS_NOTEBOOK_BROKER``, or None when no server set one.
+
+    Raises:
+        BrokerError: the variable names a file that is gone, unreadable or of another version
+            (a server that has stopped, or a different ts_notebook).
+    """
+    path = (os.environ if environ is None else environ).get(BROKER_ENV_VAR)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise BrokerError(
+            f"The Jupyter server that started this kernel is gone ({BROKER_ENV_VAR} names a file that "
+            "cannot be read). Restart the kernel from a running Jupyter server."
+        ) from exc
+    if not isinstance(info, dict) or info.get("protocol") != BROKER_PROTOCOL:
+        raise BrokerError(
+            "This kernel's Jupyter server runs another version of ts_notebook. Install the same "
+            "version in the server's and the kernel's environment."
+        )
+    return RuntimeInfo(url=str(info["url"]), base_url=str(info.get("base_url", "/")),
+                       key=str(info["key"]), path=path)
+
+
+class BrokerClient:
+    """Plain HTTP calls to the broker API, with the runtime key."""
+
+    def __init__(self, info: RuntimeInfo) -> None:
+        self.info = info
+        self.http = requests.Session()
+        self.http.trust_env = False  # a corporate HTTP_PROXY must never see loopback calls
+        self.http.headers[BROKER_KEY_HEADER] = info.key
+
+    def call(self, method: str, path: str, timeout: Any = CALL_TIMEOUT, **kwargs: Any) -> dict[str, Any]:
+        """Call ``ts_notebook/api/<path>`` and return its JSON reply."""
+        url = f"{self.info.url.rstrip('/')}/ts_notebook/api/{path}"
+        try:
+            resp = self.http.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
+        except requests.RequestException as exc:
+            raise BrokerError(
+                f"Cannot reach this kernel's Jupyter server ({type(exc).__name__}). If the server "
+                "was stopped, start it again and restart the kernel."
+            ) from exc
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {}
+        if resp.status_code != 200 or not isinstance(data, dict):
+            message = data.get("message") if isinstance(data, dict) else None
+            raise BrokerError(f"The Jupyter server refused the request: {message or f'HTTP {resp.status_code}'}")
+        return data
+
+    def token(self, since: int | None = None) -> dict[str, Any]:
+        """The state with the access token; with ``since``, wait for a change past it."""
+        if since is None:
+            return self.call("GET", "token")
+        return self.call("GET", "token", params={"since": since, "timeout": LONGPOLL},
+                         timeout=(CALL_TIMEOUT[0], LONGPOLL + LONGPOLL_GRACE))
+
+    def refresh(self, stale: str) -> dict[str, Any]:
+        """Ask for a renewal because ``stale`` was refused."""
+        return self.call("POST", "refresh", json={"stale": stale})
+
+    def logout(self) -> dict[str, Any]:
+        """Sign out on the server (for every kernel)."""
+        return self.call("POST", "logout", json={})
+
+
+class BrokerSource(TokenSource):
+    """Keeps the kernel's snapshot current from the broker, pushed by long-poll."""
+
+    def __init__(self, client: BrokerClient) -> None:
+        self.client = client
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._listeners: list[Listener] = []
+        self._thread: threading.Thread | None = None
+        self._healthy = False
+        self._stop = threading.Event()
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The last snapshot received, without any I/O."""
+        return self._snapshot
+
+    def _update(self, data: dict[str, Any]) -> Snapshot:
+        snap = Snapshot.from_reply(data)
+        with self._lock:
+            if self._snapshot is not None and snap.version < self._snapshot.version:
+                return self._snapshot  # an older answer that arrived late (versions only grow)
+            changed = self._snapshot is None or self._snapshot.version != snap.version
+            self._snapshot = snap
+            listeners = list(self._listeners) if changed else []
+        for listener in listeners:
+            try:
+                listener(snap)
+            except Exception:  # a broken listener must not kill the watcher
+                log.debug("ts_notebook listener failed", exc_info=True)
+        return snap
+
+    def _ensure_watcher(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._watch, name="ts_notebook-watcher", daemon=True)
+            self._thread.start()
+
+    def _watch(self) -> None:
+        delay = RETRY_MIN
+        while not self._stop.is_set():
+            snap = self._snapshot
+            try:
+                data = self.client.token(since=snap.version if snap else None)
+            except BrokerError as exc:
+                self._healthy = False
+                log.debug("ts_notebook watcher: %s", exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            self._healthy = True
+            delay = RETRY_MIN
+            self._update(data)
+
+    def close(self) -> None:
+        """Stop watching (the thread ends at its next answer)."""
+        self._stop.set()
+
+    def current(self) -> Snapshot:
+        """The cached snapshot; asks the broker only when the cache is stale or unwatched."""
+        self._ensure_watcher()
+        snap = self._snapshot
+        if snap is not None and self._healthy and (snap.fresh() or not snap.signed_in):
+            return snap
+        snap = self._update(self.client.token())
+        if snap.signed_in and not snap.fresh():
+            snap = self.force_refresh(snap.access_token or "")
+        return snap
+
+    def force_refresh(self, stale: str) -> Snapshot:
+        """Renew through the broker; threads that find the token already replaced skip it."""
+        with self._refresh_lock:
+            snap = self._snapshot
+            if snap is not None and snap.access_token != stale and snap.fresh():
+                return snap
+            return self._update(self.client.refresh(stale))
+
+    def logout(self) -> Snapshot:
+        """Sign out on the server; every kernel hears of it through its watcher."""
+        self._update(self.client.logout())
+        return self.current()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(snapshot)`` from the watcher thread on every change."""
+        self._ensure_watcher()
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``."""
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)

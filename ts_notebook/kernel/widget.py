@@ -1,0 +1,77 @@
+"""The sign-in widget: a link styled as a button, a sign-out button and a status line.
+
+Its traits hold only display text and the login path: widget state is broadcast to every
+frontend and can be saved in the notebook, so no token, code or verifier ever goes in.
+The watcher thread updates it; it never prints or displays.
+"""
+
+from __future__ import annotations
+
+import time
+from html import escape
+
+from ipywidgets import HTML, Button, HBox, Layout, VBox
+
+from ..errors import TSError
+from .state import Snapshot, TokenSource
+
+BUTTON_STYLE = (
+    "display:inline-block;padding:6px 16px;border-radius:4px;background:#1565c0;color:#fff;"
+    "font-weight:600;text-decoration:none;font-family:system-ui,sans-serif"
+)
+
+
+class LoginWidget(VBox):
+    """``%ts_login``'s output. Follows the sign-in state live.
+
+    Args:
+        source: the kernel's token source.
+        login_path: the server's ``ts_notebook/login`` path (same origin as the notebook).
+    """
+
+    def __init__(self, source: TokenSource, login_path: str) -> None:
+        self._source = source
+        self.signin = HTML(
+            f'<a class="ts-notebook-signin" href="{escape(login_path)}" target="_blank" '
+            f'rel="noopener" style="{BUTTON_STYLE}">Sign in to TradeStation</a>'
+        )
+        self.signout = Button(description="Sign out", icon="sign-out", tooltip="Sign out of TradeStation")
+        self.signout.add_class("ts-notebook-signout")
+        self.signout.on_click(self._sign_out)
+        self.status = HTML(layout=Layout(margin="4px 0 0 0"))
+        self.status.add_class("ts-notebook-status")
+        super().__init__(children=[HBox([self.signin, self.signout]), self.status])
+        self.add_class("ts-notebook-login")
+        self.show(source.current())
+        source.add_listener(self.show)
+
+    def show(self, snap: Snapshot) -> None:
+        """Render ``snap`` (called from the watcher thread on every change)."""
+        self.signin.layout.display = "none" if snap.signed_in else None
+        self.signout.layout.display = None if snap.signed_in else "none"
+        self.status.value = escape(self.describe(snap))
+
+    @staticmethod
+    def describe(snap: Snapshot) -> str:
+        """The status line for ``snap``."""
+        if snap.signed_in:
+            until = time.strftime("%H:%M", time.localtime(snap.expires_at))
+            return f"Signed in as {snap.display_name} · token valid until {until}, renewed automatically"
+        if not snap.configured:
+            return snap.error or "No TradeStation key is configured for this Jupyter server."
+        if snap.login_pending:
+            return "Waiting for you to sign in on TradeStation's page (opened in a new tab)…"
+        if snap.error:
+            return f"{snap.error}"
+        return "Not signed in. Click the button and sign in on TradeStation's page (it opens in a new tab)."
+
+    def _sign_out(self, _button: Button) -> None:
+        try:
+            self._source.logout()
+        except TSError as exc:
+            self.status.value = escape(str(exc))
+
+    def close(self) -> None:
+        """Stop following the sign-in state, then close."""
+        self._source.remove_listener(self.show)
+        super().close()

@@ -1,0 +1,283 @@
+"""OAuth 2.0 / OpenID Connect protocol for TradeStation's sign-in (or any compliant provider).
+
+Pure protocol: discovery, PKCE, state, nonce, the authorize URL, code exchange, refresh,
+revoke and id_token verification, over ``requests`` and PyJWT. No Jupyter here. Every call
+is blocking and has a timeout; callers on an event loop run these in a thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import urlencode, urlsplit
+
+import jwt
+import requests
+
+from .config import Settings
+from .errors import OAuthError
+from .tokens import TokenSet
+
+log = logging.getLogger(__name__)
+
+# (connect, read) seconds for every call to the sign-in service.
+DEFAULT_TIMEOUT = (5.0, 20.0)
+# A pending login (state, verifier, nonce) is good for this long.
+PENDING_TTL = 600.0
+# Clock difference tolerated when checking id_token times.
+ID_TOKEN_LEEWAY = 60
+# TradeStation's documented paths, used when discovery cannot be read.
+FALLBACK_PATHS = {
+    "authorization_endpoint": "/authorize",
+    "token_endpoint": "/oauth/token",
+    "revocation_endpoint": "/oauth/revoke",
+    "jwks_uri": "/.well-known/jwks.json",
+}
+# What to tell the user for each provider error.
+HINTS = {
+    "invalid_grant": "Run %ts_login to sign in again",
+    "invalid_client": "Check TS_CLIENT_ID and TS_CLIENT_SECRET (or the secret file)",
+    "unauthorized_client": "Check that your key is allowed this grant and callback URL",
+    "access_denied": "Run %ts_login and choose Allow to sign in",
+    "invalid_scope": "Remove the scopes your key lacks from TS_SCOPES",
+    "invalid_id_token": "Check TS_SIGNIN_URL and TS_CLIENT_ID, then run %ts_login again",
+    "network_error": "Check the network connection (and HTTPS_PROXY), then try again",
+    "no_refresh_token": "Add offline_access to TS_SCOPES and run %ts_login again",
+}
+
+
+def _hint(error: str) -> str:
+    return HINTS.get(error, "Try again; if it keeps failing, run %ts_login again")
+
+
+def strip_query(url: str) -> str:
+    """``url`` without query or fragment: the only form of a URL that may be logged."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def pkce_challenge(verifier: str) -> str:
+    """S256 code challenge for ``verifier`` (RFC 7636)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class ProviderMetadata:
+    """Endpoints of the sign-in service, from discovery or the documented fallback."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    revocation_endpoint: str
+    jwks_uri: str
+
+
+@dataclass
+class PendingLogin:
+    """One started sign-in: what the callback must match and the exchange must send."""
+
+    state: str = field(repr=False)
+    verifier: str = field(repr=False)
+    nonce: str = field(repr=False)
+    redirect_uri: str
+    authorize_url: str = field(repr=False)
+    created: float = field(default_factory=time.monotonic)
+
+    def expired(self, now: float | None = None) -> bool:
+        """True once :data:`PENDING_TTL` has passed since the login started."""
+        return (time.monotonic() if now is None else now) - self.created > PENDING_TTL
+
+
+class OAuthClient:
+    """The protocol client for one application key.
+
+    Thread-safe: discovery and the JWKS are cached under a lock.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        http: requests.Session | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.settings = settings
+        self.client_id = settings.require_client_id()
+        self.http = http or requests.Session()
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._metadata: ProviderMetadata | None = None
+        self._jwks: dict[str, jwt.PyJWK] = {}
+
+    # -- discovery -------------------------------------------------------------------------
+
+    def metadata(self) -> ProviderMetadata:
+        """Endpoints from ``{signin_url}/.well-known/openid-configuration``, cached.
+
+        If discovery cannot be read the documented paths are used for this call only, so a
+        passing network fault does not pin the fallback.
+        """
+        with self._lock:
+            if self._metadata is not None:
+                return self._metadata
+        base = self.settings.signin_url
+        url = f"{base}/.well-known/openid-configuration"
+        try:
+            resp = self.http.get(url, timeout=self.timeout)
+            resp.raise_for_status()
+            doc = resp.json()
+            meta = ProviderMetadata(
+                issuer=doc["issuer"],
+                authorization_endpoint=doc["authorization_endpoint"],
+                token_endpoint=doc["token_endpoint"],
+                revocation_endpoint=doc.get("revocation_endpoint")
+                or base + FALLBACK_PATHS["revocation_endpoint"],
+                jwks_uri=doc["jwks_uri"],
+            )
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            log.warning("OpenID discovery at %s failed (%s); using the documented endpoints",
+                        url, type(exc).__name__)
+            return ProviderMetadata(issuer=base + "/", **{k: base + p for k, p in FALLBACK_PATHS.items()})
+        with self._lock:
+            self._metadata = meta
+        return meta
+
+    # -- the authorization code flow ---------------------------------------------------------
+
+    def begin_login(self, redirect_uri: str) -> PendingLogin:
+        """Create state, PKCE verifier and nonce, and the authorize URL that carries them."""
+        state = secrets.token_urlsafe(32)
+        verifier = secrets.token_urlsafe(64)
+        nonce = secrets.token_urlsafe(32)
+        query = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "audience": self.settings.audience,
+            "redirect_uri": redirect_uri,
+            "scope": " ".join(self.settings.scopes),
+            "state": state,
+            "nonce": nonce,
+            "code_challenge": pkce_challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+        url = f"{self.metadata().authorization_endpoint}?{urlencode(query)}"
+        return PendingLogin(state=state, verifier=verifier, nonce=nonce,
+                            redirect_uri=redirect_uri, authorize_url=url)
+
+    def exchange(self, pending: PendingLogin, code: str) -> TokenSet:
+        """Trade the callback's ``code`` for tokens and verify the id_token against the nonce."""
+        data = self._post_token({
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": pending.redirect_uri,  # byte for byte what authorize got
+            "code_verifier": pending.verifier,
+        })
+        claims = self.verify_id_token(data["id_token"], pending.nonce) if data.get("id_token") else {}
+        return TokenSet.from_response(data, claims=claims)
+
+    def refresh(self, tokens: TokenSet) -> TokenSet:
+        """Renew the access token; keeps a rotated refresh token (or the old one if not rotated)."""
+        if not tokens.refresh_token:
+            raise OAuthError("no_refresh_token", "this sign-in has no refresh token", _hint("no_refresh_token"))
+        data = self._post_token({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
+        claims = self.verify_id_token(data["id_token"]) if data.get("id_token") else None
+        return TokenSet.from_response(data, previous=tokens, claims=claims)
+
+    def revoke(self, token: str) -> None:
+        """Revoke a refresh token at the provider."""
+        self._post(self.metadata().revocation_endpoint, self._client_auth({"token": token}))
+
+    # -- id_token ----------------------------------------------------------------------------
+
+    def verify_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
+        """Verify signature (RS256 via JWKS), iss, aud, exp and, when given, nonce.
+
+        Returns:
+            The token's claims.
+        """
+        meta = self.metadata()
+        try:
+            header = jwt.get_unverified_header(id_token)
+            if header.get("alg") != "RS256":
+                raise jwt.InvalidAlgorithmError(f"algorithm {header.get('alg')!r} is not RS256")
+            key = self._signing_key(header.get("kid"), meta.jwks_uri)
+            claims = jwt.decode(
+                id_token,
+                key=key,
+                algorithms=["RS256"],
+                audience=self.client_id,
+                issuer=meta.issuer,
+                leeway=ID_TOKEN_LEEWAY,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise OAuthError("invalid_id_token", str(exc), _hint("invalid_id_token")) from exc
+        if nonce is not None and not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
+            raise OAuthError("invalid_id_token", "the nonce does not match this sign-in",
+                             _hint("invalid_id_token"))
+        return claims
+
+    def _signing_key(self, kid: str | None, jwks_uri: str) -> jwt.PyJWK:
+        with self._lock:
+            key = self._jwks.get(kid or "")
+        if key is not None:
+            return key
+        # Unknown kid: the provider may have rotated keys, so refetch once.
+        resp = self._request("GET", jwks_uri)
+        try:
+            keys = jwt.PyJWKSet.from_dict(resp.json()).keys
+        except (ValueError, jwt.PyJWTError) as exc:
+            raise OAuthError("invalid_id_token", "the JWKS could not be read", _hint("invalid_id_token")) from exc
+        with self._lock:
+            self._jwks = {k.key_id or "": k for k in keys}
+            key = self._jwks.get(kid or "")
+        if key is None:
+            raise jwt.InvalidKeyError("the id_token is signed with a key the JWKS does not list")
+        return key
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _client_auth(self, data: dict[str, str]) -> dict[str, str]:
+        data = {"client_id": self.client_id, **data}
+        if self.settings.client_secret:
+            data["client_secret"] = self.settings.client_secret
+        return data
+
+    def _post_token(self, data: dict[str, str]) -> dict[str, Any]:
+        reply = self._post(self.metadata().token_endpoint, self._client_auth(data))
+        if not isinstance(reply, dict) or "access_token" not in reply:
+            raise OAuthError("invalid_response", "the token reply has no access_token", _hint("invalid_response"))
+        return reply
+
+    def _post(self, url: str, data: Mapping[str, str]) -> Any:
+        resp = self._request("POST", url, data=data)
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise OAuthError("invalid_response", f"{strip_query(url)} did not answer JSON",
+                             _hint("invalid_response")) from exc
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        try:
+            resp = self.http.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
+        except requests.RequestException as exc:
+            raise OAuthError("network_error", f"could not reach {strip_query(url)} ({type(exc).__name__})",
+                             _hint("network_error")) from exc
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+            body = body if isinstance(body, dict) else {}
+            error = str(body.get("error") or ("server_error" if resp.status_code >= 500 else "invalid_request"))
+            description = str(body.get("error_description") or f"HTTP {resp.status_code} from {strip_query(url)}")
+            raise OAuthError(error, description, _hint(error))
+        return resp

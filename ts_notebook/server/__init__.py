@@ -1,0 +1,1 @@
+"""The jupyter-server side of ts_notebook: the token broker and its HTTP handlers."""

@@ -1,0 +1,273 @@
+"""TokenBroker: the one TradeStation sign-in of a Jupyter server, and the news of its changes.
+
+It lives on the server's event loop. Network calls (discovery, exchange, refresh, revoke) run
+in worker threads so the loop never blocks. Every change (a login started, signed in, renewed,
+failed, signed out) bumps ``version`` and wakes every long-polling kernel at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..config import Settings
+from ..errors import ConfigError, NotSignedIn, OAuthError, TSError
+from ..oauth import OAuthClient, PendingLogin
+from ..tokens import TokenSet
+
+log = logging.getLogger(__name__)
+
+# Renew this long before expiry (capped at a third of the lifetime, for short-lived tokens).
+RENEW_BEFORE = 120.0
+# At most this many logins may wait for their callback; the oldest is dropped beyond it.
+MAX_PENDING = 16
+# After a renewal fails for a passing reason (network, 5xx), try again after this long.
+RETRY_AFTER = 15.0
+
+
+class LoginRejected(TSError):
+    """A callback that does not belong to a live pending login of this browser."""
+
+
+@dataclass
+class _Pending:
+    login: PendingLogin
+    browser_key: str
+
+
+class TokenBroker:
+    """Holds the tokens; kernels read them over the loopback API.
+
+    Args:
+        settings: resolved settings (the client secret among them).
+        client_factory: builds the protocol client; replaced in tests only to count calls.
+        clock: monotonic clock for pending-login expiry (tests move it forward).
+        config_error: why the settings could not be read; every login then reports it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        client_factory: Callable[[Settings], OAuthClient] = OAuthClient,
+        clock: Callable[[], float] = time.monotonic,
+        config_error: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config_error = config_error
+        self._client_factory = client_factory
+        self._client: OAuthClient | None = None
+        self.clock = clock
+        self.tokens: TokenSet | None = None
+        self.error: str | None = None
+        # Start from the wall clock so a kernel that watched a previous server sees a change.
+        self.version = int(time.time() * 1000)
+        self._pending: dict[str, _Pending] = {}
+        self._watchers: set[asyncio.Future[None]] = set()
+        self._inflight: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- change notification -------------------------------------------------------------------
+
+    def _bump(self) -> None:
+        self.version += 1
+        for fut in self._watchers:
+            if not fut.done():
+                fut.set_result(None)
+        self._watchers.clear()
+
+    def watch(self) -> asyncio.Future[None]:
+        """A future that resolves at the next change; cancel it to stop watching."""
+        fut = asyncio.get_running_loop().create_future()
+        self._watchers.add(fut)
+        fut.add_done_callback(self._watchers.discard)
+        return fut
+
+    @property
+    def client(self) -> OAuthClient:
+        """The protocol client, made on first use so a missing key is reported when it matters."""
+        if self.config_error:
+            raise ConfigError(self.config_error)
+        if self._client is None:
+            self._client = self._client_factory(self.settings)
+        return self._client
+
+    # -- sign-in ---------------------------------------------------------------------------------
+
+    async def begin_login(self, redirect_uri: str, browser_key: str) -> PendingLogin:
+        """Start a login bound to ``browser_key`` (the value of this browser's login cookie)."""
+        client = self.client
+        pending = await asyncio.to_thread(client.begin_login, redirect_uri)
+        self._prune()
+        while len(self._pending) >= MAX_PENDING:
+            self._pending.pop(next(iter(self._pending)))
+        self._pending[pending.state] = _Pending(pending, browser_key)
+        self._bump()
+        return pending
+
+    def _prune(self) -> None:
+        now = self.clock()
+        for state in [s for s, p in self._pending.items() if p.login.expired(now)]:
+            del self._pending[state]
+
+    @property
+    def login_pending(self) -> bool:
+        """True while a started login has not come back."""
+        self._prune()
+        return bool(self._pending)
+
+    def has_pending_for(self, browser_key: str) -> bool:
+        """True if this browser still has a login waiting for its callback."""
+        return any(secrets.compare_digest(p.browser_key, browser_key) for p in self._pending.values())
+
+    def take_pending(self, state: str, browser_key: str | None) -> PendingLogin:
+        """Claim the pending login named by ``state``: single use, unexpired, same browser.
+
+        Raises:
+            LoginRejected: unknown, used or expired state, or another browser's login. Nothing
+                changes then, except that an expired login is forgotten.
+        """
+        entry = self._pending.get(state) if state else None
+        if entry is None:
+            raise LoginRejected(
+                "This sign-in link is unknown or was already used. Run %ts_login and click the "
+                "sign-in button again."
+            )
+        if entry.login.expired(self.clock()):
+            del self._pending[state]
+            raise LoginRejected("This sign-in took longer than 10 minutes and has expired. Run %ts_login again.")
+        if not browser_key or not secrets.compare_digest(entry.browser_key, browser_key):
+            raise LoginRejected(
+                "This sign-in was started in another browser. Finish it in the browser where you "
+                "clicked the sign-in button, or run %ts_login again here."
+            )
+        del self._pending[state]
+        return entry.login
+
+    def fail_login(self, message: str) -> None:
+        """Record why a claimed login did not complete, for every widget to show."""
+        self.error = message
+        self._bump()
+
+    async def complete_login(self, pending: PendingLogin, code: str) -> TokenSet:
+        """Exchange the code, verify the id_token and make the result the current sign-in."""
+        try:
+            tokens = await asyncio.to_thread(self.client.exchange, pending, code)
+        except OAuthError as exc:
+            self.fail_login(str(exc))
+            raise
+        self._install(tokens)
+        log.info("Signed in to TradeStation as %s", tokens.display_name)
+        return tokens
+
+    def _install(self, tokens: TokenSet | None, error: str | None = None) -> None:
+        self.tokens = tokens
+        self.error = error
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if tokens is not None and tokens.refresh_token:
+            margin = min(RENEW_BEFORE, tokens.lifetime / 3)
+            delay = max(0.0, tokens.seconds_left() - margin)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._renew_soon)
+        self._bump()
+
+    # -- renewal ---------------------------------------------------------------------------------
+
+    def _renew_soon(self) -> None:
+        self._timer = None
+        asyncio.ensure_future(self._renew_on_timer())
+
+    async def _renew_on_timer(self) -> None:
+        try:
+            await self.refresh()
+        except OAuthError as exc:
+            if exc.permanent or self.tokens is None:
+                return  # refresh() already signed out and said why
+            left = self.tokens.seconds_left()
+            log.warning("Renewing the TradeStation token failed (%s); retrying", exc.error)
+            if left > 0:
+                self._timer = asyncio.get_running_loop().call_later(min(RETRY_AFTER, left / 2), self._renew_soon)
+        except NotSignedIn:
+            return
+
+    async def refresh(self, stale: str | None = None) -> None:
+        """Renew the access token, once however many callers ask at the same time.
+
+        Args:
+            stale: the access token the caller found refused. If the current token differs,
+                someone renewed already and nothing is sent.
+        """
+        if self.tokens is None:
+            raise NotSignedIn(self.error or "")
+        if stale is not None and not secrets.compare_digest(stale, self.tokens.access_token):
+            return
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._refresh_once(self.tokens))
+            self._inflight.add_done_callback(self._refresh_done)
+        await asyncio.shield(self._inflight)
+
+    def _refresh_done(self, fut: asyncio.Future[None]) -> None:
+        self._inflight = None
+        if not fut.cancelled():
+            fut.exception()  # retrieved here so a refresh nobody awaits does not warn
+
+    async def _refresh_once(self, current: TokenSet) -> None:
+        try:
+            tokens = await asyncio.to_thread(self.client.refresh, current)
+        except OAuthError as exc:
+            if exc.permanent and self.tokens is current:
+                log.warning("The TradeStation sign-in ended: %s", exc.error)
+                self._install(None, f"Your TradeStation sign-in has ended ({exc.description or exc.error}). "
+                                    "Run %ts_login to sign in again.")
+            raise
+        if self.tokens is current:  # not replaced by a sign-out or a new login meanwhile
+            self._install(tokens)
+            log.info("Renewed the TradeStation access token")
+
+    async def logout(self) -> None:
+        """Forget the sign-in everywhere and revoke its refresh token at the provider."""
+        tokens = self.tokens
+        self._install(None)
+        if tokens is not None and tokens.refresh_token:
+            try:
+                await asyncio.to_thread(self.client.revoke, tokens.refresh_token)
+            except OAuthError as exc:
+                log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
+
+    def close(self) -> None:
+        """Stop the renewal timer and release every watcher (server shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for fut in list(self._watchers):
+            fut.cancel()
+
+    # -- what kernels read -----------------------------------------------------------------------
+
+    def snapshot(self, include_token: bool) -> dict[str, Any]:
+        """The state a kernel needs, with the access token only when asked for."""
+        s = self.settings
+        snap: dict[str, Any] = {
+            "version": self.version,
+            "signed_in": self.tokens is not None,
+            "login_pending": self.login_pending,
+            "error": self.error or self.config_error,
+            "api_url": s.api_url,
+            "sim_api_url": s.sim_api_url,
+            "env": s.env,
+            "api_origins": list(s.api_origins),
+            "configured": bool(s.client_id) and not self.config_error,
+        }
+        if self.tokens is not None:
+            snap.update(
+                expires_in=self.tokens.seconds_left(),
+                lifetime=self.tokens.lifetime,
+                scopes=list(self.tokens.scopes),
+                user=dict(self.tokens.user),
+            )
+            if include_token:
+                snap["access_token"] = self.tokens.access_token
+        return snap
