@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from types import SimpleNamespace
 
 import pytest
 import requests
@@ -16,50 +15,10 @@ from ts_notebook.config import BROKER_ENV_VAR
 from ts_notebook.emulator import Emulator
 
 from ..conftest import CLIENT_ID
-from ..parts import Browser, Kernel, eventually
+from ..parts import Kernel
+from .conftest import new_browser, new_kernel, sign_in
 
 ACCOUNTS = 'r = ts.session.get("brokerage/accounts"); print(r.status_code, r.json()["Accounts"][0]["AccountID"])'
-
-
-@pytest.fixture
-def server(jp_serverapp, http_server_client, jp_http_port, jp_base_url):
-    """The running Jupyter server and its ts_notebook extension."""
-    return SimpleNamespace(
-        app=jp_serverapp,
-        url=f"http://127.0.0.1:{jp_http_port}{jp_base_url}",
-        token=jp_serverapp.identity_provider.token,
-        ext=jp_serverapp.extension_manager.extension_points["ts_notebook"].app,
-    )
-
-
-@pytest.fixture
-def kernels():
-    started: list[Kernel] = []
-    yield started
-    for k in started:
-        k._pump_task.cancel()
-        k.client.stop_channels()
-
-
-async def new_kernel(server, kernels) -> Kernel:
-    k = await Kernel.start(server.app)
-    kernels.append(k)
-    return k
-
-
-async def new_browser(server) -> Browser:
-    b = Browser(server.url, server.token)
-    await asyncio.to_thread(b.sign_in_to_jupyter)
-    return b
-
-
-async def sign_in(server, kernel: Kernel, decision: str = "allow"):
-    """Run %ts_login in ``kernel`` and click through the provider; return (browser, last page)."""
-    result = await kernel.run("%load_ext ts_notebook\n%ts_login")
-    assert result.error is None, result
-    browser = await new_browser(server)
-    page = await asyncio.to_thread(browser.sign_in_to_tradestation, kernel.login_link(), decision)
-    return browser, page
 
 
 def assert_no_secrets(text: str, emulator: Emulator) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -69,6 +70,7 @@ class TokenBroker:
         self._watchers: set[asyncio.Future[None]] = set()
         self._inflight: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ts_notebook-broker")
 
     # -- change notification -------------------------------------------------------------------
 
@@ -86,6 +88,10 @@ class TokenBroker:
         fut.add_done_callback(self._watchers.discard)
         return fut
 
+    def _off_loop(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        # A pool of our own: the loop's default executor may be busy with other extensions.
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
     @property
     def client(self) -> OAuthClient:
         """The protocol client, made on first use so a missing key is reported when it matters."""
@@ -100,7 +106,7 @@ class TokenBroker:
     async def begin_login(self, redirect_uri: str, browser_key: str) -> PendingLogin:
         """Start a login bound to ``browser_key`` (the value of this browser's login cookie)."""
         client = self.client
-        pending = await asyncio.to_thread(client.begin_login, redirect_uri)
+        pending = await self._off_loop(client.begin_login, redirect_uri)
         self._prune()
         while len(self._pending) >= MAX_PENDING:
             self._pending.pop(next(iter(self._pending)))
@@ -155,7 +161,7 @@ class TokenBroker:
     async def complete_login(self, pending: PendingLogin, code: str) -> TokenSet:
         """Exchange the code, verify the id_token and make the result the current sign-in."""
         try:
-            tokens = await asyncio.to_thread(self.client.exchange, pending, code)
+            tokens = await self._off_loop(self.client.exchange, pending, code)
         except OAuthError as exc:
             self.fail_login(str(exc))
             raise
@@ -217,7 +223,7 @@ class TokenBroker:
 
     async def _refresh_once(self, current: TokenSet) -> None:
         try:
-            tokens = await asyncio.to_thread(self.client.refresh, current)
+            tokens = await self._off_loop(self.client.refresh, current)
         except OAuthError as exc:
             if exc.permanent and self.tokens is current:
                 log.warning("The TradeStation sign-in ended: %s", exc.error)
@@ -234,7 +240,7 @@ class TokenBroker:
         self._install(None)
         if tokens is not None and tokens.refresh_token:
             try:
-                await asyncio.to_thread(self.client.revoke, tokens.refresh_token)
+                await self._off_loop(self.client.revoke, tokens.refresh_token)
             except OAuthError as exc:
                 log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
 
@@ -244,6 +250,7 @@ class TokenBroker:
             self._timer.cancel()
         for fut in list(self._watchers):
             fut.cancel()
+        self._pool.shutdown(wait=False)
 
     # -- what kernels read -----------------------------------------------------------------------
 

@@ -1,0 +1,67 @@
+"""A kernel whose broker is missing, gone or of another version says so in one line."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from ts_notebook.config import BROKER_ENV_VAR
+
+
+def ipython(code: str, env_file: str | None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a real IPython process, as a terminal user would."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != BROKER_ENV_VAR}
+    if env_file is not None:
+        env[BROKER_ENV_VAR] = env_file
+    return subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "-c", code],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def runtime_file(tmp_path):
+    def write(**info):
+        path = tmp_path / f"ts_notebook-{info['protocol']}.json"
+        path.write_text(json.dumps(info))
+        return str(path)
+    return write
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("no-variable", "not started by a Jupyter server with ts_notebook"),
+    ("missing-file", "The Jupyter server that started this kernel is gone"),
+    ("other-version", "runs another version of ts_notebook"),
+    ("dead-server", "Cannot reach this kernel's Jupyter server"),
+], ids=lambda v: v if " " not in v else "")
+def test_login_without_a_live_broker_prints_one_line_that_says_what_to_do(runtime_file, tmp_path, case, message):
+    env_file = {
+        "no-variable": None,
+        "missing-file": str(tmp_path / "gone.json"),
+        "other-version": runtime_file(protocol=99, url="http://127.0.0.1:1/", key="k"),
+        "dead-server": runtime_file(protocol=1, url=f"http://127.0.0.1:{closed_port()}/", base_url="/", key="k"),
+    }[case]
+
+    result = ipython("%load_ext ts_notebook\n%ts_login", env_file)
+
+    assert message in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().count("\n") == 0  # one line
+
+
+def test_importing_the_package_is_cheap():
+    code = ("import sys, ts_notebook\n"
+            "print([m for m in ('requests', 'jupyter_server', 'ipywidgets', 'tornado', 'jwt', 'traitlets') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr

@@ -1,0 +1,152 @@
+"""The broker's HTTP API and pages, called as kernels and browsers call them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import requests
+
+from ts_notebook.config import BROKER_KEY_HEADER
+
+from ..parts import Browser, eventually
+from .conftest import new_browser
+
+
+async def browser_sign_in(server) -> Browser:
+    """Sign in as a person would, without any kernel."""
+    b = await new_browser(server)
+    page = await asyncio.to_thread(b.sign_in_to_tradestation, "ts_notebook/login")
+    assert page.status_code == 200, page.text
+    return b
+
+
+def api(server, method: str, path: str, key: str | None = "right", **kwargs) -> requests.Response:
+    headers = kwargs.pop("headers", {})
+    if key:
+        headers[BROKER_KEY_HEADER] = server.ext.key if key == "right" else key
+    return requests.request(method, f"{server.url}ts_notebook/api/{path}", headers=headers, timeout=30, **kwargs)
+
+
+@pytest.mark.parametrize(("key", "status"), [(None, 403), ("wrong", 403), ("right", 200)],
+                         ids=["no-credentials", "wrong-key", "runtime-key"])
+async def test_the_token_api_needs_the_runtime_key_or_a_jupyter_login(server, key, status):
+    r = await asyncio.to_thread(api, server, "GET", "token", key=key)
+    assert r.status_code == status
+    assert ("access_token" in r.text) is False  # not signed in yet: no token in any reply
+
+
+async def test_a_jupyter_user_may_read_the_token_and_a_browser_needs_xsrf_to_sign_out(server, emulator):
+    b = await browser_sign_in(server)
+
+    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/api/token", timeout=10)
+    assert r.status_code == 200 and r.json()["signed_in"] is True
+
+    forged = await asyncio.to_thread(b.http.post, f"{server.url}ts_notebook/api/logout", timeout=10)
+    assert forged.status_code == 403
+    assert server.ext.broker.tokens is not None
+
+    xsrf = b.http.cookies.get("_xsrf")
+    ok = await asyncio.to_thread(b.http.post, f"{server.url}ts_notebook/api/logout",
+                                 headers={"X-XSRFToken": xsrf}, timeout=10)
+    assert ok.status_code == 200 and ok.json()["signed_in"] is False
+    assert server.ext.broker.tokens is None
+
+
+async def test_a_long_poll_answers_at_once_on_a_change_and_after_its_timeout_otherwise(server, emulator):
+    version = (await asyncio.to_thread(api, server, "GET", "token")).json()["version"]
+
+    started = time.monotonic()
+    idle = await asyncio.to_thread(api, server, "GET", "token", params={"since": version, "timeout": 0.3})
+    assert idle.json()["version"] == version and time.monotonic() - started >= 0.3
+
+    poll = asyncio.ensure_future(asyncio.to_thread(api, server, "GET", "token", params={"since": version}))
+    await asyncio.sleep(0.3)
+    assert not poll.done()
+    await browser_sign_in(server)
+    reply = (await asyncio.wait_for(poll, 5)).json()
+    assert reply["version"] > version  # answered by the change, long before its 25 s timeout
+
+
+@pytest.mark.parametrize("query", ["since=abc", "since=1&timeout=soon"], ids=["since", "timeout"])
+async def test_malformed_long_poll_arguments_get_a_message(server, query):
+    r = await asyncio.to_thread(api, server, "GET", f"token?{query}")
+    assert r.status_code == 400 and "since must be an integer" in r.json()["message"]
+
+
+async def test_refresh_is_single_flight_across_concurrent_callers(server, emulator):
+    await browser_sign_in(server)
+    stale = server.ext.broker.tokens.access_token
+
+    replies = await asyncio.gather(*[
+        asyncio.to_thread(api, server, "POST", "refresh", data=json.dumps({"stale": stale})) for _ in range(6)
+    ])
+
+    assert {r.status_code for r in replies} == {200}
+    tokens = {r.json()["access_token"] for r in replies}
+    assert len(tokens) == 1 and stale not in tokens
+    assert [g["grant_type"] for g in emulator.grants] == ["authorization_code", "refresh_token"]
+
+
+async def test_the_broker_renews_on_a_timer_and_keeps_a_rotated_refresh_token(server, emulator):
+    emulator.access_token_lifetime = 2
+    emulator.rotate_refresh_tokens = True
+    await browser_sign_in(server)
+    first = server.ext.broker.tokens
+
+    await eventually(lambda: sum(g["grant_type"] == "refresh_token" for g in emulator.grants) >= 2, 10,
+                     "two renewals")
+
+    now = server.ext.broker.tokens
+    assert now.refresh_token != first.refresh_token and now.access_token != first.access_token
+    assert all(g["ok"] for g in emulator.grants)  # each renewal used the newest refresh token
+
+
+async def test_a_renewal_that_fails_for_good_signs_out_and_says_run_ts_login(server, emulator):
+    emulator.access_token_lifetime = 2
+    await browser_sign_in(server)
+    emulator.revoke_refresh_tokens()
+
+    await eventually(lambda: server.ext.broker.tokens is None, 10, "sign-out after a dead refresh token")
+
+    snap = (await asyncio.to_thread(api, server, "GET", "token")).json()
+    assert snap["signed_in"] is False and "Run %ts_login" in snap["error"]
+
+
+async def test_a_renewal_that_fails_for_a_passing_reason_is_retried(server, emulator):
+    emulator.access_token_lifetime = 4
+    await browser_sign_in(server)
+    emulator.fail_next_token_request(error="server_error", status=503, description="busy")
+
+    await eventually(lambda: any(g["ok"] and g["grant_type"] == "refresh_token" for g in emulator.grants),
+                     15, "a successful retry")
+
+    assert server.ext.broker.tokens is not None
+    assert [g["ok"] for g in emulator.grants[:2]] == [True, False]
+
+
+async def test_callback_pages_escape_what_the_provider_sends(server, emulator):
+    b = await new_browser(server)
+    page = await asyncio.to_thread(b.get, "ts_notebook/login")
+    state = page.url.split("state=", 1)[1].split("&", 1)[0]
+
+    r = await asyncio.to_thread(
+        b.get, f"ts_notebook/callback?state={state}&error=access_denied&error_description=%3Cscript%3Ex%3C/script%3E")
+
+    assert r.status_code == 400
+    assert "<script>x" not in r.text and "&lt;script&gt;x" in r.text
+    assert "&lt;script&gt;" not in server.ext.broker.error and "<script>x" in server.ext.broker.error
+
+
+async def test_a_signed_out_browser_is_sent_to_the_jupyter_login(server):
+    r = await asyncio.to_thread(requests.get, f"{server.url}ts_notebook/login", allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and "/login?next=" in r.headers["Location"]
+
+
+@pytest.mark.parametrize("ts_config", [{}], ids=["no-key"])
+async def test_login_without_a_key_says_how_to_set_one(server, ts_config):
+    b = await new_browser(server)
+    r = await asyncio.to_thread(b.get, "ts_notebook/login")
+    assert r.status_code == 400 and "TS_CLIENT_ID" in r.text
