@@ -1,0 +1,255 @@
+"""The :class:`Emulator`: a real loopback HTTP server faking TradeStation's sign-in and API.
+
+The server runs on its own asyncio loop in a daemon thread so that blocking test code (and
+``requests``) can talk to it from the calling thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from types import TracebackType
+from typing import Any
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from .api import ApiHandler
+from .base import NotFoundHandler, log_request
+from .keys import new_signing_key, shared_signing_key
+from .provider import (
+    AuthorizeHandler,
+    DiscoveryHandler,
+    JwksHandler,
+    RevokeHandler,
+    TokenHandler,
+    UserInfoHandler,
+)
+from .state import OAuthError, ProviderState
+
+logger = logging.getLogger(__name__)
+
+#: Callback URLs registered for every emulated client unless told otherwise.
+DEFAULT_REDIRECT_URIS = [
+    "http://localhost",
+    "http://localhost:80",
+    "http://localhost:3000",
+    "http://localhost:3001",
+    "http://localhost:8080",
+    "http://localhost:31022",
+]
+_START_TIMEOUT = 10.0
+_MAX_BODY_SIZE = 1024 * 1024
+
+
+def make_app(state: ProviderState) -> web.Application:
+    """The tornado application serving ``state``."""
+    args = {"state": state}
+    return web.Application(
+        [
+            (r"/\.well-known/openid-configuration", DiscoveryHandler, args),
+            (r"/\.well-known/jwks\.json", JwksHandler, args),
+            (r"/authorize", AuthorizeHandler, args),
+            (r"/oauth/token", TokenHandler, args),
+            (r"/oauth/revoke", RevokeHandler, args),
+            (r"/userinfo", UserInfoHandler, args),
+            (r"/(sim/)?v3(?:/(.*))?", ApiHandler, args),
+        ],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=args,
+        log_function=log_request,
+    )
+
+
+class Emulator:
+    """A local TradeStation sign-in (Auth0-style OIDC) and v3 API subset for one client.
+
+    Args:
+        client_id: The one registered client.
+        client_secret: Its secret, or None for a public client that must use PKCE.
+        redirect_uris: Registered callback URLs; None means :data:`DEFAULT_REDIRECT_URIS`.
+        access_token_lifetime: Seconds an access token lives; may be changed later.
+        rotate_refresh_tokens: Whether each refresh replaces the refresh token.
+        host: Interface to listen on.
+        port: Port to listen on; 0 picks a free one.
+    """
+
+    def __init__(
+        self,
+        client_id: str = "test-client",
+        client_secret: str | None = None,
+        redirect_uris: list[str] | None = None,
+        access_token_lifetime: float = 1200,
+        rotate_refresh_tokens: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._state = ProviderState(
+            client_id=client_id,
+            client_secret=client_secret,
+            redirect_uris=list(DEFAULT_REDIRECT_URIS if redirect_uris is None else redirect_uris),
+            access_token_lifetime=access_token_lifetime,
+            rotate_refresh_tokens=rotate_refresh_tokens,
+            signing_key=shared_signing_key(),
+        )
+        self._host = host
+        self._port = port
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Listen and serve in a daemon thread; returns once requests are being answered.
+
+        Raises:
+            RuntimeError: if already running or the server failed to come up.
+        """
+        if self._thread is not None:
+            raise RuntimeError("the emulator is already running")
+        # Bind here so a taken port fails in the caller and port 0 resolves before url is read.
+        sockets = bind_sockets(self._port, address=self._host)
+        self._port = sockets[0].getsockname()[1]
+        self._state.issuer = self.url + "/"
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(sockets, ready), name=f"ts-emulator-{self._port}", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(_START_TIMEOUT) or self._loop is None:
+            self.stop()
+            raise RuntimeError("the emulator did not start")
+        logger.debug("emulator listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close connections and free the port; safe to call twice."""
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        if thread is None:
+            return
+        if loop is not None and stopping is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stopping.set)
+            except RuntimeError:
+                pass  # The loop closed between the check and the call: nothing left to stop.
+        thread.join(_START_TIMEOUT)
+        self._thread = self._loop = self._stopping = None
+
+    def _run(self, sockets: list[Any], ready: threading.Event) -> None:
+        try:
+            asyncio.run(self._serve(sockets, ready))
+        finally:
+            ready.set()
+            for sock in sockets:
+                sock.close()
+
+    async def _serve(self, sockets: list[Any], ready: threading.Event) -> None:
+        self._stopping = asyncio.Event()
+        server = HTTPServer(make_app(self._state), max_body_size=_MAX_BODY_SIZE)
+        server.add_sockets(sockets)
+        self._loop = asyncio.get_running_loop()
+        ready.set()
+        await self._stopping.wait()
+        server.stop()
+        await server.close_all_connections()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8765`` (no trailing slash); known once started."""
+        if not self._port:
+            raise RuntimeError("start() the emulator first: its port is not chosen yet")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    # -- configuration -------------------------------------------------------------------------
+
+    @property
+    def client_id(self) -> str:
+        """The registered client's id."""
+        return self._state.client_id
+
+    @property
+    def access_token_lifetime(self) -> float:
+        """Seconds each newly issued access token lives."""
+        return self._state.access_token_lifetime
+
+    @access_token_lifetime.setter
+    def access_token_lifetime(self, seconds: float) -> None:
+        self._state.access_token_lifetime = seconds
+
+    @property
+    def rotate_refresh_tokens(self) -> bool:
+        """Whether each refresh returns a new refresh token and retires the old one."""
+        return self._state.rotate_refresh_tokens
+
+    @rotate_refresh_tokens.setter
+    def rotate_refresh_tokens(self, rotate: bool) -> None:
+        self._state.rotate_refresh_tokens = rotate
+
+    def add_redirect_uri(self, uri: str) -> None:
+        """Register another callback URL (matched byte for byte)."""
+        self._state.add_redirect_uri(uri)
+
+    def rotate_signing_key(self) -> str:
+        """Sign with a brand-new key from now on; the JWKS then lists only it.
+
+        Returns:
+            The new key's ``kid``.
+        """
+        key = new_signing_key()
+        self._state.set_signing_key(key)
+        return key.kid
+
+    # -- fault injection -------------------------------------------------------------------------
+
+    def revoke_access_tokens(self) -> None:
+        """Make every access token issued so far invalid (the API answers 401)."""
+        self._state.revoke_access_tokens()
+
+    def revoke_refresh_tokens(self) -> None:
+        """Make every refresh token issued so far invalid (refresh answers invalid_grant)."""
+        self._state.revoke_refresh_tokens()
+
+    def fail_next_token_request(
+        self,
+        error: str = "server_error",
+        status: int = 500,
+        description: str = "The emulator was told to fail this request",
+    ) -> None:
+        """Make the next ``/oauth/token`` call, whatever it is, fail once with this reply."""
+        self._state.fail_next(OAuthError(error, description, status))
+
+    # -- what happened ---------------------------------------------------------------------------
+
+    @property
+    def grants(self) -> list[dict[str, Any]]:
+        """One ``{"grant_type", "ok", "error"}`` per /oauth/token call, oldest first."""
+        return self._state.grants()
+
+    @property
+    def api_calls(self) -> list[dict[str, Any]]:
+        """One ``{"path", "status", "token_id"}`` per API request, oldest first."""
+        return self._state.api_calls()
+
+    @property
+    def requests_seen(self) -> list[dict[str, Any]]:
+        """One ``{"method", "path", "authorization"}`` per HTTP request, oldest first."""
+        return self._state.requests_seen()
+
+    def issued_secrets(self) -> set[str]:
+        """Every token, code, verifier and client secret issued or received so far."""
+        return self._state.issued_secrets()
