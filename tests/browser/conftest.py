@@ -1,0 +1,167 @@
+"""Real browser tests: Debian's Chromium driven by Playwright, against a Jupyter server
+started as a process with the installed extension, and the emulator as TradeStation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+import requests
+
+from ts_notebook.launch import free_port
+
+from ..conftest import CLIENT_ID
+
+CHROMIUM = os.environ.get("TS_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Screenshots a person can look at after a run.
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of Debian's Chromium; in CI its absence fails instead of skipping."""
+    if not (os.path.exists(CHROMIUM) and shutil.which(CHROMIUM)):
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium is missing at {CHROMIUM}: .ci/run installs it with apt-get install -y chromium")
+        pytest.skip(f"Chromium is missing at {CHROMIUM}: install it with `apt-get install -y chromium`")
+    return CHROMIUM
+
+
+@pytest.fixture
+def artifacts(request) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@dataclass
+class JupyterProcess:
+    """A Jupyter server (lab or notebook) running as a child process."""
+
+    app: str
+    url: str
+    token: str
+    root: Path
+    log: Path
+    proc: subprocess.Popen
+
+    def notebook_url(self, name: str) -> str:
+        path = "lab/tree" if self.app == "lab" else "notebooks"
+        return f"{self.url}{path}/{name}?token={self.token}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def write_notebook(path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("")]
+    nbformat.write(nb, path)
+
+
+def quiet_lab(tmp_path: Path) -> None:
+    """No news fetch and no "get notified about news?" toast over the cells."""
+    config = tmp_path / "config"
+    config.mkdir()
+    for name in ("jupyter_server_config.py", "jupyter_lab_config.py", "jupyter_notebook_config.py"):
+        (config / name).write_text("c.LabApp.news_url = None\n")
+    notification = tmp_path / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    # The notebook names its kernel: start it without asking, as a returning user has chosen.
+    tracker = tmp_path / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text('{"autoStartDefaultKernel": true}')
+
+
+@pytest.fixture(params=["lab", "notebook"])
+def jupyter(request, emulator, client_secret, tmp_path):
+    """``jupyter lab`` or ``jupyter notebook`` with ts_notebook enabled by its install alone."""
+    app = request.param
+    port = free_port()
+    token = secrets.token_hex(16)
+    root = tmp_path / "root"
+    root.mkdir()
+    write_notebook(root / "signin.ipynb")
+    emulator.add_redirect_uri(f"http://127.0.0.1:{port}/ts_notebook/callback")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
+    env.update(
+        TS_CLIENT_ID=CLIENT_ID, TS_CLIENT_SECRET=client_secret, TS_SIGNIN_URL=emulator.url,
+        TS_API_URL=f"{emulator.url}/v3", TS_SIM_API_URL=f"{emulator.url}/sim/v3",
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
+    )
+    quiet_lab(tmp_path)
+    log = tmp_path / f"{app}.log"
+    cmd = [sys.executable, "-m", "jupyter", app, "--no-browser", "--allow-root", "--ip=127.0.0.1",
+           f"--port={port}", "--port-retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+           "--log-level=DEBUG"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}api/status", params={"token": token}, timeout=5).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.3)
+    else:
+        proc.terminate()
+        pytest.fail(f"jupyter {app} did not start:\n{log.read_text()[-3000:]}")
+    yield JupyterProcess(app, url, token, root, log, proc)
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when == "call":
+        item.failed_call = outcome.get_result().failed
+
+
+@pytest.fixture
+def browser(request, chromium, tmp_path):
+    """A fresh Chromium profile, driven by Playwright's sync API. A failed test leaves a
+    screenshot of every tab in the artifacts folder."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1200, "height": 800})
+        context.set_default_timeout(60_000)
+        yield context
+        if getattr(request.node, "failed_call", False):
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            name = re.sub(r"\W+", "-", request.node.name)
+            for i, page in enumerate(context.pages):
+                page.screenshot(path=ARTIFACTS / f"FAILED-{name}-tab{i}.png", full_page=True)
+        context.close()
+
+
+def secrets_in(text: str, emulator) -> list[str]:
+    """Which of the emulator's secrets appear in ``text`` (only their count is reported)."""
+    return [s for s in emulator.issued_secrets() if s and s in text]
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
