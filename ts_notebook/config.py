@@ -43,6 +43,9 @@ TABLE: tuple[Setting, ...] = (
             "Space-separated scopes to ask for (case sensitive); openid is always added."),
     Setting("redirect_uri", "TS_REDIRECT_URI", None,
             "Callback URL registered for your key. Unset: chosen per deployment (see README)."),
+    Setting("relay_ports", "TS_RELAY_PORTS", "31022 3000 3001 8080",
+            "Ports tried in order for the http://localhost:PORT callback of a key with no "
+            "registered URL, when Jupyter is reached on localhost and no redirect URI is set."),
     Setting("api_url", "TS_API_URL", "https://api.tradestation.com/v3",
             "Base URL of the live API."),
     Setting("sim_api_url", "TS_SIM_API_URL", "https://sim-api.tradestation.com/v3",
@@ -96,6 +99,7 @@ class Settings:
     audience: str
     scopes: tuple[str, ...]
     redirect_uri: str | None
+    relay_ports: tuple[int, ...]
     api_url: str
     sim_api_url: str
     env: str
@@ -142,6 +146,12 @@ class Settings:
         if env not in ("live", "sim"):
             raise ConfigError(f"TS_ENV must be 'live' or 'sim', not {raw['env']!r}.")
         scopes = tuple(dict.fromkeys(["openid", *(raw["scopes"] or "").split()]))
+        try:
+            ports = tuple(int(p) for p in (raw["relay_ports"] or "").replace(",", " ").split())
+        except ValueError:
+            ports = ()
+        if not ports or not all(0 < p < 65536 for p in ports):
+            raise ConfigError(f"TS_RELAY_PORTS must list port numbers such as '31022 3000', not {raw['relay_ports']!r}.")
         for name in ("signin_url", "api_url", "sim_api_url", "redirect_uri"):
             if raw[name]:
                 origin(raw[name])  # validates the URL
@@ -152,6 +162,7 @@ class Settings:
             audience=raw["audience"],
             scopes=scopes,
             redirect_uri=raw["redirect_uri"],
+            relay_ports=ports,
             api_url=raw["api_url"].rstrip("/"),
             sim_api_url=raw["sim_api_url"].rstrip("/"),
             env=env,

@@ -30,13 +30,12 @@ class OAuthError(TSError):
         error: the provider's ``error`` code (``invalid_grant``, ``access_denied`` ...), or a
             local code such as ``network_error``.
         description: the provider's ``error_description``, if any.
-        hint: what the user should do next.
+    The message ends with what the user should do next (``hint``).
     """
 
     def __init__(self, error: str, description: str = "", hint: str = "") -> None:
         self.error = error
         self.description = description
-        self.hint = hint
         text = f"TradeStation sign-in failed: {error}"
         if description:
             text += f" ({description})"

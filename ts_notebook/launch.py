@@ -26,6 +26,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; see ``python -m ts_notebook --help``."""
     parser = argparse.ArgumentParser(prog="python -m ts_notebook", description=__doc__.split("\n\n")[0])
     parser.add_argument("app", nargs="?", choices=["lab", "notebook"], default="lab",
                         help="JupyterLab (default) or Jupyter Notebook 7")

@@ -49,11 +49,17 @@ HINTS = {
     "invalid_id_token": "Check TS_SIGNIN_URL and TS_CLIENT_ID, then run %ts_login again",
     "network_error": "Check the network connection (and HTTPS_PROXY), then try again",
     "no_refresh_token": "Add offline_access to TS_SCOPES and run %ts_login again",
+    "invalid_response": "Check that TS_SIGNIN_URL points at the sign-in service, then try again",
 }
 
 
 def _hint(error: str) -> str:
     return HINTS.get(error, "Try again; if it keeps failing, run %ts_login again")
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison that takes any text (``compare_digest`` refuses non-ASCII str)."""
+    return secrets.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
 def strip_query(url: str) -> str:
@@ -178,7 +184,11 @@ class OAuthClient:
             "redirect_uri": pending.redirect_uri,  # byte for byte what authorize got
             "code_verifier": pending.verifier,
         })
-        claims = self.verify_id_token(data["id_token"], pending.nonce) if data.get("id_token") else {}
+        if not data.get("id_token"):
+            # openid is always asked for, so a reply without an id_token cannot be checked
+            # against this login's nonce.
+            raise OAuthError("invalid_id_token", "the sign-in reply has no id_token", _hint("invalid_id_token"))
+        claims = self.verify_id_token(data["id_token"], pending.nonce)
         return TokenSet.from_response(data, claims=claims)
 
     def refresh(self, tokens: TokenSet) -> TokenSet:
@@ -218,7 +228,7 @@ class OAuthClient:
             )
         except jwt.PyJWTError as exc:
             raise OAuthError("invalid_id_token", str(exc), _hint("invalid_id_token")) from exc
-        if nonce is not None and not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
+        if nonce is not None and not same_secret(str(claims.get("nonce", "")), nonce):
             raise OAuthError("invalid_id_token", "the nonce does not match this sign-in",
                              _hint("invalid_id_token"))
         return claims

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -11,6 +12,9 @@ from .errors import OAuthError
 # Treat an access token as expired this many seconds before the provider does, so a request
 # sent just before expiry does not arrive just after it.
 EXPIRY_SKEW = 30.0
+
+# The lifetime TradeStation documents, used when a reply's expires_in is missing or absurd.
+DEFAULT_LIFETIME = 1200.0
 
 # The id_token claims worth keeping about the user; the rest (nonce, iat ...) is protocol.
 USER_CLAIMS = ("sub", "name", "nickname", "email", "preferred_username")
@@ -52,9 +56,11 @@ class TokenSet:
             raise OAuthError("invalid_response", "the token reply has no access_token",
                              "Check TS_SIGNIN_URL points at the sign-in service, then sign in again")
         try:
-            lifetime = float(data.get("expires_in", 1200))
+            lifetime = float(data.get("expires_in", DEFAULT_LIFETIME))
         except (TypeError, ValueError):
-            lifetime = 1200.0
+            lifetime = DEFAULT_LIFETIME
+        if not math.isfinite(lifetime) or lifetime <= 0:
+            lifetime = DEFAULT_LIFETIME  # never a renewal loop on a provider's 0 or NaN
         scope = data.get("scope")
         scopes = tuple(scope.split()) if isinstance(scope, str) else (previous.scopes if previous else ())
         user = {k: str(claims[k]) for k in USER_CLAIMS if claims and k in claims}
@@ -72,43 +78,25 @@ class TokenSet:
         """Seconds until the provider considers the access token expired."""
         return self.expires_at - (time.time() if now is None else now)
 
-    def expired(self, now: float | None = None, skew: float = EXPIRY_SKEW) -> bool:
-        """True when the access token is expired or within ``skew`` seconds of it."""
-        return self.seconds_left(now) <= min(skew, self.lifetime / 4)
-
     @property
     def display_name(self) -> str:
         """The best human name the id_token gave."""
-        u = self.user
-        return u.get("name") or u.get("nickname") or u.get("email") or u.get("sub") or "unknown user"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Serialise, secrets included: only for a 0600 file or the loopback broker reply."""
-        return {
-            "access_token": self.access_token,
-            "expires_at": self.expires_at,
-            "lifetime": self.lifetime,
-            "refresh_token": self.refresh_token,
-            "id_token": self.id_token,
-            "scopes": list(self.scopes),
-            "user": dict(self.user),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TokenSet":
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            access_token=data["access_token"],
-            expires_at=float(data["expires_at"]),
-            lifetime=float(data["lifetime"]),
-            refresh_token=data.get("refresh_token"),
-            id_token=data.get("id_token"),
-            scopes=tuple(data.get("scopes", ())),
-            user=dict(data.get("user", {})),
-        )
+        return display_name(self.user)
 
     def __repr__(self) -> str:
         return (
             f"TokenSet(user={self.display_name!r}, expires_in={self.seconds_left():.0f}s, "
             f"scopes={' '.join(self.scopes)!r}, refresh_token={'yes' if self.refresh_token else 'no'})"
         )
+
+
+def is_fresh(expires_at: float, lifetime: float, now: float | None = None) -> bool:
+    """True while an access token is good for more than the skew (scaled down for short
+    lifetimes, so a 4-second test token is not stale from birth)."""
+    left = expires_at - (time.time() if now is None else now)
+    return left > min(EXPIRY_SKEW, lifetime / 4)
+
+
+def display_name(user: Mapping[str, str]) -> str:
+    """The best human name among the user's id_token claims."""
+    return user.get("name") or user.get("nickname") or user.get("email") or user.get("sub") or "unknown user"

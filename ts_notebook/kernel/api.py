@@ -113,8 +113,10 @@ def login() -> None:
     from .widget import LoginWidget
 
     src = source()
-    assert isinstance(src, BrokerSource)
-    display(LoginWidget(src, login_path=src.client.info.login_path))
+    if not isinstance(src, BrokerSource):
+        raise TSError("Sign-in needs this kernel's Jupyter server; restart the kernel from it.")
+    info = src.client.info
+    display(LoginWidget(src, login_path=info.login_path, paste_path=info.callback_path))
 
 
 def logout() -> Status:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 LONGPOLL = 25.0
 # ... and the kernel gives it this much longer before calling the connection dead.
 LONGPOLL_GRACE = 10.0
-# (connect, read) seconds for every other broker call.
-CALL_TIMEOUT = (3.0, 30.0)
+# (connect, read) seconds for every other broker call; a refresh may wait on the provider's
+# token endpoint and a JWKS refetch (20 s each at most).
+CALL_TIMEOUT = (3.0, 60.0)
 # Retry a failing watcher after this long, doubling up to the maximum.
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
 
@@ -40,12 +42,16 @@ class RuntimeInfo:
     url: str
     base_url: str
     key: str
-    path: str
 
     @property
     def login_path(self) -> str:
         """Where the sign-in button points, on whatever origin the browser uses."""
         return f"{self.base_url.rstrip('/')}/ts_notebook/login"
+
+    @property
+    def callback_path(self) -> str:
+        """The server's callback, where the widget's paste form sends the browser."""
+        return f"{self.base_url.rstrip('/')}/ts_notebook/callback"
 
 
 def find_broker(environ: Mapping[str, str] | None = None) -> RuntimeInfo | None:
@@ -66,13 +72,13 @@ def find_broker(environ: Mapping[str, str] | None = None) -> RuntimeInfo | None:
             f"The Jupyter server that started this kernel is gone ({BROKER_ENV_VAR} names a file that "
             "cannot be read). Restart the kernel from a running Jupyter server."
         ) from exc
-    if not isinstance(info, dict) or info.get("protocol") != BROKER_PROTOCOL:
+    if not isinstance(info, dict) or info.get("protocol") != BROKER_PROTOCOL or not info.get("url") \
+            or not info.get("key"):
         raise BrokerError(
             "This kernel's Jupyter server runs another version of ts_notebook. Install the same "
             "version in the server's and the kernel's environment."
         )
-    return RuntimeInfo(url=str(info["url"]), base_url=str(info.get("base_url", "/")),
-                       key=str(info["key"]), path=path)
+    return RuntimeInfo(url=str(info["url"]), base_url=str(info.get("base_url", "/")), key=str(info["key"]))
 
 
 class BrokerClient:
@@ -126,11 +132,13 @@ class BrokerSource(TokenSource):
         self.client = client
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
+        # Listeners run one change at a time, newest state only, in version order.
+        self._notify_lock = threading.Lock()
+        self._delivered = -1
         self._snapshot: Snapshot | None = None
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
         self._healthy = False
-        self._stop = threading.Event()
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -138,19 +146,31 @@ class BrokerSource(TokenSource):
         return self._snapshot
 
     def _update(self, data: dict[str, Any]) -> Snapshot:
-        snap = Snapshot.from_reply(data)
+        try:
+            snap = Snapshot.from_reply(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BrokerError("The Jupyter server sent a reply this ts_notebook does not understand. "
+                              "Install the same version in the server's and the kernel's environment.") from exc
         with self._lock:
             if self._snapshot is not None and snap.version < self._snapshot.version:
                 return self._snapshot  # an older answer that arrived late (versions only grow)
-            changed = self._snapshot is None or self._snapshot.version != snap.version
             self._snapshot = snap
-            listeners = list(self._listeners) if changed else []
-        for listener in listeners:
-            try:
-                listener(snap)
-            except Exception:  # a broken listener must not kill the watcher
-                log.debug("ts_notebook listener failed", exc_info=True)
+        self._notify()
         return snap
+
+    def _notify(self) -> None:
+        with self._notify_lock:
+            snap = self._snapshot
+            if snap is None or snap.version <= self._delivered:
+                return
+            self._delivered = snap.version
+            with self._lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                try:
+                    listener(snap)
+                except Exception:  # a broken listener must not stop the others or the watcher
+                    log.debug("ts_notebook listener failed", exc_info=True)
 
     def _ensure_watcher(self) -> None:
         with self._lock:
@@ -161,23 +181,18 @@ class BrokerSource(TokenSource):
 
     def _watch(self) -> None:
         delay = RETRY_MIN
-        while not self._stop.is_set():
+        while True:
             snap = self._snapshot
             try:
-                data = self.client.token(since=snap.version if snap else None)
-            except BrokerError as exc:
+                self._update(self.client.token(since=snap.version if snap else None))
+            except Exception as exc:  # this thread must never die or print: it only backs off
                 self._healthy = False
                 log.debug("ts_notebook watcher: %s", exc)
-                self._stop.wait(delay)
+                time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue
             self._healthy = True
             delay = RETRY_MIN
-            self._update(data)
-
-    def close(self) -> None:
-        """Stop watching (the thread ends at its next answer)."""
-        self._stop.set()
 
     def current(self) -> Snapshot:
         """The cached snapshot; asks the broker only when the cache is stale or unwatched."""

@@ -49,7 +49,12 @@ class TSAuth(AuthBase):
     def _renew_on_401(self, resp: requests.Response, **kwargs: Any) -> requests.Response:
         if resp.status_code != 401:
             return resp
-        stale = str(resp.request.headers.get("Authorization", ""))[len("Bearer "):]
+        # Only a request that carried our bearer to an API origin is renewed and resent: a 401
+        # from elsewhere (a redirect target, say) must never receive the token.
+        sent = str(resp.request.headers.get("Authorization", ""))
+        if not sent.startswith("Bearer ") or not _may_carry_token(resp.request.url or "", self._source().current()):
+            return resp
+        stale = sent[len("Bearer "):]
         snap = self._source().force_refresh(stale)
         if not snap.signed_in:
             raise NotSignedIn(snap.error or "The API refused the token and it could not be renewed")

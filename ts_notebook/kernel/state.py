@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from ..tokens import EXPIRY_SKEW
+from ..tokens import display_name, is_fresh
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,12 @@ class Snapshot:
 
     def fresh(self, now: float | None = None) -> bool:
         """True when the cached access token is good for more than the skew."""
-        left = self.expires_at - (time.time() if now is None else now)
-        return self.signed_in and left > min(EXPIRY_SKEW, self.lifetime / 4)
+        return self.signed_in and is_fresh(self.expires_at, self.lifetime, now)
 
     @property
     def display_name(self) -> str:
         """The signed-in user's name, as the id_token gave it."""
-        u = self.user
-        return u.get("name") or u.get("nickname") or u.get("email") or u.get("sub") or "unknown user"
+        return display_name(self.user)
 
 
 Listener = Callable[[Snapshot], None]

@@ -20,6 +20,17 @@ BUTTON_STYLE = (
     "font-weight:600;text-decoration:none;font-family:system-ui,sans-serif"
 )
 
+# For a browser that cannot reach the loopback callback (Jupyter in Docker, behind an SSH
+# tunnel): the address it ended on goes from the browser straight to the server's callback,
+# never through the kernel or a widget trait.
+PASTE_FORM = (
+    '<details class="ts-notebook-paste" style="margin-top:6px"><summary>Browser ended on an error '
+    'page after signing in?</summary><form action="{action}" method="get" target="_blank" '
+    'style="margin-top:4px"><input name="auth_response" class="ts-notebook-paste-url" size="60" '
+    'autocomplete="off" placeholder="Paste the address your browser ended on"> '
+    '<button type="submit" class="ts-notebook-paste-submit">Finish sign-in</button></form></details>'
+)
+
 
 class LoginWidget(VBox):
     """``%ts_login``'s output. Follows the sign-in state live.
@@ -27,13 +38,16 @@ class LoginWidget(VBox):
     Args:
         source: the kernel's token source.
         login_path: the server's ``ts_notebook/login`` path (same origin as the notebook).
+        paste_path: where the "paste the address your browser ended on" form goes (the
+            server's callback); None to leave the form out.
     """
 
-    def __init__(self, source: TokenSource, login_path: str) -> None:
+    def __init__(self, source: TokenSource, login_path: str, paste_path: str | None = None) -> None:
         self._source = source
         self.signin = HTML(
             f'<a class="ts-notebook-signin" href="{escape(login_path)}" target="_blank" '
             f'rel="noopener" style="{BUTTON_STYLE}">Sign in to TradeStation</a>'
+            + (PASTE_FORM.format(action=escape(paste_path)) if paste_path else "")
         )
         self.signout = Button(description="Sign out", icon="sign-out", tooltip="Sign out of TradeStation")
         self.signout.add_class("ts-notebook-signout")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,8 +16,9 @@ from typing import Any, Callable
 
 from ..config import Settings
 from ..errors import ConfigError, NotSignedIn, OAuthError, TSError
-from ..oauth import OAuthClient, PendingLogin
+from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, same_secret
 from ..tokens import TokenSet
+from .relay import LoopbackRelay
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ class LoginRejected(TSError):
 class _Pending:
     login: PendingLogin
     browser_key: str
+    # The callback on the origin that started the login: where the relay sends the browser.
+    return_to: str
+    via_relay: bool
 
 
 class TokenBroker:
@@ -45,7 +48,6 @@ class TokenBroker:
 
     Args:
         settings: resolved settings (the client secret among them).
-        client_factory: builds the protocol client; replaced in tests only to count calls.
         clock: monotonic clock for pending-login expiry (tests move it forward).
         config_error: why the settings could not be read; every login then reports it.
     """
@@ -53,13 +55,11 @@ class TokenBroker:
     def __init__(
         self,
         settings: Settings,
-        client_factory: Callable[[Settings], OAuthClient] = OAuthClient,
         clock: Callable[[], float] = time.monotonic,
         config_error: str | None = None,
     ) -> None:
         self.settings = settings
         self.config_error = config_error
-        self._client_factory = client_factory
         self._client: OAuthClient | None = None
         self.clock = clock
         self.tokens: TokenSet | None = None
@@ -68,9 +68,13 @@ class TokenBroker:
         self.version = int(time.time() * 1000)
         self._pending: dict[str, _Pending] = {}
         self._watchers: set[asyncio.Future[None]] = set()
+        # The refresh under way, and the token set it renews (single flight per token set).
         self._inflight: asyncio.Future[None] | None = None
+        self._inflight_for: TokenSet | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ts_notebook-broker")
+        self.relay = LoopbackRelay(settings.relay_ports, self._relay_target)
 
     # -- change notification -------------------------------------------------------------------
 
@@ -98,19 +102,41 @@ class TokenBroker:
         if self.config_error:
             raise ConfigError(self.config_error)
         if self._client is None:
-            self._client = self._client_factory(self.settings)
+            self._client = OAuthClient(self.settings)
         return self._client
 
     # -- sign-in ---------------------------------------------------------------------------------
 
-    async def begin_login(self, redirect_uri: str, browser_key: str) -> PendingLogin:
-        """Start a login bound to ``browser_key`` (the value of this browser's login cookie)."""
+    async def begin_login(self, redirect_uri: str | None, browser_key: str, return_to: str) -> PendingLogin:
+        """Start a login bound to ``browser_key`` (the value of this browser's login cookie).
+
+        Args:
+            redirect_uri: the callback URL to register the login with; None means the loopback
+                relay's ``http://localhost:PORT``, bound here before the URL is built.
+            browser_key: the login cookie's value.
+            return_to: this server's callback on the origin the browser used.
+        """
         client = self.client
-        pending = await self._off_loop(client.begin_login, redirect_uri)
         self._prune()
+        via_relay = redirect_uri is None
+        if redirect_uri is None:
+            try:
+                redirect_uri = f"http://localhost:{self.relay.open()}"
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot listen for the sign-in callback ({exc.strerror}). Free one of the ports "
+                    "in TS_RELAY_PORTS, or register this server's callback URL and set TS_REDIRECT_URI."
+                ) from exc
+        try:
+            pending = await self._off_loop(client.begin_login, redirect_uri)
+        except BaseException:
+            self._release_relay()
+            raise
         while len(self._pending) >= MAX_PENDING:
             self._pending.pop(next(iter(self._pending)))
-        self._pending[pending.state] = _Pending(pending, browser_key)
+        self._pending[pending.state] = _Pending(pending, browser_key, return_to, via_relay)
+        # When it expires unanswered: release the relay's port, and tell widgets it lapsed.
+        asyncio.get_running_loop().call_later(PENDING_TTL + 1, self._expire_pending)
         self._bump()
         return pending
 
@@ -118,6 +144,23 @@ class TokenBroker:
         now = self.clock()
         for state in [s for s, p in self._pending.items() if p.login.expired(now)]:
             del self._pending[state]
+        self._release_relay()
+
+    def _expire_pending(self) -> None:
+        before = len(self._pending)
+        self._prune()
+        if len(self._pending) < before and not self._closed:
+            self._bump()
+
+    def _release_relay(self) -> None:
+        if self.relay.listening and not any(p.via_relay for p in self._pending.values()):
+            self.relay.close()
+
+    def _relay_target(self, state: str) -> str | None:
+        entry = self._pending.get(state)
+        if entry is None or not entry.via_relay or entry.login.expired(self.clock()):
+            return None
+        return entry.return_to
 
     @property
     def login_pending(self) -> bool:
@@ -127,7 +170,7 @@ class TokenBroker:
 
     def has_pending_for(self, browser_key: str) -> bool:
         """True if this browser still has a login waiting for its callback."""
-        return any(secrets.compare_digest(p.browser_key, browser_key) for p in self._pending.values())
+        return any(same_secret(p.browser_key, browser_key) for p in self._pending.values())
 
     def take_pending(self, state: str, browser_key: str | None) -> PendingLogin:
         """Claim the pending login named by ``state``: single use, unexpired, same browser.
@@ -144,13 +187,15 @@ class TokenBroker:
             )
         if entry.login.expired(self.clock()):
             del self._pending[state]
+            self._release_relay()
             raise LoginRejected("This sign-in took longer than 10 minutes and has expired. Run %ts_login again.")
-        if not browser_key or not secrets.compare_digest(entry.browser_key, browser_key):
+        if not browser_key or not same_secret(entry.browser_key, browser_key):
             raise LoginRejected(
                 "This sign-in was started in another browser. Finish it in the browser where you "
                 "clicked the sign-in button, or run %ts_login again here."
             )
         del self._pending[state]
+        self._release_relay()
         return entry.login
 
     def fail_login(self, message: str) -> None:
@@ -172,33 +217,42 @@ class TokenBroker:
     def _install(self, tokens: TokenSet | None, error: str | None = None) -> None:
         self.tokens = tokens
         self.error = error
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if tokens is not None and tokens.refresh_token:
             margin = min(RENEW_BEFORE, tokens.lifetime / 3)
-            delay = max(0.0, tokens.seconds_left() - margin)
-            self._timer = asyncio.get_running_loop().call_later(delay, self._renew_soon)
+            self._schedule_renewal(tokens.seconds_left() - margin)
+        else:
+            self._schedule_renewal(None)
         self._bump()
 
     # -- renewal ---------------------------------------------------------------------------------
 
+    def _schedule_renewal(self, delay: float | None) -> None:
+        """(Re)arm the one renewal timer; None disarms it."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if delay is not None and not self._closed:
+            # At least a second apart, whatever lifetime the provider claims.
+            self._timer = asyncio.get_running_loop().call_later(max(1.0, delay), self._renew_soon)
+
     def _renew_soon(self) -> None:
         self._timer = None
-        asyncio.ensure_future(self._renew_on_timer())
+        if not self._closed:
+            asyncio.ensure_future(self._renew_on_timer())
 
     async def _renew_on_timer(self) -> None:
+        current = self.tokens
         try:
             await self.refresh()
-        except OAuthError as exc:
-            if exc.permanent or self.tokens is None:
-                return  # refresh() already signed out and said why
-            left = self.tokens.seconds_left()
-            log.warning("Renewing the TradeStation token failed (%s); retrying", exc.error)
-            if left > 0:
-                self._timer = asyncio.get_running_loop().call_later(min(RETRY_AFTER, left / 2), self._renew_soon)
         except NotSignedIn:
             return
+        except OAuthError as exc:
+            if exc.permanent or current is None or self.tokens is not current:
+                return  # signed out (and told why), or replaced by a new sign-in meanwhile
+            log.warning("Renewing the TradeStation token failed (%s); retrying", exc.error)
+            left = current.seconds_left()
+            if left > 0:
+                self._schedule_renewal(min(RETRY_AFTER, left / 2))
 
     async def refresh(self, stale: str | None = None) -> None:
         """Renew the access token, once however many callers ask at the same time.
@@ -207,17 +261,20 @@ class TokenBroker:
             stale: the access token the caller found refused. If the current token differs,
                 someone renewed already and nothing is sent.
         """
-        if self.tokens is None:
+        current = self.tokens
+        if current is None:
             raise NotSignedIn(self.error or "")
-        if stale is not None and not secrets.compare_digest(stale, self.tokens.access_token):
+        if stale is not None and not same_secret(stale, current.access_token):
             return
-        if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._refresh_once(self.tokens))
+        if self._inflight is None or self._inflight_for is not current:
+            self._inflight_for = current
+            self._inflight = asyncio.ensure_future(self._refresh_once(current))
             self._inflight.add_done_callback(self._refresh_done)
         await asyncio.shield(self._inflight)
 
     def _refresh_done(self, fut: asyncio.Future[None]) -> None:
-        self._inflight = None
+        if fut is self._inflight:
+            self._inflight = self._inflight_for = None
         if not fut.cancelled():
             fut.exception()  # retrieved here so a refresh nobody awaits does not warn
 
@@ -230,26 +287,33 @@ class TokenBroker:
                 self._install(None, f"Your TradeStation sign-in has ended ({exc.description or exc.error}). "
                                     "Run %ts_login to sign in again.")
             raise
-        if self.tokens is current:  # not replaced by a sign-out or a new login meanwhile
+        if self.tokens is current:
             self._install(tokens)
             log.info("Renewed the TradeStation access token")
+        elif tokens.refresh_token and tokens.refresh_token != current.refresh_token:
+            # Signed out (or in again) while this ran: a rotated refresh token nobody will use.
+            await self._revoke_quietly(tokens.refresh_token)
 
     async def logout(self) -> None:
         """Forget the sign-in everywhere and revoke its refresh token at the provider."""
         tokens = self.tokens
         self._install(None)
         if tokens is not None and tokens.refresh_token:
-            try:
-                await self._off_loop(self.client.revoke, tokens.refresh_token)
-            except OAuthError as exc:
-                log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
+            await self._revoke_quietly(tokens.refresh_token)
+
+    async def _revoke_quietly(self, refresh_token: str) -> None:
+        try:
+            await self._off_loop(self.client.revoke, refresh_token)
+        except OAuthError as exc:
+            log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
 
     def close(self) -> None:
         """Stop the renewal timer and release every watcher (server shutdown)."""
-        if self._timer is not None:
-            self._timer.cancel()
+        self._closed = True
+        self._schedule_renewal(None)
         for fut in list(self._watchers):
             fut.cancel()
+        self.relay.close()
         self._pool.shutdown(wait=False)
 
     # -- what kernels read -----------------------------------------------------------------------

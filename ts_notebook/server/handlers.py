@@ -10,9 +10,11 @@ import asyncio
 import hashlib
 import html
 import json
+import math
 import os
 import secrets
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -22,7 +24,7 @@ from tornado import web
 
 from ..config import BROKER_KEY_HEADER
 from ..errors import ConfigError, NotSignedIn, OAuthError
-from ..oauth import PENDING_TTL
+from ..oauth import PENDING_TTL, same_secret
 from .broker import LoginRejected, TokenBroker
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 
 # Long-poll answer time when nothing changes; kernels wait a few seconds longer.
 LONGPOLL_SECONDS = 25.0
+# Hosts that mean "the browser is on this machine": such logins can use the loopback relay.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 LONGPOLL_MAX = 60.0
 
 PAGE = """<!doctype html>
@@ -46,7 +50,20 @@ def page(title: str, detail: str, ok: bool) -> str:
     return PAGE.format(cls="ok" if ok else "bad", title=html.escape(title), detail=html.escape(detail))
 
 
+def is_owner(user: Any) -> bool:
+    """On JupyterHub only the server's owner (not an admin, not a user it is shared with) may
+    use its TradeStation sign-in; elsewhere any Jupyter user of the server may."""
+    owner = os.environ.get("JUPYTERHUB_USER")
+    return bool(user) and (not owner or getattr(user, "username", None) == owner)
+
+
 class _Base(ExtensionHandlerMixin, JupyterHandler):
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        if self.current_user and not is_owner(self.current_user):
+            self.send_page(403, "Not your sign-in", "Only the owner of this Jupyter server can sign it "
+                           "in to TradeStation. Open your own server and run %ts_login there.")
+
     @property
     def app(self) -> "TSNotebookApp":
         return self.extensionapp  # type: ignore[return-value]
@@ -82,8 +99,9 @@ class LoginHandler(_Base):
         browser_key = self.get_cookie(self.cookie_name) or ""
         if len(browser_key) < 32:  # reuse this browser's key so two open logins both work
             browser_key = secrets.token_urlsafe(32)
+        redirect_uri, own_callback = self.plan_redirect()
         try:
-            pending = await self.broker.begin_login(self.redirect_uri(), browser_key)
+            pending = await self.broker.begin_login(redirect_uri, browser_key, own_callback)
         except (ConfigError, OAuthError) as exc:
             self.send_page(400 if isinstance(exc, ConfigError) else 502, "Cannot start the sign-in", str(exc))
             return
@@ -98,13 +116,18 @@ class LoginHandler(_Base):
         )
         self.redirect(pending.authorize_url)
 
-    def redirect_uri(self) -> str:
-        """The configured redirect URI, else this server's own callback on the origin in use."""
-        configured = self.broker.settings.redirect_uri
-        if configured:
-            return configured
-        path = url_path_join(self.base_url, "ts_notebook/callback")
-        return f"{self.request.protocol}://{self.request.host}{path}"
+    def plan_redirect(self) -> tuple[str | None, str]:
+        """Which redirect URI this login registers, and this server's own callback URL.
+
+        The configured URI wins; a browser on localhost goes through the loopback relay (None:
+        works with a brand-new key); anything else comes straight back to this server.
+        """
+        own = f"{self.request.protocol}://{self.request.host}{url_path_join(self.base_url, 'ts_notebook/callback')}"
+        if self.broker.settings.redirect_uri:
+            return self.broker.settings.redirect_uri, own
+        if urlsplit(f"//{self.request.host}").hostname in LOOPBACK_HOSTS:
+            return None, own
+        return own, own
 
 
 class CallbackHandler(_Base):
@@ -112,16 +135,16 @@ class CallbackHandler(_Base):
 
     @web.authenticated
     async def get(self) -> None:
+        params = self.callback_params()
         try:
-            pending = self.broker.take_pending(self.get_query_argument("state", ""),
-                                               self.get_cookie(self.cookie_name))
+            pending = self.broker.take_pending(params.get("state", ""), self.get_cookie(self.cookie_name))
         except LoginRejected as exc:
             self.send_page(400, "Sign-in not accepted", str(exc))
             return
         self._forget_cookie_if_done()
-        if self.check_error():
+        if self.check_error(params):
             return
-        code = self.get_query_argument("code", "")
+        code = params.get("code", "")
         if not code:
             self.broker.fail_login("The sign-in service sent no code. Run %ts_login again.")
             self.send_page(400, "Sign-in not completed", "The sign-in service sent no code. Run %ts_login again.")
@@ -134,13 +157,21 @@ class CallbackHandler(_Base):
         self.send_page(200, f"Signed in to TradeStation as {tokens.display_name}.",
                        "You can close this tab and go back to your notebook.", ok=True)
 
-    def check_error(self) -> bool:
+    def callback_params(self) -> dict[str, str]:
+        """The callback's query, or that of ``auth_response``: the address a browser ended on when it
+        could not reach the relay, pasted into the widget's form."""
+        # Named so that Jupyter's request log scrubs it ("auth" is one of its secret words).
+        pasted = self.get_query_argument("auth_response", "").strip()
+        if pasted:
+            return {k: v[0] for k, v in parse_qs(urlsplit(pasted).query).items()}
+        return {k: self.get_query_argument(k) for k in self.request.query_arguments}
+
+    def check_error(self, params: dict[str, str]) -> bool:
         """Handle ``error=access_denied`` and the like; True if the callback carried an error."""
-        error = self.get_query_argument("error", "")
+        error = params.get("error", "")
         if not error:
             return False
-        description = self.get_query_argument("error_description", "")
-        message = str(OAuthError(error, description, "Run %ts_login to try again"))
+        message = str(OAuthError(error, params.get("error_description", ""), "Run %ts_login to try again"))
         self.broker.fail_login(message)
         self.send_page(400, "Sign-in not completed", message)
         return True
@@ -161,7 +192,15 @@ class _API(ExtensionHandlerMixin, APIHandler):
     @property
     def key_ok(self) -> bool:
         given = self.request.headers.get(BROKER_KEY_HEADER, "")
-        return bool(given) and secrets.compare_digest(given, self.extensionapp.key)  # type: ignore[attr-defined]
+        return bool(given) and same_secret(given, self.extensionapp.key)  # type: ignore[attr-defined]
+
+    def set_cors_headers(self) -> None:
+        """No CORS here, whatever ``allow_origin`` the server has for other routes."""
+
+    def check_origin(self, origin_to_satisfy_tornado: str = "") -> bool:
+        # A browser may call this API only from the server's own pages.
+        origin = self.request.headers.get("Origin")
+        return self.key_ok or origin is None or urlsplit(origin).netloc == self.request.host
 
     def check_xsrf_cookie(self) -> None:
         # Only a valid runtime key skips XSRF; a browser session must carry the XSRF token.
@@ -173,11 +212,9 @@ class _API(ExtensionHandlerMixin, APIHandler):
         """Allow the runtime key, or the Jupyter user who owns this server."""
         if self.key_ok:
             return
-        user = self.current_user
-        if not user:
+        if not self.current_user:
             raise web.HTTPError(403, "Send the runtime key or sign in to Jupyter.")
-        owner = os.environ.get("JUPYTERHUB_USER")
-        if owner and getattr(user, "username", None) != owner:
+        if not is_owner(self.current_user):
             raise web.HTTPError(403, "Only the owner of this server may use its TradeStation sign-in.")
 
     def reply(self, data: dict[str, Any], status: int = 200) -> None:
@@ -199,13 +236,15 @@ class TokenHandler(_API):
         if since:
             try:
                 since_v = int(since)
-                timeout = min(float(self.get_query_argument("timeout", str(LONGPOLL_SECONDS))), LONGPOLL_MAX)
+                timeout = float(self.get_query_argument("timeout", str(LONGPOLL_SECONDS)))
+                if not math.isfinite(timeout):
+                    raise ValueError("timeout")
             except ValueError:
                 self.reply({"message": "since must be an integer version and timeout a number of seconds."}, 400)
                 return
             if since_v == self.broker.version:
                 self._wake = self.broker.watch()
-                await asyncio.wait([self._wake], timeout=max(timeout, 0.0))
+                await asyncio.wait([self._wake], timeout=min(max(timeout, 0.0), LONGPOLL_MAX))
                 self._wake.cancel()
                 if self.request.connection.stream.closed():  # type: ignore[union-attr]
                     return

@@ -1,0 +1,105 @@
+"""The loopback relay: lets a brand-new TradeStation key (no registered callback URL) sign in.
+
+New keys accept only ``http://localhost[:port]`` callbacks with no path. While a login is
+pending, the relay listens on one of those ports (127.0.0.1 and ::1) and sends the browser on
+to the callback of the Jupyter server that started the login, query untouched, so Jupyter's
+own login and the browser cookie still guard the callback. It holds the port only while a
+login is pending.
+"""
+
+from __future__ import annotations
+
+import errno
+import html
+import logging
+import socket
+from typing import Callable, Sequence
+
+from tornado import httpserver, netutil, web
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_STATE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>TradeStation sign-in</title></head><body style="font-family:system-ui,sans-serif;
+max-width:36em;margin:4em auto"><h1 id="ts-result">Sign-in not accepted</h1><p id="ts-detail">{}</p>
+</body></html>"""
+
+
+class _RelayHandler(web.RequestHandler):
+    def initialize(self, target: Callable[[str], str | None]) -> None:
+        self.target = target
+
+    def get(self, *_: str) -> None:
+        callback = self.target(self.get_query_argument("state", ""))
+        if callback is None:
+            self.set_status(400)
+            self.finish(UNKNOWN_STATE_PAGE.format(html.escape(
+                "This sign-in is not waiting on this Jupyter server: it expired, was already used, "
+                "or belongs to a server that has stopped. Run %ts_login again.")))
+            return
+        self.redirect(f"{callback}?{self.request.query}")
+
+
+def _log_without_query(handler: web.RequestHandler) -> None:
+    # The query carries the authorization code: log the path only.
+    log.debug("relay %s %s %s", handler.get_status(), handler.request.method, handler.request.path)
+
+
+class LoopbackRelay:
+    """Binds the first free of ``ports`` on loopback when asked, until closed.
+
+    Args:
+        ports: candidate ports, in order (each must be registered as ``http://localhost:PORT``).
+        target: maps a pending login's ``state`` to the callback URL to forward to, or None.
+    """
+
+    def __init__(self, ports: Sequence[int], target: Callable[[str], str | None]) -> None:
+        self.ports = tuple(ports)
+        self._app = web.Application([(r"/(.*)", _RelayHandler, {"target": target})],
+                                    log_function=_log_without_query)
+        self._server: httpserver.HTTPServer | None = None
+        self.port: int | None = None
+
+    def open(self) -> int:
+        """Listen (if not already) and return the port.
+
+        Raises:
+            OSError: every candidate port is taken.
+        """
+        if self._server is not None and self.port is not None:
+            return self.port
+        for port in self.ports:
+            sockets = self._bind(port)
+            if sockets:
+                self._server = httpserver.HTTPServer(self._app)
+                self._server.add_sockets(sockets)
+                self.port = port
+                log.info("Loopback relay listening on port %d for a pending sign-in", port)
+                return port
+        raise OSError(errno.EADDRINUSE, f"all sign-in callback ports are in use: {list(self.ports)}")
+
+    @staticmethod
+    def _bind(port: int) -> list[socket.socket]:
+        """127.0.0.1 is required; ::1 is added where the machine has IPv6."""
+        try:
+            sockets = netutil.bind_sockets(port, "127.0.0.1")
+        except OSError:
+            return []
+        try:
+            sockets += netutil.bind_sockets(port, "::1")
+        except OSError:
+            pass  # no IPv6 loopback, or taken: browsers fall back to 127.0.0.1 for localhost
+        return sockets
+
+    @property
+    def listening(self) -> bool:
+        """True while the relay holds its port."""
+        return self._server is not None
+
+    def close(self) -> None:
+        """Release the port."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+            log.info("Loopback relay released port %s", self.port)
+            self.port = None
