@@ -58,9 +58,8 @@ def ts_config(emulator: Emulator, client_secret: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def jp_server_config(ts_config: dict[str, str], emulator: Emulator, jp_http_port: int, jp_base_url: str):
+def jp_server_config(ts_config: dict[str, str]):
     """Enable the extension through config (jp_environ hides the shipped JSON)."""
-    emulator.add_redirect_uri(f"http://127.0.0.1:{jp_http_port}{jp_base_url}ts_notebook/callback")
     return {
         "ServerApp": {"jpserver_extensions": {"ts_notebook": True}},
         "TSNotebook": ts_config,

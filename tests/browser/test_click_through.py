@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from playwright.sync_api import Locator, Page, expect
 
 from .conftest import secrets_in
@@ -128,3 +130,28 @@ def test_deny_shows_a_readable_error_in_the_widget(jupyter, browser, emulator, a
     expect(login.locator("a.ts-notebook-signin")).to_be_visible()
     login.screenshot(path=artifacts / f"{jupyter.app}-5-denied.png")
     assert emulator.grants == []
+
+
+@pytest.mark.no_localhost
+def test_a_browser_that_cannot_reach_the_callback_pastes_the_address(jupyter, browser, emulator, artifacts):
+    nb = open_notebook(browser, jupyter)
+    login = nb.run("%load_ext ts_notebook\n%ts_login")
+    expect(login.locator("a.ts-notebook-signin")).to_be_visible(timeout=90_000)
+    failed: list[str] = []  # what the error page's address bar shows
+    browser.on("requestfailed", lambda request: failed.append(request.url))
+    sign_in_tab(browser, login.locator("a.ts-notebook-signin"), "allow")
+    deadline = time.monotonic() + 30
+    while not failed and time.monotonic() < deadline:
+        login.page.wait_for_timeout(100)
+    ended_on = failed[0]
+    assert ended_on.startswith("http://localhost:31022") and "code=" in ended_on
+
+    login.locator(".ts-notebook-paste summary").click()
+    login.locator(".ts-notebook-paste-url").fill(ended_on)
+    login.screenshot(path=artifacts / f"{jupyter.app}-6-paste.png")
+    with browser.expect_page() as opened:
+        login.locator(".ts-notebook-paste-submit").click()
+    expect(opened.value.locator("#ts-result")).to_have_text("Signed in to TradeStation as analyst.")
+
+    expect(login.locator(".ts-notebook-status")).to_contain_text("Signed in as analyst")
+    assert not secrets_in(jupyter.log_text(), emulator), "the server log holds a secret"

@@ -30,12 +30,35 @@ def api(server, method: str, path: str, key: str | None = "right", **kwargs) -> 
     return requests.request(method, f"{server.url}ts_notebook/api/{path}", headers=headers, timeout=30, **kwargs)
 
 
-@pytest.mark.parametrize(("key", "status"), [(None, 403), ("wrong", 403), ("right", 200)],
-                         ids=["no-credentials", "wrong-key", "runtime-key"])
-async def test_the_token_api_needs_the_runtime_key_or_a_jupyter_login(server, key, status):
+@pytest.mark.parametrize(("key", "status"), [(None, 403), ("wrong", 403), ("wrong-é", 403), ("right", 200)],
+                         ids=["no-credentials", "wrong-key", "non-ascii-key", "runtime-key"])
+async def test_the_token_api_needs_the_runtime_key(server, emulator, key, status):
+    await browser_sign_in(server)
     r = await asyncio.to_thread(api, server, "GET", "token", key=key)
     assert r.status_code == status
-    assert ("access_token" in r.text) is False  # not signed in yet: no token in any reply
+    assert ("access_token" in r.json()) is (status == 200)
+
+
+async def test_the_api_answers_no_other_origin(server, emulator):
+    await browser_sign_in(server)
+    r = await asyncio.to_thread(api, server, "GET", "token", key=None, headers={
+        "Origin": "https://evil.example", "Authorization": f"token {server.token}"})
+    assert r.status_code == 404 and "access_token" not in r.text
+    assert "Access-Control-Allow-Origin" not in r.headers
+
+
+async def test_on_jupyterhub_only_the_owner_may_use_the_sign_in(server, emulator, monkeypatch):
+    b = await new_browser(server)  # a Jupyter user who is not JUPYTERHUB_USER
+    monkeypatch.setenv("JUPYTERHUB_USER", "the-owner")
+
+    page = await asyncio.to_thread(b.get, "ts_notebook/login")
+    token = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/api/token", timeout=10)
+    by_key = await asyncio.to_thread(api, server, "GET", "token")
+
+    assert page.status_code == 403 and "Only the owner" in page.text
+    assert token.status_code == 403 and "access_token" not in token.text
+    assert by_key.status_code == 200  # the owner's kernels still work
+    assert emulator.requests_seen == []  # nothing was started at the provider
 
 
 async def test_a_jupyter_user_may_read_the_token_and_a_browser_needs_xsrf_to_sign_out(server, emulator):
@@ -70,7 +93,8 @@ async def test_a_long_poll_answers_at_once_on_a_change_and_after_its_timeout_oth
     assert reply["version"] > version  # answered by the change, long before its 25 s timeout
 
 
-@pytest.mark.parametrize("query", ["since=abc", "since=1&timeout=soon"], ids=["since", "timeout"])
+@pytest.mark.parametrize("query", ["since=abc", "since=1&timeout=soon", "since=1&timeout=nan"],
+                         ids=["since", "timeout", "nan"])
 async def test_malformed_long_poll_arguments_get_a_message(server, query):
     r = await asyncio.to_thread(api, server, "GET", f"token?{query}")
     assert r.status_code == 400 and "since must be an integer" in r.json()["message"]
@@ -125,6 +149,20 @@ async def test_a_renewal_that_fails_for_a_passing_reason_is_retried(server, emul
 
     assert server.ext.broker.tokens is not None
     assert [g["ok"] for g in emulator.grants[:2]] == [True, False]
+
+
+async def test_the_login_cookie_is_private_to_this_server_and_cleared_after_the_callback(server, emulator):
+    b = await new_browser(server)
+    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/login", allow_redirects=False, timeout=10)
+    cookie = r.headers["Set-Cookie"]
+    name = cookie.split("=", 1)[0]
+
+    assert name.startswith(f"ts_notebook_login_{server.app.port}_")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert f"Path={server.app.base_url}ts_notebook/" in cookie and "Max-Age=600" in cookie
+    await asyncio.to_thread(b._follow, r)
+    page = await asyncio.to_thread(b.submit, b.http.get(r.headers["Location"], timeout=10), "allow")
+    assert page.status_code == 200 and name not in b.http.cookies
 
 
 async def test_callback_pages_escape_what_the_provider_sends(server, emulator):

@@ -9,6 +9,7 @@ login is pending.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import html
 import logging
@@ -100,6 +101,8 @@ class LoopbackRelay:
         """Release the port."""
         if self._server is not None:
             self._server.stop()
+            # Drop kept-alive browser connections too, so the port is wholly free.
+            asyncio.ensure_future(self._server.close_all_connections())
             self._server = None
             log.info("Loopback relay released port %s", self.port)
             self.port = None
