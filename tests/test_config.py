@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from traitlets.config import Config
 
@@ -61,3 +63,9 @@ def test_api_origins_are_the_two_api_bases_only():
 def test_a_missing_client_id_says_how_to_set_it():
     with pytest.raises(ConfigError, match="Set TS_CLIENT_ID"):
         Settings.load(environ={}).require_client_id()
+
+
+def test_the_readme_documents_every_setting():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for row in TABLE:
+        assert f"| `{row.env}` | `c.TSNotebook.{row.name}` |" in readme, row.env
