@@ -173,7 +173,8 @@ class Settings:
         if not self.client_id:
             raise ConfigError(
                 "No TradeStation API key is set. Set TS_CLIENT_ID (and TS_CLIENT_SECRET) in the "
-                "environment that starts Jupyter, or c.TSNotebook.client_id in jupyter_server_config.py."
+                "environment that starts Jupyter (or IPython), or c.TSNotebook.client_id in "
+                "jupyter_server_config.py."
             )
         return self.client_id
 

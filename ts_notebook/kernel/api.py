@@ -4,40 +4,50 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import webbrowser
 from dataclasses import dataclass, field
 from typing import Callable
 from html import escape
 
-from ..errors import TSError
+from ..errors import BrokerError
 from .broker_client import BrokerClient, BrokerSource, find_broker
+from .local import LOGIN_TIMEOUT, LocalLogin, LocalSource
 from .session import TSAuth, TSSession
 from .state import Snapshot, TokenSource
+from .widget import LoginWidget
 
 _lock = threading.Lock()
-_source: TokenSource | None = None
+_source: BrokerSource | LocalSource | None = None
 _objects: dict[str, object] = {}
 
 
-def source() -> TokenSource:
-    """This kernel's token source: its Jupyter server's broker.
+def source() -> BrokerSource | LocalSource:
+    """This kernel's token source: its Jupyter server's broker when one is alive, else this
+    process (terminal IPython, VS Code, a kernel whose server lacks ts_notebook).
 
     Raises:
-        TSError: no Jupyter server with ts_notebook started this kernel, or it is gone.
+        ConfigError: the settings for an in-process sign-in are malformed.
     """
     global _source
     with _lock:
         if _source is None:
-            info = find_broker()
-            if info is None:
-                raise TSError(
-                    "This kernel was not started by a Jupyter server with ts_notebook. Start "
-                    "JupyterLab or Jupyter Notebook where ts_notebook is installed (the server "
-                    "extension is enabled on install) and open the notebook there."
-                )
-            _source = BrokerSource(BrokerClient(info))
+            _source = _pick_source()
         return _source
+
+
+def _pick_source() -> BrokerSource | LocalSource:
+    try:
+        info = find_broker()
+        if info is not None:
+            client = BrokerClient(info)
+            client.call("GET", "status", timeout=(2.0, 10.0))  # is it alive?
+            return BrokerSource(client)
+    except BrokerError as exc:
+        print(f"ts_notebook: {exc} Signing in within this process instead.", file=sys.stderr)
+    return LocalSource()
 
 
 def _shared(name: str, make: Callable[[], object]) -> object:
@@ -106,17 +116,121 @@ def status() -> Status:
     return Status.of(source().current())
 
 
-def login() -> None:
-    """Show the sign-in widget (or the signed-in state, with a sign-out button)."""
+def login(paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True) -> None:
+    """Sign in: the widget in a notebook, plain text in a terminal.
+
+    Args:
+        paste: ask for the address the browser ended on instead of listening for it (a
+            browser on another machine than this kernel).
+        timeout: seconds to wait for the browser.
+        open_browser: open the sign-in page with the system browser (terminal, no server).
+    """
+    src = source()
+    if isinstance(src, BrokerSource):
+        info = src.client.info
+        if _has_frontend():
+            _display(LoginWidget(src, login_path=info.login_path, paste_path=info.callback_path))
+        else:
+            _wait_for_broker(src, f"{info.url.rstrip('/')}/ts_notebook/login", timeout)
+        return
+    if _has_frontend() and not paste:
+        _widget_login(src, timeout)
+    else:
+        _terminal_login(src, paste, timeout, open_browser)
+
+
+def _has_frontend() -> bool:
+    from IPython import get_ipython
+
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def _display(widget: object) -> None:
     from IPython.display import display
 
-    from .widget import LoginWidget
+    display(widget)
 
-    src = source()
-    if not isinstance(src, BrokerSource):
-        raise TSError("Sign-in needs this kernel's Jupyter server; restart the kernel from it.")
-    info = src.client.info
-    display(LoginWidget(src, login_path=info.login_path, paste_path=info.callback_path))
+
+def _wait_for_broker(src: BrokerSource, url: str, timeout: float) -> None:
+    """A terminal whose environment names a live broker (a Jupyter terminal): sign in there."""
+    if src.current().signed_in:
+        print(Status.of(src.current()))
+        return
+    signed_in = threading.Event()
+    listener = lambda snap: snap.signed_in and signed_in.set()  # noqa: E731
+    src.add_listener(listener)
+    print(f"Open {url} in the browser where you use Jupyter and sign in (Ctrl-C to stop waiting).")
+    try:
+        if _wait(signed_in, timeout):
+            print(Status.of(src.current()))
+        else:
+            print(f"No sign-in within {timeout:.0f} s. Run %ts_login again.")
+    except KeyboardInterrupt:
+        print("Stopped waiting. Run %ts_login again to sign in.")
+    finally:
+        src.remove_listener(listener)
+
+
+def _wait(event: threading.Event, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not event.is_set() and time.monotonic() < deadline:
+        event.wait(0.2)  # short waits keep Ctrl-C responsive
+    return event.is_set()
+
+
+def _widget_login(src: LocalSource, timeout: float) -> None:
+    """A kernel with a frontend but no server: the widget, with the wait in the background."""
+    attempt = _new_login(src, listen=True)
+    _display(LoginWidget(src, login_path=attempt.start_url or "#"))
+
+    def wait_then_release() -> None:
+        if not attempt.wait(timeout) and src.login is attempt:
+            src.set_error(f"No sign-in within {timeout:.0f} s. Run %ts_login again.")
+        _end_login(src, attempt)
+
+    threading.Thread(target=wait_then_release, name="ts_notebook-login", daemon=True).start()
+
+
+def _terminal_login(src: LocalSource, paste: bool, timeout: float, open_browser: bool) -> None:
+    """Blocks until signed in, timeout or Ctrl-C; the port is freed whatever happens."""
+    if src.current().signed_in:
+        print(f"{Status.of(src.current())} Run %ts_logout to sign out.")
+        return
+    attempt = _new_login(src, listen=not paste)
+    try:
+        url = attempt.pending.authorize_url
+        print(f"Sign in to TradeStation in your browser:\n  {url}")
+        if paste:
+            address = input("Then paste the address your browser ended on: ")
+            attempt.complete_pasted(address)
+        else:
+            if open_browser:
+                webbrowser.open(url)
+            print(f"Waiting for the browser on {attempt.listener.url if attempt.listener else ''} "
+                  "(Ctrl-C to cancel)...", flush=True)
+            if not attempt.wait(timeout):
+                print(f"No sign-in within {timeout:.0f} s. Run %ts_login again.")
+                return
+        print(attempt.message or "Sign-in not completed. Run %ts_login again.")
+    except KeyboardInterrupt:
+        print("Sign-in cancelled.")
+    finally:
+        _end_login(src, attempt)
+
+
+def _new_login(src: LocalSource, listen: bool) -> LocalLogin:
+    with _lock:
+        if src.login is not None:
+            src.login.close()  # a newer %ts_login replaces a waiting one
+        src.login = LocalLogin(src, listen=listen)
+        return src.login
+
+
+def _end_login(src: LocalSource, attempt: LocalLogin) -> None:
+    attempt.close()
+    with _lock:
+        if src.login is attempt:
+            src.login = None
 
 
 def logout() -> Status:

@@ -5,20 +5,34 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ..errors import TSError
 from . import api
+from .local import LOGIN_TIMEOUT
 
 
 @magics_class
 class TSMagics(Magics):
     """TradeStation sign-in magics. A failure prints one line that says what to do."""
 
+    @magic_arguments()
+    @argument("--paste", action="store_true",
+              help="ask for the address the browser ended on (a browser on another machine)")
+    @argument("--no-browser", action="store_true", help="print the sign-in address, do not open a browser")
+    @argument("--timeout", type=float, default=LOGIN_TIMEOUT, help="seconds to wait for the browser")
     @line_magic
     def ts_login(self, line: str = "") -> None:
-        """Show the sign-in button; once signed in, the state and a sign-out button."""
-        _say(api.login)
+        """Sign in to TradeStation: a button in a notebook, the address in a terminal."""
+        try:
+            args = parse_argstring(self.ts_login, line)
+        except UsageError as exc:
+            print(f"ts_notebook: {exc}. Usage: %ts_login [--paste] [--no-browser] [--timeout SECONDS]",
+                  file=sys.stderr)
+            return
+        _say(lambda: api.login(paste=args.paste, timeout=args.timeout, open_browser=not args.no_browser))
 
     @line_magic
     def ts_logout(self, line: str = "") -> None:

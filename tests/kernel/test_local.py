@@ -1,0 +1,165 @@
+"""Sign-in with no Jupyter server: a real terminal IPython (driven through a pty) and a
+kernel started without a server, against the emulator; tokens live in that process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+from jupyter_client.manager import AsyncKernelManager
+
+from ts_notebook.config import BROKER_ENV_VAR
+
+from ..conftest import CLIENT_ID
+from ..parts import Browser, Kernel
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNTS = 'print(ts.session.get("brokerage/accounts").json()["Accounts"][0]["AccountID"])'
+PROMPT = r"In \[\d+\]: "
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture
+def local_env(emulator, client_secret) -> dict[str, str]:
+    """The environment of a terminal or kernel that has no Jupyter server behind it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
+    env.update(
+        TS_CLIENT_ID=CLIENT_ID, TS_CLIENT_SECRET=client_secret, TS_SIGNIN_URL=emulator.url,
+        TS_API_URL=f"{emulator.url}/v3", TS_SIM_API_URL=f"{emulator.url}/sim/v3",
+        BROWSER="true",  # the system browser opener does nothing: the test is the browser
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    return env
+
+
+@pytest.fixture
+def ipython(local_env):
+    """``ipython`` in a pseudo-terminal, with the extension loaded."""
+    child = pexpect.spawn(sys.executable, ["-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt",
+                                           "--no-confirm-exit"], env=local_env, encoding="utf-8", timeout=30)
+    child.expect(PROMPT)
+    child.sendline("%load_ext ts_notebook")
+    child.expect(PROMPT)
+    yield child
+    child.terminate(force=True)
+
+
+def authorize_url(child) -> str:
+    child.expect(r"Sign in to TradeStation in your browser:\s+(http://\S+)")
+    return child.match.group(1)
+
+
+async def sign_in_at(url: str, unreachable: set[str] = frozenset()):
+    """Sign in as a browser would; return it and the page it ended on."""
+    browser = Browser("http://127.0.0.1/", "")
+    browser.unreachable |= set(unreachable)
+    page = await asyncio.to_thread(browser.get, url)
+    return browser, await asyncio.to_thread(browser.submit, page, "allow", username="analyst")
+
+
+async def test_terminal_login_listens_once_then_uses_the_tokens_in_process(ipython, emulator):
+    ipython.sendline("%ts_login")
+    url = authorize_url(ipython)
+    ipython.expect("Waiting for the browser on http://localhost:31022")
+
+    browser, page = await sign_in_at(url)
+
+    ipython.expect("Signed in to TradeStation as analyst.")
+    assert browser.visited[-1].startswith("http://localhost:31022") and "as analyst" in page.text
+    ipython.expect(PROMPT)
+    assert port_is_free(31022)
+    ipython.sendline(ACCOUNTS)
+    ipython.expect("11111111")
+    ipython.expect(PROMPT)
+
+    emulator.revoke_access_tokens()  # every thread gets a 401 at once: one refresh for all
+    ipython.sendline("from concurrent.futures import ThreadPoolExecutor; "
+                     "print(list(ThreadPoolExecutor(8).map(lambda _: ts.session.get('brokerage/accounts')"
+                     ".status_code, range(8))))")
+    ipython.expect(r"\[200, 200, 200, 200, 200, 200, 200, 200\]")
+    assert [g["grant_type"] for g in emulator.grants] == ["authorization_code", "refresh_token"]
+
+
+async def test_terminal_paste_completes_a_login_whose_browser_cannot_reach_localhost(ipython, emulator):
+    ipython.sendline("%ts_login --paste")
+    url = authorize_url(ipython)
+    ipython.expect("paste the address your browser ended on: ")
+
+    browser, _ = await sign_in_at(url, unreachable={"localhost:31022"})
+    ipython.sendline(browser.ended_on)
+
+    ipython.expect("Signed in to TradeStation as analyst.")
+    ipython.sendline(ACCOUNTS)
+    ipython.expect("11111111")
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "timeout"])
+async def test_a_cancelled_or_timed_out_login_frees_the_port(ipython, how):
+    ipython.sendline("%ts_login --timeout 1" if how == "timeout" else "%ts_login")
+    ipython.expect("Waiting for the browser")
+    assert not port_is_free(31022)
+    if how == "ctrl-c":
+        ipython.sendintr()
+    ipython.expect("Sign-in cancelled." if how == "ctrl-c" else "No sign-in within 1 s. Run %ts_login again.")
+    ipython.expect(PROMPT)
+    assert port_is_free(31022)
+    assert "Traceback" not in ipython.before
+
+
+async def test_a_stale_runtime_file_says_so_in_one_line_and_signs_in_here(local_env, emulator, tmp_path):
+    local_env[BROKER_ENV_VAR] = str(tmp_path / "server-long-gone.json")
+    child = pexpect.spawn(sys.executable, ["-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt",
+                                           "--no-confirm-exit"], env=local_env, encoding="utf-8", timeout=30)
+    try:
+        child.expect(PROMPT)
+        child.sendline("%load_ext ts_notebook")
+        child.sendline("%ts_login")
+        child.expect(r"ts_notebook: The Jupyter server that started this kernel is gone.*instead\.\r\n")
+        url = authorize_url(child)
+        await sign_in_at(url)
+        child.expect("Signed in to TradeStation as analyst.")
+        assert "Traceback" not in child.before
+    finally:
+        child.terminate(force=True)
+
+
+async def test_a_kernel_with_no_server_shows_the_widget_and_renews_in_process(local_env, emulator):
+    emulator.access_token_lifetime = 3
+    km = AsyncKernelManager(kernel_name="python3")
+    await km.start_kernel(env=local_env)
+    client = km.client()
+    client.start_channels()
+    await client.wait_for_ready(timeout=60)
+    kernel = Kernel(client)
+    try:
+        await kernel.run("%load_ext ts_notebook\n%ts_login")
+        link = kernel.login_link()
+        assert link == "http://localhost:31022/start"  # no state in the widget
+
+        await sign_in_at(link)
+
+        await kernel.wait_for_widget(r"Signed in as analyst · token valid until")
+        out = await kernel.run(
+            "import time\ncodes = []\nend = time.time() + 7\nwhile time.time() < end:\n"
+            "    codes.append(ts.session.get('brokerage/accounts').status_code)\n    time.sleep(0.2)\n"
+            "print(set(codes))", timeout=60)
+        assert out.stdout.strip() == "{200}", out
+        assert len({c["token_id"] for c in emulator.api_calls}) >= 2  # renewed inside the cell
+        assert not [s for s in emulator.issued_secrets() if s in kernel.transcript()]
+    finally:
+        await kernel.stop()
+        await km.shutdown_kernel(now=True)
