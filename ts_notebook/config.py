@@ -43,6 +43,9 @@ TABLE: tuple[Setting, ...] = (
             "Space-separated scopes to ask for (case sensitive); openid is always added."),
     Setting("redirect_uri", "TS_REDIRECT_URI", None,
             "Callback URL registered for your key. Unset: chosen per deployment (see README)."),
+    Setting("hub_public_url", "TS_HUB_PUBLIC_URL", None,
+            "JupyterHub only: the hub's public URL, whose origin starts the one callback URL "
+            "(default: JUPYTERHUB_PUBLIC_HUB_URL, else the address the browser used)."),
     Setting("relay_ports", "TS_RELAY_PORTS", "31022 3000 3001 8080",
             "Ports tried in order for the http://localhost:PORT callback of a key with no "
             "registered URL, when Jupyter is reached on localhost and no redirect URI is set."),
@@ -99,6 +102,7 @@ class Settings:
     audience: str
     scopes: tuple[str, ...]
     redirect_uri: str | None
+    hub_public_url: str | None
     relay_ports: tuple[int, ...]
     api_url: str
     sim_api_url: str
@@ -152,7 +156,7 @@ class Settings:
             ports = ()
         if not ports or not all(0 < p < 65536 for p in ports):
             raise ConfigError(f"TS_RELAY_PORTS must list port numbers such as '31022 3000', not {raw['relay_ports']!r}.")
-        for name in ("signin_url", "api_url", "sim_api_url", "redirect_uri"):
+        for name in ("signin_url", "api_url", "sim_api_url", "redirect_uri", "hub_public_url"):
             if raw[name]:
                 origin(raw[name])  # validates the URL
         return cls(
@@ -162,6 +166,7 @@ class Settings:
             audience=raw["audience"],
             scopes=scopes,
             redirect_uri=raw["redirect_uri"],
+            hub_public_url=raw["hub_public_url"],
             relay_ports=ports,
             api_url=raw["api_url"].rstrip("/"),
             sim_api_url=raw["sim_api_url"].rstrip("/"),

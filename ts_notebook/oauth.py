@@ -156,9 +156,15 @@ class OAuthClient:
 
     # -- the authorization code flow ---------------------------------------------------------
 
-    def begin_login(self, redirect_uri: str) -> PendingLogin:
-        """Create state, PKCE verifier and nonce, and the authorize URL that carries them."""
-        state = secrets.token_urlsafe(32)
+    def begin_login(self, redirect_uri: str, state_prefix: str = "") -> PendingLogin:
+        """Create state, PKCE verifier and nonce, and the authorize URL that carries them.
+
+        Args:
+            redirect_uri: the callback URL, stored and reused byte for byte in the exchange.
+            state_prefix: public routing text put before the random part (JupyterHub: which
+                named server the callback belongs to).
+        """
+        state = state_prefix + secrets.token_urlsafe(32)
         verifier = secrets.token_urlsafe(64)
         nonce = secrets.token_urlsafe(32)
         query = {

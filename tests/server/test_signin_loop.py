@@ -118,7 +118,7 @@ async def test_a_replayed_callback_is_refused_and_changes_nothing(server, kernel
 
     replay = await asyncio.to_thread(browser.get, callback)
 
-    assert replay.status_code == 400 and "unknown or was already used" in replay.text
+    assert replay.status_code == 400 and "unknown to this Jupyter server" in replay.text
     assert server.ext.broker.tokens is tokens
     assert len(emulator.grants) == 1
 
@@ -139,7 +139,7 @@ async def test_a_callback_that_is_not_this_browsers_live_login_is_refused(server
 
     r = await asyncio.to_thread(browser.get, f"ts_notebook/callback?{query}")
 
-    expected = {"unknown": "unknown or was already used", "missing": "unknown or was already used",
+    expected = {"unknown": "unknown to this Jupyter server", "missing": "unknown to this Jupyter server",
                 "expired": "expired", "other-browser": "another browser"}[case]
     assert r.status_code == 400 and expected in r.text
     assert server.ext.broker.tokens is None

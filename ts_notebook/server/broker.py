@@ -107,7 +107,8 @@ class TokenBroker:
 
     # -- sign-in ---------------------------------------------------------------------------------
 
-    async def begin_login(self, redirect_uri: str | None, browser_key: str, return_to: str) -> PendingLogin:
+    async def begin_login(self, redirect_uri: str | None, browser_key: str, return_to: str,
+                          state_prefix: str = "") -> PendingLogin:
         """Start a login bound to ``browser_key`` (the value of this browser's login cookie).
 
         Args:
@@ -115,6 +116,7 @@ class TokenBroker:
                 relay's ``http://localhost:PORT``, bound here before the URL is built.
             browser_key: the login cookie's value.
             return_to: this server's callback on the origin the browser used.
+            state_prefix: routing text at the start of state (the hub server's name).
         """
         client = self.client
         self._prune()
@@ -128,7 +130,7 @@ class TokenBroker:
                     "in TS_RELAY_PORTS, or register this server's callback URL and set TS_REDIRECT_URI."
                 ) from exc
         try:
-            pending = await self._off_loop(client.begin_login, redirect_uri)
+            pending = await self._off_loop(client.begin_login, redirect_uri, state_prefix)
         except BaseException:
             self._release_relay()
             raise
@@ -182,8 +184,8 @@ class TokenBroker:
         entry = self._pending.get(state) if state else None
         if entry is None:
             raise LoginRejected(
-                "This sign-in link is unknown or was already used. Run %ts_login and click the "
-                "sign-in button again."
+                "This sign-in is unknown to this Jupyter server: it was already used, or it was "
+                "started by another user or server. Run %ts_login and click the sign-in button again."
             )
         if entry.login.expired(self.clock()):
             del self._pending[state]

@@ -14,7 +14,7 @@ import math
 import os
 import secrets
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -22,6 +22,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from .. import hub
 from ..config import BROKER_KEY_HEADER
 from ..errors import ConfigError, NotSignedIn, OAuthError
 from ..oauth import PENDING_TTL, same_secret
@@ -100,8 +101,9 @@ class LoginHandler(_Base):
         if len(browser_key) < 32:  # reuse this browser's key so two open logins both work
             browser_key = secrets.token_urlsafe(32)
         redirect_uri, own_callback = self.plan_redirect()
+        prefix = hub.state_prefix() if hub.on_hub() else ""
         try:
-            pending = await self.broker.begin_login(redirect_uri, browser_key, own_callback)
+            pending = await self.broker.begin_login(redirect_uri, browser_key, own_callback, prefix)
         except (ConfigError, OAuthError) as exc:
             self.send_page(400 if isinstance(exc, ConfigError) else 502, "Cannot start the sign-in", str(exc))
             return
@@ -119,12 +121,16 @@ class LoginHandler(_Base):
     def plan_redirect(self) -> tuple[str | None, str]:
         """Which redirect URI this login registers, and this server's own callback URL.
 
-        The configured URI wins; a browser on localhost goes through the loopback relay (None:
-        works with a brand-new key); anything else comes straight back to this server.
+        The configured URI wins; on JupyterHub, the hub's one user-redirect URL; a browser on
+        localhost goes through the loopback relay (None: works with a brand-new key); anything
+        else comes straight back to this server.
         """
         own = f"{self.request.protocol}://{self.request.host}{url_path_join(self.base_url, 'ts_notebook/callback')}"
         if self.broker.settings.redirect_uri:
             return self.broker.settings.redirect_uri, own
+        if hub.on_hub():
+            proto = self.request.headers.get("X-Forwarded-Proto", self.request.protocol).split(",")[0].strip()
+            return hub.redirect_uri(f"{proto}://{self.request.host}", self.broker.settings.hub_public_url), own
         if urlsplit(f"//{self.request.host}").hostname in LOOPBACK_HOSTS:
             return None, own
         return own, own
@@ -136,6 +142,8 @@ class CallbackHandler(_Base):
     @web.authenticated
     async def get(self) -> None:
         params = self.callback_params()
+        if self.forward_to_named_server(params):
+            return
         try:
             pending = self.broker.take_pending(params.get("state", ""), self.get_cookie(self.cookie_name))
         except LoginRejected as exc:
@@ -156,6 +164,19 @@ class CallbackHandler(_Base):
             return
         self.send_page(200, f"Signed in to TradeStation as {tokens.display_name}.",
                        "You can close this tab and go back to your notebook.", ok=True)
+
+    def forward_to_named_server(self, params: dict[str, str]) -> bool:
+        """On JupyterHub, a callback for another server of this user goes on to that server
+        (the hub's user-redirect lands on the default server unless its hook routes it)."""
+        if not hub.on_hub():
+            return False
+        server = hub.server_of(params.get("state", ""))
+        if server is None or server == os.environ.get("JUPYTERHUB_SERVER_NAME", ""):
+            return False
+        user_base = url_path_join(os.environ.get("JUPYTERHUB_BASE_URL", "/"), "user",
+                                  quote(os.environ.get("JUPYTERHUB_USER", ""), safe=""), "")
+        self.redirect(f"{hub.server_url(user_base, server)}?{urlencode(params)}")
+        return True
 
     def callback_params(self) -> dict[str, str]:
         """The callback's query, or that of ``auth_response``: the address a browser ended on when it

@@ -1,0 +1,73 @@
+"""JupyterHub: one callback URL for every user, routed to the server that started the login.
+
+TradeStation needs each callback URL registered, and a hub has one server per user (or
+several). So every login registers ``{hub}/hub/user-redirect/ts_notebook/callback``: the hub
+sends the browser on to *its* user's server, query kept. The login's ``state`` starts with the
+server's name, so :func:`user_redirect_hook` (for ``jupyterhub_config.py``) routes the callback
+straight to a named server; without the hook the default server forwards it there.
+
+This module runs in the hub process too: standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+from urllib.parse import quote, unquote, urlsplit
+
+CALLBACK_PATH = "ts_notebook/callback"
+# Separates the server name from the random part of state (token_urlsafe never makes a '.').
+STATE_SEP = "."
+
+
+def on_hub(environ: Mapping[str, str] | None = None) -> bool:
+    """True in a JupyterHub single-user server."""
+    return bool((os.environ if environ is None else environ).get("JUPYTERHUB_SERVICE_PREFIX"))
+
+
+def state_prefix(environ: Mapping[str, str] | None = None) -> str:
+    """The start of ``state`` that names this server (empty name: the default server)."""
+    name = (os.environ if environ is None else environ).get("JUPYTERHUB_SERVER_NAME", "")
+    return quote(name, safe="") + STATE_SEP
+
+
+def server_of(state: str) -> str | None:
+    """The server name a hub login's ``state`` carries, or None if it carries none."""
+    if STATE_SEP not in state:
+        return None
+    return unquote(state.rsplit(STATE_SEP, 1)[0])
+
+
+def redirect_uri(request_origin: str, public_url: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> str:
+    """The one callback URL of this hub: ``{public origin}{hub base}hub/user-redirect/...``.
+
+    The origin comes from ``public_url`` (the hub_public_url setting), else
+    ``JUPYTERHUB_PUBLIC_HUB_URL``, else the request that started the login.
+    """
+    env = os.environ if environ is None else environ
+    source = public_url or env.get("JUPYTERHUB_PUBLIC_HUB_URL") or request_origin
+    parts = urlsplit(source)
+    base = env.get("JUPYTERHUB_BASE_URL", "/")
+    base = base if base.endswith("/") else base + "/"
+    return f"{parts.scheme}://{parts.netloc}{base}hub/user-redirect/{CALLBACK_PATH}"
+
+
+def server_url(user_base: str, server: str) -> str:
+    """The callback on one of a user's servers, given the user's URL prefix (``/user/name/``)."""
+    user_base = user_base if user_base.endswith("/") else user_base + "/"
+    named = f"{quote(server, safe='')}/" if server else ""
+    return f"{user_base}{named}{CALLBACK_PATH}"
+
+
+def user_redirect_hook(path: str, request: Any, user: Any, base_url: str) -> str | None:
+    """``c.JupyterHub.user_redirect_hook``: send a ts_notebook callback to the named server
+    whose login it is. Anything else keeps JupyterHub's default behaviour (None).
+    """
+    if path.strip("/") != CALLBACK_PATH:
+        return None
+    state = (request.query_arguments.get("state") or [b""])[0].decode("utf-8", "replace")
+    server = server_of(state)
+    if not server:
+        return None  # the default server: JupyterHub's own routing does it
+    return f"{server_url(user.url, server)}?{request.query}"
