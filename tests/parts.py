@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -206,3 +207,14 @@ async def eventually(check: Callable[[], bool], timeout: float = 10, what: str =
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what} did not happen within {timeout}s")
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (servers set SO_REUSEADDR)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

@@ -13,6 +13,11 @@ from .errors import OAuthError
 # sent just before expiry does not arrive just after it.
 EXPIRY_SKEW = 30.0
 
+# Renew this long before expiry (a third of the lifetime for short-lived tokens) ...
+RENEW_BEFORE = 120.0
+# ... and after a renewal fails for a passing reason (network, 5xx), try again after this long.
+RETRY_AFTER = 15.0
+
 # The lifetime TradeStation documents, used when a reply's expires_in is missing or absurd.
 DEFAULT_LIFETIME = 1200.0
 
@@ -77,6 +82,10 @@ class TokenSet:
     def seconds_left(self, now: float | None = None) -> float:
         """Seconds until the provider considers the access token expired."""
         return self.expires_at - (time.time() if now is None else now)
+
+    def renew_in(self) -> float:
+        """Seconds until this token set should be renewed (at least one: never a tight loop)."""
+        return max(1.0, self.seconds_left() - min(RENEW_BEFORE, self.lifetime / 3))
 
     @property
     def display_name(self) -> str:

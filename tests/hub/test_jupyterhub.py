@@ -5,7 +5,6 @@ named servers, and the owner rule."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys

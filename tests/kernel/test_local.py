@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -16,21 +15,11 @@ from jupyter_client.manager import AsyncKernelManager
 from ts_notebook.config import BROKER_ENV_VAR
 
 from ..conftest import CLIENT_ID
-from ..parts import Browser, Kernel
+from ..parts import Browser, Kernel, port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS = 'print(ts.session.get("brokerage/accounts").json()["Accounts"][0]["AccountID"])'
 PROMPT = r"In \[\d+\]: "
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 @pytest.fixture

@@ -8,18 +8,8 @@ import socket
 
 import requests
 
+from ..parts import port_is_free
 from .conftest import new_browser
-
-
-def port_is_free(port: int) -> bool:
-    """Whether a server could listen on ``port`` now (servers set SO_REUSEADDR)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 async def start_login(server):

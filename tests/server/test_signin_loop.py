@@ -15,7 +15,6 @@ from ts_notebook.config import BROKER_ENV_VAR
 from ts_notebook.emulator import Emulator
 
 from ..conftest import CLIENT_ID
-from ..parts import Kernel
 from .conftest import new_browser, new_kernel, sign_in
 
 ACCOUNTS = 'r = ts.session.get("brokerage/accounts"); print(r.status_code, r.json()["Accounts"][0]["AccountID"])'

@@ -16,7 +16,7 @@ from ..errors import BrokerError
 from .broker_client import BrokerClient, BrokerSource, find_broker
 from .local import LOGIN_TIMEOUT, LocalLogin, LocalSource
 from .session import TSAuth, TSSession
-from .state import Snapshot, TokenSource
+from .state import Snapshot
 from .widget import LoginWidget
 
 _lock = threading.Lock()

@@ -8,7 +8,6 @@ output. Tokens then live and renew in this process.
 
 from __future__ import annotations
 
-import html
 import logging
 import socket
 import threading
@@ -20,23 +19,14 @@ from urllib.parse import parse_qs, urlsplit
 from ..config import Settings
 from ..errors import ConfigError, OAuthError
 from ..oauth import OAuthClient, PendingLogin, same_secret
-from ..tokens import TokenSet
+from ..pages import result_page
+from ..tokens import RETRY_AFTER, TokenSet
 from .state import Listener, Snapshot, TokenSource
 
 log = logging.getLogger(__name__)
 
-# Renew this long before expiry (a third of the lifetime for short-lived tokens).
-RENEW_BEFORE = 120.0
-RETRY_AFTER = 15.0
 # How long %ts_login waits for the browser by default.
 LOGIN_TIMEOUT = 300.0
-
-
-def _page(title: str, detail: str) -> bytes:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>TradeStation sign-in</title>'
-            f'</head><body style="font-family:system-ui,sans-serif;max-width:36em;margin:4em auto">'
-            f'<h1 id="ts-result">{html.escape(title)}</h1><p id="ts-detail">{html.escape(detail)}</p>'
-            f"</body></html>").encode()
 
 
 class _Server(ThreadingHTTPServer):
@@ -68,7 +58,7 @@ class CallbackListener:
                     return
                 params = {k: v[0] for k, v in parse_qs(path.query).items()}
                 ok, title, detail = listener.on_callback(params)
-                body = _page(title, detail)
+                body = result_page(title, detail, ok).encode()
                 self.send_response(200 if ok else 400)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -234,8 +224,7 @@ class LocalSource(TokenSource):
                 self._timer.cancel()
                 self._timer = None
             if tokens is not None and tokens.refresh_token:
-                delay = max(1.0, tokens.seconds_left() - min(RENEW_BEFORE, tokens.lifetime / 3))
-                self._timer = threading.Timer(delay, self._renew_on_timer, args=(tokens,))
+                self._timer = threading.Timer(tokens.renew_in(), self._renew_on_timer, args=(tokens,))
                 self._timer.daemon = True
                 self._timer.start()
             self._changed()

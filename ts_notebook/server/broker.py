@@ -17,17 +17,13 @@ from typing import Any, Callable
 from ..config import Settings
 from ..errors import ConfigError, NotSignedIn, OAuthError, TSError
 from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, same_secret
-from ..tokens import TokenSet
+from ..tokens import RETRY_AFTER, TokenSet
 from .relay import LoopbackRelay
 
 log = logging.getLogger(__name__)
 
-# Renew this long before expiry (capped at a third of the lifetime, for short-lived tokens).
-RENEW_BEFORE = 120.0
 # At most this many logins may wait for their callback; the oldest is dropped beyond it.
 MAX_PENDING = 16
-# After a renewal fails for a passing reason (network, 5xx), try again after this long.
-RETRY_AFTER = 15.0
 
 
 class LoginRejected(TSError):
@@ -220,8 +216,7 @@ class TokenBroker:
         self.tokens = tokens
         self.error = error
         if tokens is not None and tokens.refresh_token:
-            margin = min(RENEW_BEFORE, tokens.lifetime / 3)
-            self._schedule_renewal(tokens.seconds_left() - margin)
+            self._schedule_renewal(tokens.renew_in())
         else:
             self._schedule_renewal(None)
         self._bump()

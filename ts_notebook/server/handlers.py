@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import html
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from .. import hub
 from ..config import BROKER_KEY_HEADER
 from ..errors import ConfigError, NotSignedIn, OAuthError
 from ..oauth import PENDING_TTL, same_secret
+from ..pages import result_page
 from .broker import LoginRejected, TokenBroker
 
 if TYPE_CHECKING:
@@ -36,20 +36,6 @@ LONGPOLL_SECONDS = 25.0
 # Hosts that mean "the browser is on this machine": such logins can use the loopback relay.
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 LONGPOLL_MAX = 60.0
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>TradeStation sign-in</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;
-color:#222}}h1{{font-size:1.3em}}.ok{{color:#1a7f37}}.bad{{color:#b42318}}</style></head>
-<body><h1 class="{cls}" id="ts-result">{title}</h1><p id="ts-detail">{detail}</p></body></html>
-"""
-
-
-def page(title: str, detail: str, ok: bool) -> str:
-    """A small self-contained HTML page; both strings are escaped here."""
-    return PAGE.format(cls="ok" if ok else "bad", title=html.escape(title), detail=html.escape(detail))
-
 
 def is_owner(user: Any) -> bool:
     """On JupyterHub only the server's owner (not an admin, not a user it is shared with) may
@@ -83,12 +69,12 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(page(title, detail, ok))
+        self.finish(result_page(title, detail, ok))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Never a traceback page: a short message, whatever went wrong.
         self.set_header("Content-Type", "text/html; charset=UTF-8")
-        self.finish(page("TradeStation sign-in", f"Something went wrong (HTTP {status_code}). "
+        self.finish(result_page("TradeStation sign-in", f"Something went wrong (HTTP {status_code}). "
                          "Close this tab and run %ts_login again.", ok=False))
 
 

@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import html
 import logging
 import socket
 from typing import Callable, Sequence
 
 from tornado import httpserver, netutil, web
 
+from ..pages import result_page
+
 log = logging.getLogger(__name__)
-
-UNKNOWN_STATE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>TradeStation sign-in</title></head><body style="font-family:system-ui,sans-serif;
-max-width:36em;margin:4em auto"><h1 id="ts-result">Sign-in not accepted</h1><p id="ts-detail">{}</p>
-</body></html>"""
-
 
 class _RelayHandler(web.RequestHandler):
     def initialize(self, target: Callable[[str], str | None]) -> None:
@@ -34,9 +29,9 @@ class _RelayHandler(web.RequestHandler):
         callback = self.target(self.get_query_argument("state", ""))
         if callback is None:
             self.set_status(400)
-            self.finish(UNKNOWN_STATE_PAGE.format(html.escape(
-                "This sign-in is not waiting on this Jupyter server: it expired, was already used, "
-                "or belongs to a server that has stopped. Run %ts_login again.")))
+            self.finish(result_page("Sign-in not accepted",
+                                    "This sign-in is not waiting on this Jupyter server: it expired, was already "
+                                    "used, or belongs to a server that has stopped. Run %ts_login again.", ok=False))
             return
         self.redirect(f"{callback}?{self.request.query}")
 
