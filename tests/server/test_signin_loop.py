@@ -38,6 +38,9 @@ async def test_full_loop_ends_in_an_api_call_from_the_kernel(server, kernels, em
 
     status = await k.run("print(ts.status())")
     assert "Signed in to TradeStation as analyst" in status.stdout and "ReadAccount" in status.stdout
+    magic = await k.run("%ts_status")
+    assert "Signed in to TradeStation as analyst" in magic.data[-1]["text/plain"]
+    assert "Signed in to TradeStation as analyst" in magic.data[-1]["text/html"]
     # Nothing secret reached the notebook (outputs, widget state) or the server log.
     assert_no_secrets(k.transcript(), emulator)
     assert_no_secrets(jp_logging_stream.getvalue(), emulator)
