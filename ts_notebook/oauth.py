@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 import requests
@@ -60,6 +60,38 @@ def _hint(error: str) -> str:
 def same_secret(given: str, expected: str) -> bool:
     """Constant-time comparison that takes any text (``compare_digest`` refuses non-ASCII str)."""
     return secrets.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def callback_params(address: str) -> dict[str, str]:
+    """The query of a callback address, as the browser ended on it (pasted, or relayed).
+
+    Raises:
+        OAuthError: ``address`` is not a URL.
+    """
+    try:
+        query = urlsplit(address.strip()).query
+    except ValueError as exc:
+        raise OAuthError("invalid_request", "that is not the address the browser ended on",
+                         "Copy the whole address from the browser's address bar and paste it again") from exc
+    return {k: v[0] for k, v in parse_qs(query).items()}
+
+
+def callback_code(params: Mapping[str, str]) -> str:
+    """The authorization code a callback carries.
+
+    Raises:
+        OAuthError: the provider sent an error (``access_denied`` ...) or no code.
+    """
+    if params.get("error"):
+        raise OAuthError(params["error"], params.get("error_description", ""), _hint(params["error"]))
+    if not params.get("code"):
+        raise OAuthError("invalid_request", "the sign-in service sent no code", "Run %ts_login again")
+    return params["code"]
+
+
+def sign_in_ended(exc: OAuthError) -> str:
+    """What every widget says once a refresh fails for good (revoked, or past its 24 h)."""
+    return f"Your TradeStation sign-in has ended ({exc.description or exc.error}). Run %ts_login to sign in again."
 
 
 def strip_query(url: str) -> str:

@@ -152,3 +152,40 @@ async def test_a_kernel_with_no_server_shows_the_widget_and_renews_in_process(lo
     finally:
         await kernel.stop()
         await km.shutdown_kernel(now=True)
+
+
+def test_two_callbacks_at_once_make_one_exchange(emulator, client_secret):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ts_notebook.config import Settings
+    from ts_notebook.kernel.local import LocalLogin, LocalSource
+
+    from ..test_oauth import approve
+
+    source = LocalSource(Settings.load(environ={}, client_id=CLIENT_ID, client_secret=client_secret,
+                                       signin_url=emulator.url))
+    attempt = LocalLogin(source, listen=False)
+    params = approve(attempt.pending)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: attempt.complete(params)[0], range(2)))
+
+    assert sorted(results) == [False, True] and source.tokens is not None
+    assert [g["grant_type"] for g in emulator.grants] == ["authorization_code"]
+
+
+async def test_a_widget_login_that_times_out_says_so_and_frees_the_port(local_env):
+    km = AsyncKernelManager(kernel_name="python3")
+    await km.start_kernel(env=local_env)
+    client = km.client()
+    client.start_channels()
+    await client.wait_for_ready(timeout=60)
+    kernel = Kernel(client)
+    try:
+        await kernel.run("%load_ext ts_notebook\n%ts_login --timeout 1")
+        await kernel.wait_for_widget(r"^No sign-in within 1 s\. Run %ts_login again\.$")
+        assert kernel.widget_texts()[-1].startswith("No sign-in within 1 s")
+        assert port_is_free(31022)
+    finally:
+        await kernel.stop()
+        await km.shutdown_kernel(now=True)

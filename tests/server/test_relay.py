@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
 import requests
 
 from ..parts import port_is_free
@@ -82,4 +83,33 @@ async def test_a_pasted_address_from_another_browser_is_refused(server, emulator
     r = await asyncio.to_thread(stranger.get, "ts_notebook/callback", params={"auth_response": b.ended_on})
 
     assert r.status_code == 400 and "another browser" in r.text
+    assert server.ext.broker.tokens is None
+
+
+async def test_another_program_on_ipv6_localhost_makes_the_relay_take_the_next_port(server, emulator):
+    if not socket.has_ipv6:
+        raise AssertionError("this machine has no IPv6 loopback to test with")
+    with socket.socket(socket.AF_INET6) as other:  # e.g. a dev server listening on [::1]:31022 only
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("::1", 31022))
+        other.listen()
+        _, page = await start_login(server)
+    assert "redirect_uri=http%3A%2F%2Flocalhost%3A3000&" in page.url  # never shares 31022 with it
+
+
+async def test_the_relay_stays_open_while_a_login_is_being_started(server, emulator):
+    broker = server.ext.broker
+    starting = asyncio.ensure_future(broker.begin_login(None, "k" * 43, f"{server.url}ts_notebook/callback"))
+    await asyncio.sleep(0)  # begin_login now waits for discovery in a worker thread ...
+    broker.snapshot(include_token=False)  # ... while a kernel's long-poll reads the state
+    await starting
+    assert broker.relay.listening
+
+
+@pytest.mark.parametrize("address", ["http://[x/?code=1&state=2", "not an address at all"])
+async def test_a_pasted_address_that_is_not_one_gets_a_page_that_says_so(server, emulator, address):
+    b, _ = await start_login(server)
+    r = await asyncio.to_thread(b.get, "ts_notebook/callback", params={"auth_response": address})
+    assert r.status_code == 400
+    assert "not the address the browser ended on" in r.text or "unknown to this Jupyter server" in r.text
     assert server.ext.broker.tokens is None

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 import threading
 import time
@@ -184,9 +185,9 @@ def _widget_login(src: LocalSource, timeout: float) -> None:
     _display(LoginWidget(src, login_path=attempt.start_url or "#"))
 
     def wait_then_release() -> None:
-        if not attempt.wait(timeout) and src.login is attempt:
+        finished = attempt.wait(timeout)
+        if _end_login(src, attempt) and not finished:  # ended first, so the widget stops "Waiting"
             src.set_error(f"No sign-in within {timeout:.0f} s. Run %ts_login again.")
-        _end_login(src, attempt)
 
     threading.Thread(target=wait_then_release, name="ts_notebook-login", daemon=True).start()
 
@@ -201,7 +202,8 @@ def _terminal_login(src: LocalSource, paste: bool, timeout: float, open_browser:
         url = attempt.pending.authorize_url
         print(f"Sign in to TradeStation in your browser:\n  {url}")
         if paste:
-            address = input("Then paste the address your browser ended on: ")
+            # getpass: the address carries the code, which must not echo into a saved output.
+            address = getpass.getpass("Then paste the address your browser ended on: ")
             attempt.complete_pasted(address)
         else:
             if open_browser:
@@ -226,11 +228,14 @@ def _new_login(src: LocalSource, listen: bool) -> LocalLogin:
         return src.login
 
 
-def _end_login(src: LocalSource, attempt: LocalLogin) -> None:
+def _end_login(src: LocalSource, attempt: LocalLogin) -> bool:
+    """Release the attempt's port; True if it was still the current login."""
     attempt.close()
     with _lock:
-        if src.login is attempt:
+        current = src.login is attempt
+        if current:
             src.login = None
+    return current
 
 
 def logout() -> Status:

@@ -2,8 +2,8 @@
 
 The same protocol client runs in this process. A one-shot listener on a default localhost
 callback URL (``http://localhost:31022`` first) receives the browser after sign-in; its
-``/start`` path sends the browser to the provider, so no state ever sits in a widget or an
-output. Tokens then live and renew in this process.
+``/start`` path sends the browser to the provider, so the widget holds no state. Tokens then
+live and renew in this process.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..errors import ConfigError, OAuthError
-from ..oauth import OAuthClient, PendingLogin, same_secret
+from ..loopback import bind_loopback
+from ..oauth import OAuthClient, PendingLogin, callback_code, callback_params, same_secret, sign_in_ended
 from ..pages import result_page
 from ..tokens import RETRY_AFTER, TokenSet
 from .state import Listener, Snapshot, TokenSource
@@ -31,11 +32,13 @@ LOGIN_TIMEOUT = 300.0
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = True
 
-
-class _IPv6Server(_Server):
-    address_family = socket.AF_INET6
+    def __init__(self, sock: socket.socket, handler: type[BaseHTTPRequestHandler]) -> None:
+        # Serve a socket bound by bind_loopback (127.0.0.1 and ::1 taken together).
+        self.address_family = sock.family
+        super().__init__(sock.getsockname()[:2], handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
 
 
 class CallbackListener:
@@ -46,8 +49,6 @@ class CallbackListener:
 
     def __init__(self, ports: tuple[int, ...], on_callback: Callable[[dict[str, str]], tuple[bool, str, str]],
                  start_url: Callable[[], str]) -> None:
-        listener = self
-
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 path = urlsplit(self.path)
@@ -56,8 +57,7 @@ class CallbackListener:
                     self.send_header("Location", start_url())
                     self.end_headers()
                     return
-                params = {k: v[0] for k, v in parse_qs(path.query).items()}
-                ok, title, detail = listener.on_callback(params)
+                ok, title, detail = on_callback(callback_params(self.path))
                 body = result_page(title, detail, ok).encode()
                 self.send_response(200 if ok else 400)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -69,20 +69,14 @@ class CallbackListener:
                 # The request line carries the code: log nothing of it.
                 log.debug("sign-in listener answered a request")
 
-        self.on_callback = on_callback
-        self._servers: list[ThreadingHTTPServer] = []
         self.port: int | None = None
+        self._servers: list[_Server] = []
         for port in ports:
-            try:
-                self._servers = [_Server(("127.0.0.1", port), Handler)]
-            except OSError:
-                continue
-            try:
-                self._servers.append(_IPv6Server(("::1", port), Handler))
-            except OSError:
-                pass  # no IPv6 loopback: browsers fall back to 127.0.0.1
-            self.port = port
-            break
+            sockets = bind_loopback(port)
+            if sockets:
+                self.port = port
+                self._servers = [_Server(sock, Handler) for sock in sockets]
+                break
         if self.port is None:
             raise ConfigError(f"Cannot listen for the sign-in callback: ports {list(ports)} are all in use. "
                               "Free one, or set TS_RELAY_PORTS to a free registered port.")
@@ -108,8 +102,9 @@ class LocalLogin:
     def __init__(self, source: "LocalSource", listen: bool = True) -> None:
         self.source = source
         self.done = threading.Event()
-        self.ok = False
         self.message = ""
+        self._claim = threading.Lock()
+        self._claimed = False
         client = source.client  # a missing key is reported before any port is taken
         ports = source.settings.relay_ports
         self.listener = CallbackListener(ports, self.complete, lambda: self.pending.authorize_url) if listen else None
@@ -126,37 +121,34 @@ class LocalLogin:
         return f"{self.listener.url}/start" if self.listener else None
 
     def complete(self, params: dict[str, str]) -> tuple[bool, str, str]:
-        """Finish with the callback's query; returns (ok, page title, detail)."""
-        if self.done.is_set():
-            return False, "Sign-in not accepted", "This sign-in was already finished. Run %ts_login again."
-        if not same_secret(params.get("state", ""), self.pending.state) or self.pending.expired():
-            return False, "Sign-in not accepted", ("This address does not belong to the sign-in waiting here "
-                                                   "(unknown or expired). Run %ts_login again.")
+        """Finish with the callback's query, once; returns (ok, page title, detail)."""
+        with self._claim:  # two callbacks at once: one exchange
+            if self._claimed or self.done.is_set():
+                return False, "Sign-in not accepted", "This sign-in was already finished. Run %ts_login again."
+            if not same_secret(params.get("state", ""), self.pending.state) or self.pending.expired():
+                return False, "Sign-in not accepted", ("This address does not belong to the sign-in waiting here "
+                                                       "(unknown or expired). Run %ts_login again.")
+            self._claimed = True
         try:
-            if params.get("error"):
-                raise OAuthError(params["error"], params.get("error_description", ""), "Run %ts_login to try again")
-            if not params.get("code"):
-                raise OAuthError("invalid_request", "the address carries no code", "Run %ts_login again")
-            tokens = self.source.client.exchange(self.pending, params["code"])
+            tokens = self.source.client.exchange(self.pending, callback_code(params))
         except OAuthError as exc:
-            self._finish(False, str(exc))
+            self.message = str(exc)
+            self.done.set()
             self.source.set_error(str(exc))
             return False, "Sign-in not completed", str(exc)
         self.source.install(tokens)
-        self._finish(True, f"Signed in to TradeStation as {tokens.display_name}.")
-        return True, f"Signed in to TradeStation as {tokens.display_name}.", "You can close this tab."
-
-    def complete_pasted(self, address: str) -> bool:
-        """Finish with the address the browser ended on (pasted by the user)."""
-        params = {k: v[0] for k, v in parse_qs(urlsplit(address.strip()).query).items()}
-        ok, title, detail = self.complete(params)
-        if not ok and not self.done.is_set():
-            self.message = detail
-        return ok
-
-    def _finish(self, ok: bool, message: str) -> None:
-        self.ok, self.message = ok, message
+        self.message = f"Signed in to TradeStation as {tokens.display_name}."
         self.done.set()
+        return True, self.message, "You can close this tab."
+
+    def complete_pasted(self, address: str) -> None:
+        """Finish with the address the browser ended on (pasted by the user)."""
+        try:
+            ok, _, detail = self.complete(callback_params(address))
+        except OAuthError as exc:
+            ok, detail = False, str(exc)
+        if not ok and not self.message:
+            self.message = detail
 
     def wait(self, timeout: float) -> bool:
         """Block until done or timeout; Ctrl-C interrupts (and the caller cancels)."""
@@ -169,9 +161,10 @@ class LocalLogin:
         return True
 
     def close(self) -> None:
-        """Release the callback port."""
+        """Release the callback port; a wait in progress ends."""
         if self.listener is not None:
             self.listener.close()
+        self.done.set()
 
 
 class LocalSource(TokenSource):
@@ -239,13 +232,16 @@ class LocalSource(TokenSource):
         try:
             self.force_refresh(tokens.access_token)
         except OAuthError as exc:
-            if self.tokens is tokens and tokens.seconds_left() > 0:
+            with self._lock:
+                if self.tokens is not tokens or tokens.seconds_left() <= 0:
+                    return  # replaced or signed out meanwhile, or too late to retry
                 log.warning("Renewing the TradeStation token failed (%s); retrying", exc.error)
-                with self._lock:
-                    self._timer = threading.Timer(min(RETRY_AFTER, tokens.seconds_left() / 2),
-                                                  self._renew_on_timer, args=(tokens,))
-                    self._timer.daemon = True
-                    self._timer.start()
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = threading.Timer(min(RETRY_AFTER, tokens.seconds_left() / 2),
+                                              self._renew_on_timer, args=(tokens,))
+                self._timer.daemon = True
+                self._timer.start()
 
     def current(self) -> Snapshot:
         """The state now; renews first when the token is about to expire."""
@@ -265,23 +261,28 @@ class LocalSource(TokenSource):
             try:
                 renewed = self.client.refresh(tokens)
             except OAuthError as exc:
-                if exc.permanent:
-                    self.install(None, f"Your TradeStation sign-in has ended ({exc.description or exc.error}). "
-                                       "Run %ts_login to sign in again.")
+                if exc.permanent and self.tokens is tokens:
+                    self.install(None, sign_in_ended(exc))
                     return self.snapshot()
                 raise
-            self.install(renewed)
+            if self.tokens is tokens:
+                self.install(renewed)
+            elif renewed.refresh_token and renewed.refresh_token != tokens.refresh_token:
+                self._revoke_quietly(renewed.refresh_token)  # signed out (or in anew) meanwhile
             return self.snapshot()
+
+    def _revoke_quietly(self, refresh_token: str) -> None:
+        try:
+            self.client.revoke(refresh_token)
+        except OAuthError as exc:
+            log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
 
     def logout(self) -> Snapshot:
         """Forget the tokens and revoke the refresh token."""
         tokens = self.tokens
         self.install(None)
         if tokens is not None and tokens.refresh_token:
-            try:
-                self.client.revoke(tokens.refresh_token)
-            except OAuthError as exc:
-                log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
+            self._revoke_quietly(tokens.refresh_token)
         return self.snapshot()
 
     def add_listener(self, listener: Listener) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..config import Settings
 from ..errors import ConfigError, NotSignedIn, OAuthError, TSError
-from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, same_secret
+from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, same_secret, sign_in_ended
 from ..tokens import RETRY_AFTER, TokenSet
 from .relay import LoopbackRelay
 
@@ -71,6 +71,7 @@ class TokenBroker:
         self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ts_notebook-broker")
         self.relay = LoopbackRelay(settings.relay_ports, self._relay_target)
+        self._opening = 0  # relay logins being started, not yet in _pending
 
     # -- change notification -------------------------------------------------------------------
 
@@ -117,22 +118,27 @@ class TokenBroker:
         client = self.client
         self._prune()
         via_relay = redirect_uri is None
-        if redirect_uri is None:
-            try:
-                redirect_uri = f"http://localhost:{self.relay.open()}"
-            except OSError as exc:
-                raise ConfigError(
-                    f"Cannot listen for the sign-in callback ({exc.strerror}). Free one of the ports "
-                    "in TS_RELAY_PORTS, or register this server's callback URL and set TS_REDIRECT_URI."
-                ) from exc
+        added = False
+        # While this login is being started it is not in _pending yet: keep the relay open.
+        self._opening += via_relay
         try:
+            if redirect_uri is None:
+                try:
+                    redirect_uri = f"http://localhost:{self.relay.open()}"
+                except OSError as exc:
+                    raise ConfigError(
+                        f"Cannot listen for the sign-in callback ({exc.strerror}). Free one of the ports "
+                        "in TS_RELAY_PORTS, or register this server's callback URL and set TS_REDIRECT_URI."
+                    ) from exc
             pending = await self._off_loop(client.begin_login, redirect_uri, state_prefix)
-        except BaseException:
-            self._release_relay()
-            raise
-        while len(self._pending) >= MAX_PENDING:
-            self._pending.pop(next(iter(self._pending)))
-        self._pending[pending.state] = _Pending(pending, browser_key, return_to, via_relay)
+            while len(self._pending) >= MAX_PENDING:
+                self._pending.pop(next(iter(self._pending)))
+            self._pending[pending.state] = _Pending(pending, browser_key, return_to, via_relay)
+            added = True
+        finally:
+            self._opening -= via_relay
+            if not added:
+                self._release_relay()
         # When it expires unanswered: release the relay's port, and tell widgets it lapsed.
         asyncio.get_running_loop().call_later(PENDING_TTL + 1, self._expire_pending)
         self._bump()
@@ -151,7 +157,7 @@ class TokenBroker:
             self._bump()
 
     def _release_relay(self) -> None:
-        if self.relay.listening and not any(p.via_relay for p in self._pending.values()):
+        if self.relay.listening and not self._opening and not any(p.via_relay for p in self._pending.values()):
             self.relay.close()
 
     def _relay_target(self, state: str) -> str | None:
@@ -203,11 +209,7 @@ class TokenBroker:
 
     async def complete_login(self, pending: PendingLogin, code: str) -> TokenSet:
         """Exchange the code, verify the id_token and make the result the current sign-in."""
-        try:
-            tokens = await self._off_loop(self.client.exchange, pending, code)
-        except OAuthError as exc:
-            self.fail_login(str(exc))
-            raise
+        tokens = await self._off_loop(self.client.exchange, pending, code)
         self._install(tokens)
         log.info("Signed in to TradeStation as %s", tokens.display_name)
         return tokens
@@ -281,8 +283,7 @@ class TokenBroker:
         except OAuthError as exc:
             if exc.permanent and self.tokens is current:
                 log.warning("The TradeStation sign-in ended: %s", exc.error)
-                self._install(None, f"Your TradeStation sign-in has ended ({exc.description or exc.error}). "
-                                    "Run %ts_login to sign in again.")
+                self._install(None, sign_in_ended(exc))
             raise
         if self.tokens is current:
             self._install(tokens)

@@ -13,7 +13,7 @@ import math
 import os
 import secrets
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -24,7 +24,7 @@ from tornado import web
 from .. import hub
 from ..config import BROKER_KEY_HEADER
 from ..errors import ConfigError, NotSignedIn, OAuthError
-from ..oauth import PENDING_TTL, same_secret
+from ..oauth import PENDING_TTL, callback_code, callback_params, same_secret
 from ..pages import result_page
 from .broker import LoginRejected, TokenBroker
 
@@ -70,6 +70,11 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.finish(result_page(title, detail, ok))
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+        # tornado's default logs the whole URI, and a callback's query carries the code.
+        self.log.warning("ts_notebook: %s %s failed: %s", self.request.method, self.request.path,
+                         typ.__name__ if typ else "error")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Never a traceback page: a short message, whatever went wrong.
@@ -127,7 +132,11 @@ class CallbackHandler(_Base):
 
     @web.authenticated
     async def get(self) -> None:
-        params = self.callback_params()
+        try:
+            params = self.callback_params()
+        except OAuthError as exc:
+            self.send_page(400, "Sign-in not accepted", str(exc))
+            return
         if self.forward_to_named_server(params):
             return
         try:
@@ -136,17 +145,12 @@ class CallbackHandler(_Base):
             self.send_page(400, "Sign-in not accepted", str(exc))
             return
         self._forget_cookie_if_done()
-        if self.check_error(params):
-            return
-        code = params.get("code", "")
-        if not code:
-            self.broker.fail_login("The sign-in service sent no code. Run %ts_login again.")
-            self.send_page(400, "Sign-in not completed", "The sign-in service sent no code. Run %ts_login again.")
-            return
         try:
-            tokens = await self.broker.complete_login(pending, code)
+            tokens = await self.broker.complete_login(pending, callback_code(params))
         except OAuthError as exc:
-            self.send_page(400 if exc.permanent else 502, "Sign-in not completed", str(exc))
+            self.broker.fail_login(str(exc))
+            self.send_page(400 if exc.permanent or exc.error == "invalid_request" else 502,
+                           "Sign-in not completed", str(exc))
             return
         self.send_page(200, f"Signed in to TradeStation as {tokens.display_name}.",
                        "You can close this tab and go back to your notebook.", ok=True)
@@ -165,23 +169,13 @@ class CallbackHandler(_Base):
         return True
 
     def callback_params(self) -> dict[str, str]:
-        """The callback's query, or that of ``auth_response``: the address a browser ended on when it
-        could not reach the relay, pasted into the widget's form."""
+        """The callback's query, or that of ``auth_response``: the address a browser ended on
+        when it could not reach the relay, pasted into the widget's form."""
         # Named so that Jupyter's request log scrubs it ("auth" is one of its secret words).
-        pasted = self.get_query_argument("auth_response", "").strip()
+        pasted = self.get_query_argument("auth_response", "")
         if pasted:
-            return {k: v[0] for k, v in parse_qs(urlsplit(pasted).query).items()}
+            return callback_params(pasted)
         return {k: self.get_query_argument(k) for k in self.request.query_arguments}
-
-    def check_error(self, params: dict[str, str]) -> bool:
-        """Handle ``error=access_denied`` and the like; True if the callback carried an error."""
-        error = params.get("error", "")
-        if not error:
-            return False
-        message = str(OAuthError(error, params.get("error_description", ""), "Run %ts_login to try again"))
-        self.broker.fail_login(message)
-        self.send_page(400, "Sign-in not completed", message)
-        return True
 
     def _forget_cookie_if_done(self) -> None:
         key = self.get_cookie(self.cookie_name) or ""

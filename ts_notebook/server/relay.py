@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import socket
 from typing import Callable, Sequence
 
-from tornado import httpserver, netutil, web
+from tornado import httpserver, web
 
+from ..loopback import bind_loopback
 from ..pages import result_page
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,11 @@ class _RelayHandler(web.RequestHandler):
                                     "used, or belongs to a server that has stopped. Run %ts_login again.", ok=False))
             return
         self.redirect(f"{callback}?{self.request.query}")
+
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+        # tornado's default logs the whole URI, query (the code) included.
+        log.warning("relay could not handle a request to %s: %s", self.request.path, typ.__name__ if typ else "")
 
 
 def _log_without_query(handler: web.RequestHandler) -> None:
@@ -65,7 +70,9 @@ class LoopbackRelay:
         if self._server is not None and self.port is not None:
             return self.port
         for port in self.ports:
-            sockets = self._bind(port)
+            sockets = bind_loopback(port)
+            for sock in sockets:
+                sock.setblocking(False)  # tornado serves them from the event loop
             if sockets:
                 self._server = httpserver.HTTPServer(self._app)
                 self._server.add_sockets(sockets)
@@ -73,19 +80,6 @@ class LoopbackRelay:
                 log.info("Loopback relay listening on port %d for a pending sign-in", port)
                 return port
         raise OSError(errno.EADDRINUSE, f"all sign-in callback ports are in use: {list(self.ports)}")
-
-    @staticmethod
-    def _bind(port: int) -> list[socket.socket]:
-        """127.0.0.1 is required; ::1 is added where the machine has IPv6."""
-        try:
-            sockets = netutil.bind_sockets(port, "127.0.0.1")
-        except OSError:
-            return []
-        try:
-            sockets += netutil.bind_sockets(port, "::1")
-        except OSError:
-            pass  # no IPv6 loopback, or taken: browsers fall back to 127.0.0.1 for localhost
-        return sockets
 
     @property
     def listening(self) -> bool:
