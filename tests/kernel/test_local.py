@@ -4,6 +4,7 @@ kernel started without a server, against the emulator; tokens live in that proce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -45,6 +46,22 @@ def ipython(local_env):
     child.expect(PROMPT)
     yield child
     child.terminate(force=True)
+
+
+@contextlib.asynccontextmanager
+async def serverless_kernel(env: dict[str, str]):
+    """A kernel started by jupyter_client alone (as VS Code does): no Jupyter server."""
+    km = AsyncKernelManager(kernel_name="python3")
+    await km.start_kernel(env=env)
+    client = km.client()
+    client.start_channels()
+    await client.wait_for_ready(timeout=60)
+    kernel = Kernel(client)
+    try:
+        yield kernel
+    finally:
+        await kernel.stop()
+        await km.shutdown_kernel(now=True)
 
 
 def authorize_url(child) -> str:
@@ -128,13 +145,7 @@ async def test_a_stale_runtime_file_says_so_in_one_line_and_signs_in_here(local_
 
 async def test_a_kernel_with_no_server_shows_the_widget_and_renews_in_process(local_env, emulator):
     emulator.access_token_lifetime = 3
-    km = AsyncKernelManager(kernel_name="python3")
-    await km.start_kernel(env=local_env)
-    client = km.client()
-    client.start_channels()
-    await client.wait_for_ready(timeout=60)
-    kernel = Kernel(client)
-    try:
+    async with serverless_kernel(local_env) as kernel:
         await kernel.run("%load_ext ts_notebook\n%ts_login")
         link = kernel.login_link()
         assert link == "http://localhost:31022/start"  # no state in the widget
@@ -149,9 +160,6 @@ async def test_a_kernel_with_no_server_shows_the_widget_and_renews_in_process(lo
         assert out.stdout.strip() == "{200}", out
         assert len({c["token_id"] for c in emulator.api_calls}) >= 2  # renewed inside the cell
         assert not [s for s in emulator.issued_secrets() if s in kernel.transcript()]
-    finally:
-        await kernel.stop()
-        await km.shutdown_kernel(now=True)
 
 
 def test_two_callbacks_at_once_make_one_exchange(emulator, client_secret):
@@ -175,17 +183,8 @@ def test_two_callbacks_at_once_make_one_exchange(emulator, client_secret):
 
 
 async def test_a_widget_login_that_times_out_says_so_and_frees_the_port(local_env):
-    km = AsyncKernelManager(kernel_name="python3")
-    await km.start_kernel(env=local_env)
-    client = km.client()
-    client.start_channels()
-    await client.wait_for_ready(timeout=60)
-    kernel = Kernel(client)
-    try:
+    async with serverless_kernel(local_env) as kernel:
         await kernel.run("%load_ext ts_notebook\n%ts_login --timeout 1")
         await kernel.wait_for_widget(r"^No sign-in within 1 s\. Run %ts_login again\.$")
         assert kernel.widget_texts()[-1].startswith("No sign-in within 1 s")
         assert port_is_free(31022)
-    finally:
-        await kernel.stop()
-        await km.shutdown_kernel(now=True)
