@@ -122,9 +122,11 @@ class LoginHandler(_Base):
         if hub.on_hub():
             proto = self.request.headers.get("X-Forwarded-Proto", self.request.protocol).split(",")[0].strip()
             return hub.redirect_uri(f"{proto}://{self.request.host}", self.broker.settings.hub_public_url), own
-        if urlsplit(f"//{self.request.host}").hostname in LOOPBACK_HOSTS:
-            return None, own
-        return own, own
+        try:
+            browser_host = urlsplit(f"//{self.request.host}").hostname
+        except ValueError:  # a malformed Host header: not loopback, whatever it claims
+            browser_host = None
+        return (None, own) if browser_host in LOOPBACK_HOSTS else (own, own)
 
 
 class CallbackHandler(_Base):
