@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,12 +28,7 @@ import requests
 from ts_notebook.config import BROKER_KEY_HEADER
 from ts_notebook.emulator import Emulator
 from ts_notebook.kernel.broker_client import BrokerClient, BrokerSource, RuntimeInfo
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ts_notebook.launch import free_port
 
 
 def start_server(em: Emulator, secret: str, tmp: Path) -> tuple[subprocess.Popen, str, str, RuntimeInfo]:
@@ -71,7 +65,7 @@ def main() -> None:
             watchers = [BrokerSource(BrokerClient(info)) for _ in range(args.kernels)]
             heard = [threading.Event() for _ in watchers]
             target = [0]
-            for w, event in zip(watchers, heard):
+            for w, event in zip(watchers, heard, strict=True):
                 w.add_listener(lambda snap, e=event: snap.version >= target[0] and e.set())
             browser = requests.Session()
             browser.headers["Authorization"] = f"token {token}"

@@ -9,13 +9,13 @@ import sys
 import threading
 import time
 import webbrowser
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 from html import escape
+from typing import Callable
 
 from ..errors import BrokerError
 from .broker_client import BrokerClient, BrokerSource, find_broker
-from .local import LOGIN_TIMEOUT, LocalLogin, LocalSource
+from .local import LOGIN_TIMEOUT, LocalLogin, LocalSource, wait_interruptibly
 from .session import TSAuth, TSSession
 from .state import Snapshot
 from .widget import LoginWidget
@@ -83,7 +83,7 @@ class Status:
     expires_at: float = 0.0
     env: str = "live"
     api_url: str = ""
-    error: str | None = field(default=None)
+    error: str | None = None
 
     @classmethod
     def of(cls, snap: Snapshot) -> "Status":
@@ -162,7 +162,7 @@ def _wait_for_broker(src: BrokerSource, url: str, timeout: float) -> None:
     src.add_listener(listener)
     print(f"Open {url} in the browser where you use Jupyter and sign in (Ctrl-C to stop waiting).")
     try:
-        if _wait(signed_in, timeout):
+        if wait_interruptibly(signed_in, timeout):
             print(Status.of(src.current()))
         else:
             print(f"No sign-in within {timeout:.0f} s. Run %ts_login again.")
@@ -170,13 +170,6 @@ def _wait_for_broker(src: BrokerSource, url: str, timeout: float) -> None:
         print("Stopped waiting. Run %ts_login again to sign in.")
     finally:
         src.remove_listener(listener)
-
-
-def _wait(event: threading.Event, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not event.is_set() and time.monotonic() < deadline:
-        event.wait(0.2)  # short waits keep Ctrl-C responsive
-    return event.is_set()
 
 
 def _widget_login(src: LocalSource, timeout: float) -> None:

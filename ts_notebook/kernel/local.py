@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 LOGIN_TIMEOUT = 300.0
 
 
+def wait_interruptibly(event: threading.Event, timeout: float) -> bool:
+    """Wait for ``event`` up to ``timeout`` in short steps, so Ctrl-C gets through."""
+    deadline = time.monotonic() + timeout
+    while not event.is_set() and time.monotonic() < deadline:
+        event.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+    return event.is_set()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -152,13 +160,7 @@ class LocalLogin:
 
     def wait(self, timeout: float) -> bool:
         """Block until done or timeout; Ctrl-C interrupts (and the caller cancels)."""
-        deadline = time.monotonic() + timeout
-        while not self.done.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            self.done.wait(min(left, 0.2))  # short waits keep Ctrl-C responsive
-        return True
+        return wait_interruptibly(self.done, timeout)
 
     def close(self) -> None:
         """Release the callback port; a wait in progress ends."""
@@ -189,8 +191,9 @@ class LocalSource(TokenSource):
             self._client = OAuthClient(self.settings)
         return self._client
 
+    @property
     def snapshot(self) -> Snapshot:
-        """The current state, as kernels see it."""
+        """The current state, without any I/O (as ``BrokerSource.snapshot``)."""
         s, t = self.settings, self.tokens
         return Snapshot(
             version=self.version, signed_in=t is not None, api_url=s.api_url, sim_api_url=s.sim_api_url,
@@ -202,7 +205,7 @@ class LocalSource(TokenSource):
 
     def _changed(self) -> None:
         self.version += 1
-        snap = self.snapshot()
+        snap = self.snapshot
         for listener in list(self._listeners):
             try:
                 listener(snap)
@@ -245,7 +248,7 @@ class LocalSource(TokenSource):
 
     def current(self) -> Snapshot:
         """The state now; renews first when the token is about to expire."""
-        snap = self.snapshot()
+        snap = self.snapshot
         if snap.signed_in and not snap.fresh():
             return self.force_refresh(snap.access_token or "")
         return snap
@@ -255,21 +258,21 @@ class LocalSource(TokenSource):
         with self._refresh_lock:
             tokens = self.tokens
             if tokens is None:
-                return self.snapshot()
-            if not same_secret(tokens.access_token, stale) and self.snapshot().fresh():
-                return self.snapshot()
+                return self.snapshot
+            if not same_secret(tokens.access_token, stale) and self.snapshot.fresh():
+                return self.snapshot
             try:
                 renewed = self.client.refresh(tokens)
             except OAuthError as exc:
                 if exc.permanent and self.tokens is tokens:
                     self.install(None, sign_in_ended(exc))
-                    return self.snapshot()
+                    return self.snapshot
                 raise
             if self.tokens is tokens:
                 self.install(renewed)
             elif renewed.refresh_token and renewed.refresh_token != tokens.refresh_token:
                 self._revoke_quietly(renewed.refresh_token)  # signed out (or in anew) meanwhile
-            return self.snapshot()
+            return self.snapshot
 
     def _revoke_quietly(self, refresh_token: str) -> None:
         try:
@@ -283,7 +286,7 @@ class LocalSource(TokenSource):
         self.install(None)
         if tokens is not None and tokens.refresh_token:
             self._revoke_quietly(tokens.refresh_token)
-        return self.snapshot()
+        return self.snapshot
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(snapshot)`` on every change (from whichever thread made it)."""

@@ -168,9 +168,9 @@ class TokenBroker:
 
     @property
     def login_pending(self) -> bool:
-        """True while a started login has not come back."""
-        self._prune()
-        return bool(self._pending)
+        """True while a started login has not come back (a pure read: expiry is pruned by timers)."""
+        now = self.clock()
+        return any(not p.login.expired(now) for p in self._pending.values())
 
     def has_pending_for(self, browser_key: str) -> bool:
         """True if this browser still has a login waiting for its callback."""
