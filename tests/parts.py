@@ -11,9 +11,11 @@ import json
 import re
 import socket
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -38,7 +40,7 @@ class Kernel:
         self._pump_task = asyncio.ensure_future(self._pump())
 
     @classmethod
-    async def start(cls, serverapp: Any) -> "Kernel":
+    async def start(cls, serverapp: Any) -> Kernel:
         kid = await serverapp.kernel_manager.start_kernel()
         client = serverapp.kernel_manager.get_kernel(kid).client()
         client.start_channels()
@@ -184,6 +186,12 @@ class Browser:
             self.visited.append(r.url)
         raise AssertionError("too many redirects")
 
+    def submit_login(self, page: requests.Response) -> requests.Response:
+        """On Jupyter's login page, enter the token and press Log in (its ?next= is kept)."""
+        r = self.http.post(page.url, data={"password": self.token, "_xsrf": self.http.cookies.get("_xsrf", "")},
+                           allow_redirects=False, timeout=30)
+        return self._follow(r)
+
     def submit(self, page: requests.Response, button: str, **values: str) -> requests.Response:
         """Fill the page's form and press the submit button named ``button`` (its value)."""
         form = _Form()
@@ -192,7 +200,8 @@ class Browser:
         r = self.http.post(urljoin(page.url, form.action), data=data, allow_redirects=False, timeout=30)
         return self._follow(r)
 
-    def sign_in_to_tradestation(self, login_link: str, decision: str = "allow", username: str = "analyst") -> requests.Response:
+    def sign_in_to_tradestation(self, login_link: str, decision: str = "allow",
+                                username: str = "analyst") -> requests.Response:
         """Click the widget's link, then Allow (or Deny) on the sign-in page; return the last page."""
         page = self.get(login_link)
         assert "username" in page.text, page.text[:500]
@@ -218,3 +227,42 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def run_in_kernel(http: requests.Session, server_url: str, code: str, ws_base: str | None = None,
+                  **ws_options: Any) -> str:
+    """Start a kernel through a server's REST API, run ``code`` over its websocket as a
+    frontend does, and return what it printed (an error as ``Name: value``).
+
+    ``http`` carries the server's credentials (its headers go to the websocket too);
+    ``ws_base`` is the websocket form of ``server_url`` when it is not just ``ws(s)://``.
+    """
+    import websocket  # websocket-client, a test dependency
+
+    kernel = http.post(f"{server_url}api/kernels", json={"name": "python3"}, timeout=60).json()
+    base = ws_base or server_url.replace("http", "ws", 1)
+    headers = [f"{k}: {v}" for k, v in http.headers.items() if k.lower() == "authorization"]
+    ws = websocket.create_connection(f"{base}api/kernels/{kernel['id']}/channels", header=headers, timeout=60,
+                                     **ws_options)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
+                       "session": uuid.uuid4().hex, "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False}}))
+        out = []
+        while True:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return "".join(out)
+    finally:
+        ws.close()
+        http.delete(f"{server_url}api/kernels/{kernel['id']}", timeout=60)

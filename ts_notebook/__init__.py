@@ -50,7 +50,7 @@ def logout() -> None:
     api.logout()
 
 
-def status() -> "Status":
+def status() -> Status:
     """Who is signed in, with which scopes, and until when the current token is valid."""
     from .kernel import api
 

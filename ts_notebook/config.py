@@ -7,9 +7,10 @@ default. Nothing here runs at import time; :meth:`Settings.load` reads when call
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from traitlets import Unicode
@@ -114,7 +115,7 @@ class Settings:
         configurable: Configurable | None = None,
         environ: Mapping[str, str] | None = None,
         **explicit: Any,
-    ) -> "Settings":
+    ) -> Settings:
         """Resolve every setting: explicit argument > traitlets > environment > default.
 
         Raises:
@@ -135,7 +136,7 @@ class Settings:
         return cls._from_raw(raw)
 
     @classmethod
-    def _from_raw(cls, raw: dict[str, str | None]) -> "Settings":
+    def _from_raw(cls, raw: dict[str, str | None]) -> Settings:
         secret = raw["client_secret"]
         if secret is None and raw["client_secret_file"]:
             path = Path(raw["client_secret_file"]).expanduser()
@@ -155,7 +156,8 @@ class Settings:
         except ValueError:
             ports = ()
         if not ports or not all(0 < p < 65536 for p in ports):
-            raise ConfigError(f"TS_RELAY_PORTS must list port numbers such as '31022 3000', not {raw['relay_ports']!r}.")
+            raise ConfigError("TS_RELAY_PORTS must list port numbers such as '31022 3000', "
+                              f"not {raw['relay_ports']!r}.")
         for name in ("signin_url", "api_url", "sim_api_url", "redirect_uri", "hub_public_url"):
             if raw[name]:
                 origin(raw[name])  # validates the URL

@@ -12,12 +12,18 @@ This module runs in the hub process too: standard library only.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+import re
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 CALLBACK_PATH = "ts_notebook/callback"
 # Separates the server name from the random part of state (token_urlsafe never makes a '.').
 STATE_SEP = "."
+# Server names a callback may be forwarded to: JupyterHub 6's safe slugs and the names older
+# hubs allowed that are plain path segments. Never '.', '..', a slash, an escape or a space:
+# the name becomes part of a URL path the browser is sent to.
+SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,254}")
 
 
 def on_hub(environ: Mapping[str, str] | None = None) -> bool:
@@ -32,10 +38,16 @@ def state_prefix(environ: Mapping[str, str] | None = None) -> str:
 
 
 def server_of(state: str) -> str | None:
-    """The server name a hub login's ``state`` carries, or None if it carries none."""
+    """The server name a hub login's ``state`` carries ("" for the default server), or None if
+    it carries none. Check it with :func:`forwardable` before building a URL from it."""
     if STATE_SEP not in state:
         return None
     return unquote(state.rsplit(STATE_SEP, 1)[0])
+
+
+def forwardable(server: str) -> bool:
+    """Whether a callback may be sent on to the server named ``server`` ("" is the default)."""
+    return server == "" or SERVER_NAME.fullmatch(server) is not None
 
 
 def redirect_uri(request_origin: str, public_url: str | None = None,
@@ -68,6 +80,8 @@ def user_redirect_hook(path: str, request: Any, user: Any, base_url: str) -> str
         return None
     state = (request.query_arguments.get("state") or [b""])[0].decode("utf-8", "replace")
     server = server_of(state)
-    if not server:
-        return None  # the default server: JupyterHub's own routing does it
+    if not server or not forwardable(server):
+        # The default server: JupyterHub's own routing does it (and refuses an odd name
+        # with a page); no URL is ever built from an odd name.
+        return None
     return f"{server_url(user.url, server)}?{request.query}"

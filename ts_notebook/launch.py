@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 QUICKSTART = Path("notebooks") / "quickstart.ipynb"
 
@@ -66,11 +68,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.path:
         cmd.append(args.path)
     proc = subprocess.Popen(cmd, env=env)
+    previous = {sig: signal.signal(sig, _stopper(proc)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if emulator is not None:
-            emulator.stop()
+            emulator.stop()  # only once Jupyter is gone: it may still be signing someone out
+
+
+def _stopper(proc: subprocess.Popen) -> Any:
+    """A signal handler that stops Jupyter cleanly (SIGTERM), or at once if asked twice.
+
+    ``docker stop`` and service managers send SIGTERM to this process only; Ctrl-C in a
+    terminal sends SIGINT to both. Either way Jupyter gets a clean SIGTERM, and this process
+    waits for it before stopping the emulator.
+    """
+    asked = []
+
+    def stop(signum: int, frame: Any) -> None:
+        if proc.poll() is None and asked:
+            proc.kill()
+        elif proc.poll() is None:
+            proc.terminate()
+        asked.append(signum)
+
+    return stop

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import logging
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
@@ -50,6 +52,7 @@ HINTS = {
     "network_error": "Check the network connection (and HTTPS_PROXY), then try again",
     "no_refresh_token": "Add offline_access to TS_SCOPES and run %ts_login again",
     "invalid_response": "Check that TS_SIGNIN_URL points at the sign-in service, then try again",
+    "invalid_discovery": "Check that TS_SIGNIN_URL is the sign-in service's own address (its issuer), then try again",
 }
 
 
@@ -96,8 +99,25 @@ def sign_in_ended(exc: OAuthError) -> str:
 
 def strip_query(url: str) -> str:
     """``url`` without query or fragment: the only form of a URL that may be logged."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a malformed URL)"
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url`` names this machine (localhost, 127.0.0.0/8 or ::1)."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -133,6 +153,65 @@ class PendingLogin:
         return (time.monotonic() if now is None else now) - self.created > PENDING_TTL
 
 
+def check_metadata(meta: ProviderMetadata, signin_url: str) -> None:
+    """Refuse a discovery document that does not belong to the configured sign-in service.
+
+    Its issuer must be the configured one (Auth0's ends in ``/``; either form is accepted),
+    and every endpoint must be https unless the issuer is on this machine (the emulator).
+
+    Raises:
+        OAuthError: ``invalid_discovery``.
+    """
+    fields = (meta.issuer, meta.authorization_endpoint, meta.token_endpoint, meta.revocation_endpoint, meta.jwks_uri)
+    if not all(isinstance(f, str) and f for f in fields):
+        raise OAuthError("invalid_discovery", "the discovery document is malformed", _hint("invalid_discovery"))
+    if meta.issuer.rstrip("/") != signin_url.rstrip("/"):
+        raise OAuthError("invalid_discovery", f"the discovery document names another issuer than {signin_url}",
+                         _hint("invalid_discovery"))
+    schemes = ("http", "https") if is_loopback_url(meta.issuer) else ("https",)
+    for endpoint in fields[1:]:
+        try:
+            scheme, netloc = urlsplit(endpoint).scheme, urlsplit(endpoint).netloc
+        except ValueError:
+            scheme, netloc = "", ""
+        if scheme not in schemes or not netloc:
+            raise OAuthError("invalid_discovery", f"{strip_query(endpoint)} is not an https endpoint",
+                             _hint("invalid_discovery"))
+
+
+def parse_jwks(resp: requests.Response) -> list[jwt.PyJWK]:
+    """The RSA signing keys of a JWKS reply; keys of other kinds or uses are skipped.
+
+    Raises:
+        OAuthError: ``invalid_id_token`` when the reply is not a JWKS with a usable RSA key.
+    """
+    try:
+        doc = resp.json()
+    except ValueError:
+        doc = None
+    entries = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise OAuthError("invalid_id_token", "the JWKS could not be read", _hint("invalid_id_token"))
+    keys = []
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("kty") != "RSA" or entry.get("use", "sig") != "sig":
+            continue
+        try:
+            keys.append(jwt.PyJWK.from_dict(entry))
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            continue  # one unusable key does not spoil the others
+    if not keys:
+        raise OAuthError("invalid_id_token", "the JWKS lists no usable RSA signing key", _hint("invalid_id_token"))
+    return keys
+
+
+def pick_key(keys: list[jwt.PyJWK], kid: str | None) -> jwt.PyJWK | None:
+    """The key named ``kid``; with no kid, the one key there is (never a guess among several)."""
+    if kid:
+        return next((k for k in keys if k.key_id == kid), None)
+    return keys[0] if len(keys) == 1 else None
+
+
 class OAuthClient:
     """The protocol client for one application key.
 
@@ -151,7 +230,7 @@ class OAuthClient:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._metadata: ProviderMetadata | None = None
-        self._jwks: dict[str, jwt.PyJWK] = {}
+        self._jwks: list[jwt.PyJWK] = []
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -160,6 +239,10 @@ class OAuthClient:
 
         If discovery cannot be read the documented paths are used for this call only, so a
         passing network fault does not pin the fallback.
+
+        Raises:
+            OAuthError: ``invalid_discovery`` when the document names another issuer, or
+                plain-http endpoints for an issuer that is not on this machine.
         """
         with self._lock:
             if self._metadata is not None:
@@ -167,7 +250,7 @@ class OAuthClient:
         base = self.settings.signin_url
         url = f"{base}/.well-known/openid-configuration"
         try:
-            resp = self.http.get(url, timeout=self.timeout)
+            resp = self.http.get(url, timeout=self.timeout, allow_redirects=False)
             resp.raise_for_status()
             doc = resp.json()
             meta = ProviderMetadata(
@@ -182,6 +265,7 @@ class OAuthClient:
             log.warning("OpenID discovery at %s failed (%s); using the documented endpoints",
                         url, type(exc).__name__)
             return ProviderMetadata(issuer=base + "/", **{k: base + p for k, p in FALLBACK_PATHS.items()})
+        check_metadata(meta, base)
         with self._lock:
             self._metadata = meta
         return meta
@@ -222,7 +306,7 @@ class OAuthClient:
             "redirect_uri": pending.redirect_uri,  # byte for byte what authorize got
             "code_verifier": pending.verifier,
         })
-        if not data.get("id_token"):
+        if not isinstance(data.get("id_token"), str) or not data["id_token"]:
             # openid is always asked for, so a reply without an id_token cannot be checked
             # against this login's nonce.
             raise OAuthError("invalid_id_token", "the sign-in reply has no id_token", _hint("invalid_id_token"))
@@ -248,13 +332,17 @@ class OAuthClient:
 
         Returns:
             The token's claims.
+
+        Raises:
+            OAuthError: ``invalid_id_token`` for any token or JWKS that does not check out.
         """
         meta = self.metadata()
         try:
             header = jwt.get_unverified_header(id_token)
             if header.get("alg") != "RS256":
                 raise jwt.InvalidAlgorithmError(f"algorithm {header.get('alg')!r} is not RS256")
-            key = self._signing_key(header.get("kid"), meta.jwks_uri)
+            kid = header.get("kid")
+            key = self._signing_key(kid if isinstance(kid, str) else None, meta.jwks_uri)
             claims = jwt.decode(
                 id_token,
                 key=key,
@@ -262,9 +350,11 @@ class OAuthClient:
                 audience=self.client_id,
                 issuer=meta.issuer,
                 leeway=ID_TOKEN_LEEWAY,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+                # iat must be there but may lie ahead: a provider whose clock runs minutes
+                # fast is still the provider (exp, with the leeway, bounds the token's life).
+                options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_iat": False},
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise OAuthError("invalid_id_token", str(exc), _hint("invalid_id_token")) from exc
         if nonce is not None and not same_secret(str(claims.get("nonce", "")), nonce):
             raise OAuthError("invalid_id_token", "the nonce does not match this sign-in",
@@ -273,20 +363,17 @@ class OAuthClient:
 
     def _signing_key(self, kid: str | None, jwks_uri: str) -> jwt.PyJWK:
         with self._lock:
-            key = self._jwks.get(kid or "")
+            key = pick_key(self._jwks, kid)
         if key is not None:
             return key
         # Unknown kid: the provider may have rotated keys, so refetch once.
-        resp = self._request("GET", jwks_uri)
-        try:
-            keys = jwt.PyJWKSet.from_dict(resp.json()).keys
-        except (ValueError, jwt.PyJWTError) as exc:
-            raise OAuthError("invalid_id_token", "the JWKS could not be read", _hint("invalid_id_token")) from exc
+        keys = parse_jwks(self._request("GET", jwks_uri))
         with self._lock:
-            self._jwks = {k.key_id or "": k for k in keys}
-            key = self._jwks.get(kid or "")
+            self._jwks = keys
+            key = pick_key(keys, kid)
         if key is None:
-            raise jwt.InvalidKeyError("the id_token is signed with a key the JWKS does not list")
+            raise jwt.InvalidKeyError("the id_token is signed with a key the JWKS does not list"
+                                      if kid else "the id_token names no key and the JWKS has several")
         return key
 
     # -- HTTP ----------------------------------------------------------------------------------

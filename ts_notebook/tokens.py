@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import OAuthError
 
@@ -20,6 +21,9 @@ RETRY_AFTER = 15.0
 
 # The lifetime TradeStation documents, used when a reply's expires_in is missing or absurd.
 DEFAULT_LIFETIME = 1200.0
+# A longer claimed lifetime is cut to this: the token is renewed at least daily, and no
+# timer or clock conversion is ever handed an absurd number (an expires_in of 1e308).
+MAX_LIFETIME = 86400.0
 
 # The id_token claims worth keeping about the user; the rest (nonce, iat ...) is protocol.
 USER_CLAIMS = ("sub", "name", "nickname", "email", "preferred_username")
@@ -46,10 +50,10 @@ class TokenSet:
         cls,
         data: Mapping[str, Any],
         *,
-        previous: "TokenSet | None" = None,
+        previous: TokenSet | None = None,
         claims: Mapping[str, Any] | None = None,
         now: float | None = None,
-    ) -> "TokenSet":
+    ) -> TokenSet:
         """Build from a token endpoint reply.
 
         A refresh reply carries a new refresh token only when the key rotates them; otherwise
@@ -66,6 +70,7 @@ class TokenSet:
             lifetime = DEFAULT_LIFETIME
         if not math.isfinite(lifetime) or lifetime <= 0:
             lifetime = DEFAULT_LIFETIME  # never a renewal loop on a provider's 0 or NaN
+        lifetime = min(lifetime, MAX_LIFETIME)
         scope = data.get("scope")
         scopes = tuple(scope.split()) if isinstance(scope, str) else (previous.scopes if previous else ())
         user = {k: str(claims[k]) for k in USER_CLAIMS if claims and k in claims}
@@ -73,8 +78,8 @@ class TokenSet:
             access_token=access,
             expires_at=now + lifetime,
             lifetime=lifetime,
-            refresh_token=data.get("refresh_token") or (previous.refresh_token if previous else None),
-            id_token=data.get("id_token") or (previous.id_token if previous else None),
+            refresh_token=_text(data.get("refresh_token")) or (previous.refresh_token if previous else None),
+            id_token=_text(data.get("id_token")) or (previous.id_token if previous else None),
             scopes=scopes,
             user=user or (dict(previous.user) if previous else {}),
         )
@@ -87,6 +92,14 @@ class TokenSet:
         """Seconds until this token set should be renewed (at least one: never a tight loop)."""
         return max(1.0, self.seconds_left() - min(RENEW_BEFORE, self.lifetime / 3))
 
+    def retry_in(self) -> float:
+        """Seconds until a renewal that failed for a passing reason is tried again: within the
+        access token's remaining life while it has one, then every RETRY_AFTER for as long as
+        the sign-in lasts (the refresh token may still be good, and a rotating one lapses
+        after half an hour unused)."""
+        left = self.seconds_left()
+        return max(0.25, min(RETRY_AFTER, left / 2)) if left > 1 else RETRY_AFTER
+
     @property
     def display_name(self) -> str:
         """The best human name the id_token gave."""
@@ -97,6 +110,11 @@ class TokenSet:
             f"TokenSet(user={self.display_name!r}, expires_in={self.seconds_left():.0f}s, "
             f"scopes={' '.join(self.scopes)!r}, refresh_token={'yes' if self.refresh_token else 'no'})"
         )
+
+
+def _text(value: Any) -> str | None:
+    # A provider's reply is untrusted: a token that is not a string is no token.
+    return value if isinstance(value, str) and value else None
 
 
 def is_fresh(expires_at: float, lifetime: float, now: float | None = None) -> bool:

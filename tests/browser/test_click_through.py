@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from playwright.sync_api import Locator, Page, expect
 
 from .conftest import secrets_in

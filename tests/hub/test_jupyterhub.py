@@ -4,23 +4,20 @@ named servers, and the owner rule."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
-import websocket
 
 from ts_notebook.emulator import Emulator
 from ts_notebook.launch import free_port
 
 from ..conftest import CLIENT_ID
-from ..parts import Browser
+from ..parts import Browser, run_in_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -62,31 +59,7 @@ class Hub:
 
     def run(self, server_url: str, code: str) -> str:
         """Run ``code`` in a new kernel of that server, over its websocket; return stdout."""
-        kernel = self.api.post(f"{server_url}api/kernels", json={"name": "python3"}, timeout=60).json()
-        ws = websocket.create_connection(
-            f"{server_url.replace('http', 'ws', 1)}api/kernels/{kernel['id']}/channels",
-            header=[f"Authorization: token {SERVICE_TOKEN}"], timeout=60)
-        try:
-            msg_id = uuid.uuid4().hex
-            ws.send(json.dumps({
-                "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
-                           "session": uuid.uuid4().hex, "version": "5.3"},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": code, "silent": False, "store_history": False,
-                            "user_expressions": {}, "allow_stdin": False}}))
-            out = []
-            while True:
-                msg = json.loads(ws.recv())
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if msg["msg_type"] == "stream":
-                    out.append(msg["content"]["text"])
-                elif msg["msg_type"] == "error":
-                    out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
-                elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                    return "".join(out)
-        finally:
-            ws.close()
+        return run_in_kernel(self.api, server_url, code)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ signs in within its own process (here it has no key either, which it also says i
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -15,8 +16,6 @@ from ts_notebook.config import BROKER_ENV_VAR
 
 def ipython(code: str, env_file: str | None) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a real IPython process, as a terminal user would."""
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != BROKER_ENV_VAR}
     if env_file is not None:
         env[BROKER_ENV_VAR] = env_file
@@ -39,18 +38,25 @@ def runtime_file(tmp_path):
     return write
 
 
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
 @pytest.mark.parametrize(("case", "message"), [
     ("no-variable", None),
     ("missing-file", "The Jupyter server that started this kernel is gone"),
     ("other-version", "runs another version of ts_notebook"),
-    ("dead-server", "Cannot reach this kernel's Jupyter server"),
+    ("stopped-server", "The Jupyter server that started this kernel has stopped"),
 ], ids=lambda v: v if v and " " not in v else "")
 def test_without_a_live_broker_each_problem_is_one_line_that_says_what_to_do(runtime_file, tmp_path, case, message):
     env_file = {
         "no-variable": None,
         "missing-file": str(tmp_path / "gone.json"),
         "other-version": runtime_file(protocol=99, url="http://127.0.0.1:1/", key="k"),
-        "dead-server": runtime_file(protocol=1, url=f"http://127.0.0.1:{closed_port()}/", base_url="/", key="k"),
+        "stopped-server": runtime_file(protocol=1, url=f"http://127.0.0.1:{closed_port()}/", base_url="/", key="k",
+                                      pid=dead_pid()),
     }[case]
 
     result = ipython("%load_ext ts_notebook\n%ts_login", env_file)
@@ -64,6 +70,21 @@ def test_without_a_live_broker_each_problem_is_one_line_that_says_what_to_do(run
         assert len(lines) == 2 and message in lines[0] and lines[0].endswith("Signing in within this process instead.")
     else:
         assert len(lines) == 1
+
+
+def test_a_live_server_that_does_not_answer_is_retried_then_named_never_replaced(runtime_file):
+    # The file's server process runs (this test's), but nothing listens at its URL.
+    url = f"http://127.0.0.1:{closed_port()}/"
+    env_file = runtime_file(protocol=1, url=url, base_url="/", key="k", pid=os.getpid())
+
+    result = ipython("%load_ext ts_notebook\n%ts_login\n%ts_status", env_file)
+
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(lines) == 2 and lines[0] == lines[1], lines  # said again: the second command retried
+    assert lines[0].startswith(f"ts_notebook: This kernel's Jupyter server is running but did not answer at {url} "
+                               "(Connection refused; tried 6 times over 8 s).")
+    assert "No TradeStation API key" not in result.stderr  # no in-process sign-in was tried
 
 
 def test_importing_the_package_is_cheap():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -148,7 +149,7 @@ async def test_a_kernel_with_no_server_shows_the_widget_and_renews_in_process(lo
     async with serverless_kernel(local_env) as kernel:
         await kernel.run("%load_ext ts_notebook\n%ts_login")
         link = kernel.login_link()
-        assert link == "http://localhost:31022/start"  # no state in the widget
+        assert re.fullmatch(r"http://localhost:31022/start/[\w-]{43}", link)  # one-time; no state in it
 
         await sign_in_at(link)
 
@@ -176,7 +177,7 @@ def test_two_callbacks_at_once_make_one_exchange(emulator, client_secret):
     params = approve(attempt.pending)
 
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: attempt.complete(params)[0], range(2)))
+        results = list(pool.map(lambda _: attempt.complete(params, attempt.browser_key)[0], range(2)))
 
     assert sorted(results) == [False, True] and source.tokens is not None
     assert [g["grant_type"] for g in emulator.grants] == ["authorization_code"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +20,27 @@ def server(jp_serverapp, http_server_client, jp_http_port, jp_base_url):
         token=jp_serverapp.identity_provider.token,
         ext=jp_serverapp.extension_manager.extension_points["ts_notebook"].app,
     )
+
+
+@pytest.fixture
+def server_log(caplog, server):
+    """Everything the server (and the emulator beside it) logs, down to DEBUG; not the test's
+    own HTTP client. (pytest-jupyter routes the server's log to pytest's capture, so its
+    jp_logging_stream stays empty; the extension's own logger does not propagate.)"""
+    caplog.set_level(logging.DEBUG)
+    server.ext.log.addHandler(caplog.handler)
+    yield ServerLog(caplog)
+    server.ext.log.removeHandler(caplog.handler)
+
+
+class ServerLog:
+    def __init__(self, caplog) -> None:
+        self.caplog = caplog
+        self.format = logging.Formatter("%(levelname)s %(name)s %(message)s").format
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.format(r) for r in self.caplog.records if not r.name.startswith("urllib3"))
 
 
 @pytest.fixture

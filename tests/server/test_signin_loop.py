@@ -25,7 +25,7 @@ def assert_no_secrets(text: str, emulator: Emulator) -> None:
     assert not leaked, "a token, code, verifier or secret leaked"
 
 
-async def test_full_loop_ends_in_an_api_call_from_the_kernel(server, kernels, emulator, jp_logging_stream):
+async def test_full_loop_ends_in_an_api_call_from_the_kernel(server, kernels, emulator, server_log):
     k = await new_kernel(server, kernels)
     _, page = await sign_in(server, k)
 
@@ -43,7 +43,8 @@ async def test_full_loop_ends_in_an_api_call_from_the_kernel(server, kernels, em
     assert "Signed in to TradeStation as analyst" in magic.data[-1]["text/html"]
     # Nothing secret reached the notebook (outputs, widget state) or the server log.
     assert_no_secrets(k.transcript(), emulator)
-    assert_no_secrets(jp_logging_stream.getvalue(), emulator)
+    assert "GET" in server_log.text and "ts_notebook/callback" in server_log.text
+    assert_no_secrets(server_log.text, emulator)
 
 
 async def test_a_kernel_started_later_is_signed_in_without_a_new_login(server, kernels, emulator):

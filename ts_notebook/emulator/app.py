@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from types import TracebackType
+from collections.abc import Mapping
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from tornado import web
@@ -18,6 +19,7 @@ from tornado.netutil import bind_sockets
 
 from .api import ApiHandler
 from .base import NotFoundHandler, log_request
+from .faults import ConnectionReset, InjectedFailure, finite_seconds, json_copy
 from .keys import new_signing_key, shared_signing_key
 from .provider import (
     AuthorizeHandler,
@@ -27,7 +29,7 @@ from .provider import (
     TokenHandler,
     UserInfoHandler,
 )
-from .state import OAuthError, ProviderState
+from .state import ProviderState
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +107,12 @@ class Emulator:
     def start(self) -> Emulator:
         """Listen and serve in a daemon thread; returns once requests are being answered.
 
+        After :meth:`stop` this starts the same provider again on the same port, with its
+        client, tokens, records and faults as they were: a provider that went down and came back.
+
         Raises:
             RuntimeError: if already running or the server failed to come up.
+            OSError: if the port cannot be bound (e.g. something else took it meanwhile).
         """
         if self._thread is not None:
             raise RuntimeError("the emulator is already running")
@@ -126,7 +132,11 @@ class Emulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving, close connections and free the port; safe to call twice."""
+        """Stop serving, close connections and free the port; safe to call twice.
+
+        Connections to the port are refused until :meth:`start` is called again. Token calls
+        still waiting out :attr:`token_delay` are dropped without a reply.
+        """
         thread, loop, stopping = self._thread, self._loop, self._stopping
         if thread is None:
             return
@@ -229,9 +239,110 @@ class Emulator:
         error: str = "server_error",
         status: int = 500,
         description: str = "The emulator was told to fail this request",
+        times: int = 1,
     ) -> None:
-        """Make the next ``/oauth/token`` call, whatever it is, fail once with this reply."""
-        self._state.fail_next(OAuthError(error, description, status))
+        """Make the next ``times`` ``/oauth/token`` calls, whatever they are, fail with this reply.
+
+        Scripted calls queue up in order with :meth:`reset_next_token_request` and are not acted
+        on (a code or refresh token sent stays as it was). A request whose body cannot be parsed
+        gets its own error and does not use one up.
+
+        Raises:
+            ValueError: if ``times`` is not a positive integer.
+        """
+        self._state.faults.queue(InjectedFailure(error, description, status), times)
+
+    def reset_next_token_request(self, times: int = 1) -> None:
+        """Drop the TCP connection of the next ``times`` ``/oauth/token`` calls, with no reply.
+
+        The connection is reset (RST), so the client sees a connection error; the call is not
+        acted on. Each one is recorded in :attr:`grants` with ``ok`` False and ``error``
+        ``"connection_reset"``. Queued in order with :meth:`fail_next_token_request`.
+
+        Raises:
+            ValueError: if ``times`` is not a positive integer.
+        """
+        self._state.faults.queue(ConnectionReset(), times)
+
+    @property
+    def token_delay(self) -> float:
+        """Seconds every ``/oauth/token`` call waits before answering (0 = none).
+
+        The wait does not hold up any other request. It is fixed when a call arrives.
+
+        Raises:
+            ValueError: on setting a negative or non-finite value.
+        """
+        return self._state.faults.settings.token_delay
+
+    @token_delay.setter
+    def token_delay(self, seconds: float) -> None:
+        self._state.faults.update(token_delay=finite_seconds(seconds, "token_delay", allow_negative=False))
+
+    @property
+    def clock_skew(self) -> float:
+        """Seconds added to the clock behind id_token ``iat``/``exp`` (positive = provider ahead).
+
+        Raises:
+            ValueError: on setting a non-finite value.
+        """
+        return self._state.faults.settings.clock_skew
+
+    @clock_skew.setter
+    def clock_skew(self, seconds: float) -> None:
+        self._state.faults.update(clock_skew=finite_seconds(seconds, "clock_skew", allow_negative=True))
+
+    @property
+    def jwks_override(self) -> Any:
+        """JSON the JWKS endpoint serves (status 200) instead of the real keys; None = real.
+
+        Raises:
+            TypeError: on setting a value that is not JSON-serialisable.
+        """
+        return json_copy(self._state.faults.settings.jwks_override)
+
+    @jwks_override.setter
+    def jwks_override(self, document: Any) -> None:
+        self._state.faults.update(jwks_override=json_copy(document))
+
+    @property
+    def sign_without_kid(self) -> bool:
+        """Whether id_tokens are signed with the current key but carry no ``kid`` header."""
+        return self._state.faults.settings.sign_without_kid
+
+    @sign_without_kid.setter
+    def sign_without_kid(self, omit: bool) -> None:
+        self._state.faults.update(sign_without_kid=bool(omit))
+
+    @property
+    def expires_in_override(self) -> Any:
+        """JSON value token replies give as ``expires_in``; None = the real lifetime.
+
+        Only the reply lies: the access token still lives :attr:`access_token_lifetime`.
+
+        Raises:
+            TypeError: on setting a value that is not JSON-serialisable.
+        """
+        return json_copy(self._state.faults.settings.expires_in_override)
+
+    @expires_in_override.setter
+    def expires_in_override(self, value: Any) -> None:
+        self._state.faults.update(expires_in_override=json_copy(value))
+
+    @property
+    def discovery_overrides(self) -> Mapping[str, Any]:
+        """Top-level keys laid over the discovery document (a read-only copy; assign to change).
+
+        Raises:
+            TypeError: on setting something other than a JSON-serialisable mapping of str keys.
+        """
+        return MappingProxyType(json_copy(self._state.faults.settings.discovery_overrides))
+
+    @discovery_overrides.setter
+    def discovery_overrides(self, overrides: Mapping[str, Any]) -> None:
+        if not isinstance(overrides, Mapping) or not all(isinstance(k, str) for k in overrides):
+            raise TypeError("discovery_overrides must be a mapping with str keys")
+        self._state.faults.update(discovery_overrides=json_copy(dict(overrides)))
 
     # -- what happened ---------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 def log_request(handler: web.RequestHandler) -> None:
     """Tornado ``log_function``: method, path (never the query) and status, at DEBUG."""
+    if getattr(handler, "connection_reset", False):
+        logger.debug("%s %s connection reset", handler.request.method, handler.request.path)
+        return
     logger.debug("%s %s %d", handler.request.method, handler.request.path, handler.get_status())
 
 

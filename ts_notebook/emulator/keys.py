@@ -33,9 +33,10 @@ class SigningKey:
         jwk.update(kid=self.kid, alg="RS256", use="sig")
         return jwk
 
-    def sign(self, claims: dict[str, Any]) -> str:
-        """``claims`` as an RS256 JWT whose header names this key's ``kid``."""
-        return jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self.kid})
+    def sign(self, claims: dict[str, Any], with_kid: bool = True) -> str:
+        """``claims`` as an RS256 JWT whose header names this key's ``kid`` unless told not to."""
+        headers = {"kid": self.kid} if with_kid else None
+        return jwt.encode(claims, self.private_key, algorithm="RS256", headers=headers)
 
 
 def new_signing_key() -> SigningKey:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
-from typing import Mapping
 
 SIGN_IN_TITLE = "Sign in · TradeStation emulator"
 ERROR_TITLE = "Error · TradeStation emulator"

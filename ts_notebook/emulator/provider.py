@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import socket
+import struct
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
 from .base import BaseHandler
+from .faults import CONNECTION_RESET, ConnectionReset, InjectedFailure, TokenOutcome
 from .pages import error_page, sign_in_page
 from .state import OAuthError
 
@@ -28,7 +32,7 @@ class DiscoveryHandler(BaseHandler):
 
     def get(self) -> None:
         base = self.state.issuer.rstrip("/")
-        self.write_json({
+        document = {
             "issuer": self.state.issuer,
             "authorization_endpoint": base + "/authorize",
             "token_endpoint": base + "/oauth/token",
@@ -42,7 +46,8 @@ class DiscoveryHandler(BaseHandler):
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
             "scopes_supported": SCOPES_SUPPORTED,
-        })
+        }
+        self.write_json({**document, **self.state.faults.settings.discovery_overrides})
 
 
 class JwksHandler(BaseHandler):
@@ -107,33 +112,69 @@ class AuthorizeHandler(BaseHandler):
 
 
 class TokenHandler(BaseHandler):
-    """``POST /oauth/token``: authorization_code and refresh_token grants."""
+    """``POST /oauth/token``: authorization_code and refresh_token grants, plus injected faults."""
 
-    def post(self) -> None:
+    #: Set when an injected fault dropped the connection instead of answering.
+    connection_reset = False
+
+    async def post(self) -> None:
         self.set_header("Cache-Control", "no-store")
         self.set_header("Pragma", "no-cache")
+        # The delay and any scripted outcome are fixed on arrival, so "the next N calls" are
+        # the next N to arrive even when they finish out of order.
+        delay = self.state.faults.settings.token_delay
         grant_type = None
+        params: dict[str, str] = {}
+        outcome: TokenOutcome | OAuthError | None
         try:
             params = self.body_params()
             grant_type = params.get("grant_type")
-            failure = self.state.take_failure()
-            if failure is not None:
-                raise failure
-            self.state.check_client(*client_credentials(self, params))
-            if grant_type == "authorization_code":
-                reply = self.state.redeem_code(params)
-            elif grant_type == "refresh_token":
-                reply = self.state.refresh(params)
-            elif not grant_type:
-                raise OAuthError("invalid_request", "Missing required parameter: grant_type")
-            else:
-                raise OAuthError("unsupported_grant_type", f"Unsupported grant type: {grant_type}")
+            outcome = self.state.faults.take()
+        except OAuthError as exc:
+            outcome = exc
+        if delay > 0:
+            # On the emulator's loop: other requests are served while this one waits.
+            await asyncio.sleep(delay)
+        if isinstance(outcome, ConnectionReset):
+            self.state.record_grant(grant_type, CONNECTION_RESET)
+            self._reset_connection()
+            return
+        try:
+            if isinstance(outcome, OAuthError):
+                raise outcome
+            if isinstance(outcome, InjectedFailure):
+                raise OAuthError(outcome.error, outcome.description, outcome.status)
+            reply = self._grant(grant_type, params)
         except OAuthError as exc:
             self.state.record_grant(grant_type, exc.error)
             self.send_oauth_error(exc)
             return
         self.state.record_grant(grant_type, None)
         self.write_json(reply)
+
+    def _grant(self, grant_type: str | None, params: dict[str, str]) -> dict[str, Any]:
+        self.state.check_client(*client_credentials(self, params))
+        if grant_type == "authorization_code":
+            return self.state.redeem_code(params)
+        if grant_type == "refresh_token":
+            return self.state.refresh(params)
+        if not grant_type:
+            raise OAuthError("invalid_request", "Missing required parameter: grant_type")
+        raise OAuthError("unsupported_grant_type", f"Unsupported grant type: {grant_type}")
+
+    def _reset_connection(self) -> None:
+        # SO_LINGER with a zero timeout makes close() send a TCP RST: no HTTP reply at all.
+        self.connection_reset = True
+        stream = self.request.connection.stream  # type: ignore[union-attr]
+        sock = stream.socket
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass  # Already gone: a plain close below is all that is left to do.
+        stream.close()
+        # Nothing may be written now; finishing only completes tornado's bookkeeping.
+        self.finish()
 
 
 class RevokeHandler(BaseHandler):

@@ -14,9 +14,11 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
+from .faults import Faults
 from .keys import SigningKey
 
 # Auth0 keeps authorization codes for a minute.
@@ -99,7 +101,7 @@ class ProviderState:
         self._access: dict[str, AccessRecord] = {}
         self._refresh: dict[str, _RefreshRecord] = {}
         self._secrets: set[str] = {client_secret} if client_secret else set()
-        self._failure: OAuthError | None = None
+        self.faults = Faults(self._lock)
         self._grants: list[dict[str, Any]] = []
         self._api_calls: list[dict[str, Any]] = []
         self._requests: list[dict[str, Any]] = []
@@ -117,8 +119,11 @@ class ProviderState:
             if uri not in self._redirect_uris:
                 self._redirect_uris.append(uri)
 
-    def jwks(self) -> dict[str, Any]:
-        """The JWKS document: only the current signing key."""
+    def jwks(self) -> Any:
+        """The JWKS document: only the current signing key, unless a fault overrides it."""
+        override = self.faults.settings.jwks_override
+        if override is not None:
+            return override
         with self._lock:
             return {"keys": [self._key.public_jwk()]}
 
@@ -126,17 +131,6 @@ class ProviderState:
         """Sign from now on with ``key``; the old key disappears from the JWKS."""
         with self._lock:
             self._key = key
-
-    def fail_next(self, error: OAuthError) -> None:
-        """Make the next token request answer ``error``."""
-        with self._lock:
-            self._failure = error
-
-    def take_failure(self) -> OAuthError | None:
-        """The pending injected failure, cleared so it fires once."""
-        with self._lock:
-            failure, self._failure = self._failure, None
-            return failure
 
     # -- /authorize ------------------------------------------------------------------------
 
@@ -259,10 +253,11 @@ class ProviderState:
     def _issue(self, *, family: str, username: str, scope: str, nonce: str | None,
                with_refresh: bool) -> dict[str, Any]:
         # Caller holds the lock.
+        faults = self.faults.settings
         lifetime = self.access_token_lifetime
         access = secrets.token_urlsafe(32)
         self._access[access] = AccessRecord(family, username, scope, time.monotonic() + lifetime)
-        now = int(time.time())
+        now = int(time.time() + faults.clock_skew)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": f"auth0|{username}",
@@ -275,14 +270,15 @@ class ProviderState:
         }
         if nonce is not None:
             claims["nonce"] = nonce
-        id_token = self._key.sign(claims)
+        id_token = self._key.sign(claims, with_kid=not faults.sign_without_kid)
         reply: dict[str, Any] = {"access_token": access}
         if with_refresh:
             refresh = secrets.token_urlsafe(32)
             self._refresh[refresh] = _RefreshRecord(family, username, scope)
             self._secrets.add(refresh)
             reply["refresh_token"] = refresh
-        reply.update(id_token=id_token, scope=scope, expires_in=math.ceil(lifetime), token_type="Bearer")
+        expires_in = math.ceil(lifetime) if faults.expires_in_override is None else faults.expires_in_override
+        reply.update(id_token=id_token, scope=scope, expires_in=expires_in, token_type="Bearer")
         self._secrets.update((access, id_token))
         return reply
 

@@ -9,9 +9,9 @@ import sys
 import threading
 import time
 import webbrowser
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
-from typing import Callable
 
 from ..errors import BrokerError
 from .broker_client import BrokerClient, BrokerSource, find_broker
@@ -42,13 +42,21 @@ def source() -> BrokerSource | LocalSource:
 def _pick_source() -> BrokerSource | LocalSource:
     try:
         info = find_broker()
-        if info is not None:
-            client = BrokerClient(info)
-            client.call("GET", "status", timeout=(2.0, 10.0))  # is it alive?
-            return BrokerSource(client)
     except BrokerError as exc:
         print(f"ts_notebook: {exc} Signing in within this process instead.", file=sys.stderr)
-    return LocalSource()
+        return LocalSource()
+    if info is None:
+        return LocalSource()
+    if not info.server_alive():
+        print("ts_notebook: The Jupyter server that started this kernel has stopped. Signing in within this "
+              "process instead.", file=sys.stderr)
+        return LocalSource()
+    client = BrokerClient(info)
+    # A live server that does not answer is never replaced by an in-process sign-in (which
+    # would lack the server's client secret): the error says what failed, and the next call
+    # tries again.
+    client.probe()
+    return BrokerSource(client)
 
 
 def _shared(name: str, make: Callable[[], object]) -> object:
@@ -86,7 +94,7 @@ class Status:
     error: str | None = None
 
     @classmethod
-    def of(cls, snap: Snapshot) -> "Status":
+    def of(cls, snap: Snapshot) -> Status:
         """Summarise a snapshot."""
         return cls(
             signed_in=snap.signed_in,
@@ -192,7 +200,7 @@ def _terminal_login(src: LocalSource, paste: bool, timeout: float, open_browser:
         return
     attempt = _new_login(src, listen=not paste)
     try:
-        url = attempt.pending.authorize_url
+        url = attempt.start_url or attempt.pending.authorize_url
         print(f"Sign in to TradeStation in your browser:\n  {url}")
         if paste:
             # getpass: the address carries the code, which must not echo into a saved output.

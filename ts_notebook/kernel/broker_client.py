@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from ..config import BROKER_ENV_VAR, BROKER_KEY_HEADER, BROKER_PROTOCOL
 from ..errors import BrokerError
@@ -33,6 +36,9 @@ LONGPOLL_GRACE = 10.0
 CALL_TIMEOUT = (3.0, 60.0)
 # Retry a failing watcher after this long, doubling up to the maximum.
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
+# A kernel's first call to a live server that does not answer is retried after these pauses
+# (a server busy starting, say) before the kernel says what failed.
+PROBE_BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,21 @@ class RuntimeInfo:
     url: str
     base_url: str
     key: str
+    pid: int | None = None
+    # SHA-256 of the server's TLS certificate, pinned (it names the public host, not loopback).
+    cert_sha256: str | None = None
+
+    def server_alive(self) -> bool:
+        """Whether the process that wrote the file still runs (True when it cannot be told)."""
+        if not self.pid:
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True  # someone else's process, or no permission to ask: it exists
+        return True
 
     @property
     def login_path(self) -> str:
@@ -78,7 +99,47 @@ def find_broker(environ: Mapping[str, str] | None = None) -> RuntimeInfo | None:
             "This kernel's Jupyter server runs another version of ts_notebook. Install the same "
             "version in the server's and the kernel's environment."
         )
-    return RuntimeInfo(url=str(info["url"]), base_url=str(info.get("base_url", "/")), key=str(info["key"]))
+    pid = info.get("pid")
+    return RuntimeInfo(url=str(info["url"]), base_url=str(info.get("base_url", "/")), key=str(info["key"]),
+                       pid=pid if isinstance(pid, int) else None,
+                       cert_sha256=str(info["cert_sha256"]) if info.get("cert_sha256") else None)
+
+
+class PinnedAdapter(HTTPAdapter):
+    """HTTPS to the server's own certificate, matched by fingerprint instead of CA and name
+    (the certificate names the server's public host, and may be self-signed)."""
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+        super().__init__()
+
+    def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, False, cert)
+        pool_kwargs["assert_fingerprint"] = self.sha256
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, False, cert)
+        conn.assert_fingerprint = self.sha256
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What went wrong under a requests exception, in a few words (no URL, no secret)."""
+    if "fingerprints did not match" in str(exc).lower():
+        return "its TLS certificate is not the one it wrote for its kernels"
+    todo, seen = [exc], set()
+    while todo:
+        err = todo.pop(0)
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ssl.SSLError):
+            return f"TLS: {getattr(err, 'verify_message', None) or err.reason or 'handshake failed'}"
+        if isinstance(err, OSError) and err.strerror:
+            return err.strerror
+        todo += [a for a in (*err.args, getattr(err, "reason", None), err.__cause__, err.__context__)
+                 if isinstance(a, BaseException)]
+    return type(exc).__name__
 
 
 class BrokerClient:
@@ -89,6 +150,12 @@ class BrokerClient:
         self.http = requests.Session()
         self.http.trust_env = False  # a corporate HTTP_PROXY must never see loopback calls
         self.http.headers[BROKER_KEY_HEADER] = info.key
+        if info.url.startswith("https://") and info.cert_sha256:
+            self.http.mount("https://", PinnedAdapter(info.cert_sha256))
+        elif info.url.startswith("http+unix://"):
+            from requests_unixsocket import UnixAdapter  # only for a server on a Unix socket
+
+            self.http.mount("http+unix://", UnixAdapter())
 
     def call(self, method: str, path: str, timeout: Any = CALL_TIMEOUT, **kwargs: Any) -> dict[str, Any]:
         """Call ``ts_notebook/api/<path>`` and return its JSON reply."""
@@ -97,8 +164,8 @@ class BrokerClient:
             resp = self.http.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise BrokerError(
-                f"Cannot reach this kernel's Jupyter server ({type(exc).__name__}). If the server "
-                "was stopped, start it again and restart the kernel."
+                f"Cannot reach this kernel's Jupyter server at {self.info.url} ({failure_reason(exc)}). If the "
+                "server was stopped, start it again and restart the kernel."
             ) from exc
         try:
             data = resp.json()
@@ -108,6 +175,26 @@ class BrokerClient:
             message = data.get("message") if isinstance(data, dict) else None
             raise BrokerError(f"The Jupyter server refused the request: {message or f'HTTP {resp.status_code}'}")
         return data
+
+    def probe(self) -> None:
+        """Ask for the status, retrying with backoff while the server does not answer.
+
+        Raises:
+            BrokerError: it still did not answer after the last retry; says what failed.
+        """
+        for pause in (*PROBE_BACKOFF, None):
+            try:
+                self.call("GET", "status", timeout=(2.0, 10.0))
+                return
+            except BrokerError as exc:
+                if pause is None:
+                    why = failure_reason(exc.__cause__) if exc.__cause__ else str(exc)
+                    raise BrokerError(
+                        f"This kernel's Jupyter server is running but did not answer at {self.info.url} ({why}; "
+                        f"tried {len(PROBE_BACKOFF) + 1} times over {sum(PROBE_BACKOFF):.0f} s). Check the server "
+                        "and its log, then run the command again."
+                    ) from exc
+                time.sleep(pause)
 
     def token(self, since: int | None = None) -> dict[str, Any]:
         """The state with the access token; with ``since``, wait for a change past it."""

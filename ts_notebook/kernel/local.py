@@ -9,19 +9,30 @@ live and renew in this process.
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
 import threading
 import time
+from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..errors import ConfigError, OAuthError
-from ..loopback import bind_loopback
-from ..oauth import OAuthClient, PendingLogin, callback_code, callback_params, same_secret, sign_in_ended
+from ..loopback import bind_loopback, relay_port
+from ..oauth import (
+    PENDING_TTL,
+    OAuthClient,
+    PendingLogin,
+    callback_code,
+    callback_params,
+    same_secret,
+    sign_in_ended,
+    strip_query,
+)
 from ..pages import result_page
-from ..tokens import RETRY_AFTER, TokenSet
+from ..tokens import TokenSet
 from .state import Listener, Snapshot, TokenSource
 
 log = logging.getLogger(__name__)
@@ -52,24 +63,37 @@ class _Server(ThreadingHTTPServer):
 class CallbackListener:
     """Listens on ``http://localhost:PORT`` (127.0.0.1 and ::1) for one sign-in.
 
-    ``/start`` redirects to the provider; any other path is the callback.
+    ``/start/<token>`` (once) sets the login's browser cookie and redirects to the provider;
+    any other path is the callback, answered with the cookie the browser sent.
     """
 
-    def __init__(self, ports: tuple[int, ...], on_callback: Callable[[dict[str, str]], tuple[bool, str, str]],
-                 start_url: Callable[[], str]) -> None:
+    def __init__(self, ports: tuple[int, ...], login: LocalLogin) -> None:
+        cookie = f"ts_notebook_login_{'_'.join(map(str, ports))}"
+
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                path = urlsplit(self.path)
-                if path.path == "/start":
-                    self.send_response(302)
-                    self.send_header("Location", start_url())
-                    self.end_headers()
-                    return
-                ok, title, detail = on_callback(callback_params(self.path))
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                if path == "/start" or path.startswith("/start/"):
+                    target = login.start(path[len("/start/"):])
+                    if target is not None:
+                        self.send_response(302)
+                        self.send_header("Location", target)
+                        self.send_header("Set-Cookie", f"{cookie}={login.browser_key}; Path=/; HttpOnly; "
+                                         f"SameSite=Lax; Max-Age={int(PENDING_TTL)}")
+                        self.send_header("Cache-Control", "no-store")
+                        self.end_headers()
+                        return
+                    ok, title, detail = False, "Sign-in not started", login.message or (
+                        "This is not the address of a sign-in waiting here. Run %ts_login again.")
+                else:
+                    jar = SimpleCookie(self.headers.get("Cookie", ""))
+                    ok, title, detail = login.complete(callback_params(self.path),
+                                                       jar[cookie].value if cookie in jar else None)
                 body = result_page(title, detail, ok).encode()
                 self.send_response(200 if ok else 400)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -87,7 +111,7 @@ class CallbackListener:
                 break
         if self.port is None:
             raise ConfigError(f"Cannot listen for the sign-in callback: ports {list(ports)} are all in use. "
-                              "Free one, or set TS_RELAY_PORTS to a free registered port.")
+                              "Free one, or set TS_RELAY_PORTS (or TS_REDIRECT_URI) to a free registered port.")
         for server in self._servers:
             threading.Thread(target=server.serve_forever, name="ts_notebook-callback", daemon=True).start()
 
@@ -105,18 +129,35 @@ class CallbackListener:
 
 
 class LocalLogin:
-    """One in-process sign-in: a listener, a pending login, and its outcome."""
+    """One in-process sign-in: a listener, a pending login, and its outcome.
 
-    def __init__(self, source: "LocalSource", listen: bool = True) -> None:
+    With a listener, the login is bound to the browser that opens its one-time start address
+    (an unguessable path, usable once, that sets an httponly cookie the callback must carry):
+    another program on this machine can neither read the authorize URL nor finish the login
+    with a code of its own.
+    """
+
+    def __init__(self, source: LocalSource, listen: bool = True) -> None:
         self.source = source
         self.done = threading.Event()
         self.message = ""
+        self.browser_key = secrets.token_urlsafe(32)
+        self._start_token = secrets.token_urlsafe(32)
+        self._started = False
         self._claim = threading.Lock()
         self._claimed = False
         client = source.client  # a missing key is reported before any port is taken
+        redirect = source.settings.redirect_uri
         ports = source.settings.relay_ports
-        self.listener = CallbackListener(ports, self.complete, lambda: self.pending.authorize_url) if listen else None
-        redirect = source.settings.redirect_uri or (self.listener.url if self.listener else f"http://localhost:{ports[0]}")
+        if redirect and listen:
+            port = relay_port(redirect)
+            if port is None:
+                raise ConfigError(f"TS_REDIRECT_URI ({strip_query(redirect)}) is not an http://localhost:PORT "
+                                  "address, so this process cannot receive the browser's callback. Run "
+                                  "%ts_login --paste, or set TS_REDIRECT_URI to a registered localhost address.")
+            ports = (port,)
+        self.listener = CallbackListener(ports, self) if listen else None
+        redirect = redirect or (self.listener.url if self.listener else f"http://localhost:{ports[0]}")
         try:
             self.pending: PendingLogin = client.begin_login(redirect)
         except BaseException:
@@ -125,11 +166,42 @@ class LocalLogin:
 
     @property
     def start_url(self) -> str | None:
-        """Where a browser on this machine starts (no state in it), if listening."""
-        return f"{self.listener.url}/start" if self.listener else None
+        """Where the browser on this machine starts (one use), if listening."""
+        return f"{self.listener.url}/start/{self._start_token}" if self.listener else None
 
-    def complete(self, params: dict[str, str]) -> tuple[bool, str, str]:
-        """Finish with the callback's query, once; returns (ok, page title, detail)."""
+    def start(self, token: str) -> str | None:
+        """The authorize URL for the first visit of the start address, else None.
+
+        A second visit cancels the login: one of the two browsers is not the user's.
+        """
+        with self._claim:
+            if not same_secret(token, self._start_token) or self.done.is_set():
+                return None
+            if not self._started:
+                self._started = True
+                return self.pending.authorize_url
+        self._end("This sign-in address was opened twice, so the sign-in was cancelled (only one browser may "
+                  "use it). Run %ts_login again.")
+        return None
+
+    def complete(self, params: dict[str, str], browser_key: str | None) -> tuple[bool, str, str]:
+        """Finish with a callback that reached the listener, from the browser that started
+        the login; returns (ok, page title, detail)."""
+        if not browser_key or not same_secret(browser_key, self.browser_key):
+            return False, "Sign-in not accepted", ("This sign-in was not started in this browser. Open the address "
+                                                   "%ts_login gave (or click its button) here, or run %ts_login again.")
+        return self._finish(params)
+
+    def complete_pasted(self, address: str) -> None:
+        """Finish with the address the browser ended on (pasted by the user)."""
+        try:
+            ok, _, detail = self._finish(callback_params(address))
+        except OAuthError as exc:
+            ok, detail = False, str(exc)
+        if not ok and not self.message:
+            self.message = detail
+
+    def _finish(self, params: dict[str, str]) -> tuple[bool, str, str]:
         with self._claim:  # two callbacks at once: one exchange
             if self._claimed or self.done.is_set():
                 return False, "Sign-in not accepted", "This sign-in was already finished. Run %ts_login again."
@@ -138,25 +210,19 @@ class LocalLogin:
                                                        "(unknown or expired). Run %ts_login again.")
             self._claimed = True
         try:
-            tokens = self.source.client.exchange(self.pending, callback_code(params))
+            tokens = self.source.complete_login(self.pending, params)
         except OAuthError as exc:
             self.message = str(exc)
             self.done.set()
-            self.source.set_error(str(exc))
             return False, "Sign-in not completed", str(exc)
-        self.source.install(tokens)
         self.message = f"Signed in to TradeStation as {tokens.display_name}."
         self.done.set()
         return True, self.message, "You can close this tab."
 
-    def complete_pasted(self, address: str) -> None:
-        """Finish with the address the browser ended on (pasted by the user)."""
-        try:
-            ok, _, detail = self.complete(callback_params(address))
-        except OAuthError as exc:
-            ok, detail = False, str(exc)
-        if not ok and not self.message:
-            self.message = detail
+    def _end(self, message: str) -> None:
+        self.message = message
+        self.done.set()
+        self.source.set_error(message)
 
     def wait(self, timeout: float) -> bool:
         """Block until done or timeout; Ctrl-C interrupts (and the caller cancels)."""
@@ -231,17 +297,41 @@ class LocalSource(TokenSource):
             self.error = message
             self._changed()
 
+    def complete_login(self, pending: PendingLogin, params: dict[str, str]) -> TokenSet:
+        """Finish a claimed login (as the server's broker does): exchange the code and make
+        the result the current sign-in, revoking the one it replaces first.
+
+        Raises:
+            OAuthError: the provider sent an error, or the exchange failed; the widget says why.
+        """
+        try:
+            code = callback_code(params)
+            replaced = self.tokens
+            if replaced is not None:
+                # Revoked before the new sign-in exists: a provider that revokes the whole
+                # grant with one token would otherwise take the new one with it.
+                self.install(None)
+                if replaced.refresh_token:
+                    self._revoke_quietly(replaced.refresh_token)
+            tokens = self.client.exchange(pending, code)
+        except OAuthError as exc:
+            self.set_error(str(exc))
+            raise
+        self.install(tokens)
+        return tokens
+
     def _renew_on_timer(self, tokens: TokenSet) -> None:
         try:
             self.force_refresh(tokens.access_token)
-        except OAuthError as exc:
+        except Exception as exc:  # whatever failed, the timer must live on while signed in
             with self._lock:
-                if self.tokens is not tokens or tokens.seconds_left() <= 0:
-                    return  # replaced or signed out meanwhile, or too late to retry
-                log.warning("Renewing the TradeStation token failed (%s); retrying", exc.error)
+                if self.tokens is not tokens:
+                    return  # replaced or signed out meanwhile
+                log.warning("Renewing the TradeStation token failed (%s); retrying",
+                            exc.error if isinstance(exc, OAuthError) else type(exc).__name__)
                 if self._timer is not None:
                     self._timer.cancel()
-                self._timer = threading.Timer(min(RETRY_AFTER, tokens.seconds_left() / 2),
+                self._timer = threading.Timer(tokens.retry_in(),
                                               self._renew_on_timer, args=(tokens,))
                 self._timer.daemon = True
                 self._timer.start()

@@ -6,7 +6,8 @@ only to the configured API origins, and a 401 triggers one renewal and one resen
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -106,9 +107,9 @@ class TSSession(requests.Session):
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         """On a redirect, drop the bearer unless the new URL is an API origin."""
         super().rebuild_auth(prepared_request, response)
-        if "Authorization" in prepared_request.headers:
-            if not _may_carry_token(prepared_request.url or "", self._source().current()):
-                del prepared_request.headers["Authorization"]
+        if "Authorization" in prepared_request.headers and not _may_carry_token(
+                prepared_request.url or "", self._source().current()):
+            del prepared_request.headers["Authorization"]
 
     def __repr__(self) -> str:
         return f"<TSSession {'sim' if self.sim else 'live or sim per TS_ENV'}>"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..tokens import display_name, is_fresh
 
@@ -33,7 +34,7 @@ class Snapshot:
     configured: bool = True
 
     @classmethod
-    def from_reply(cls, data: Mapping[str, Any], now: float | None = None) -> "Snapshot":
+    def from_reply(cls, data: Mapping[str, Any], now: float | None = None) -> Snapshot:
         """Build from the broker's JSON reply."""
         now = time.time() if now is None else now
         return cls(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+import ssl
 from pathlib import Path
+from urllib.parse import quote
 
 from jupyter_server.extension.application import ExtensionApp
 
@@ -13,13 +16,38 @@ from ..config import BROKER_ENV_VAR, BROKER_PROTOCOL, SECRET_ENV, Settings, TSNo
 from ..errors import ConfigError
 from . import handlers
 from .broker import TokenBroker
+from .harden import make_non_dumpable
 
 
 def loopback_host(ip: str) -> str:
-    """A host that reaches a server bound to ``ip`` from this same machine."""
-    if ip in ("", "*", "0.0.0.0", "localhost", "127.0.0.1", "::"):
+    """A host that reaches a server bound to ``ip`` from this same machine.
+
+    ``""``, ``*`` and ``0.0.0.0`` listen on every IPv4 address (and ``""`` on IPv6 too), so
+    127.0.0.1 reaches them; ``::`` listens on IPv6 only (tornado sets IPV6_V6ONLY), so [::1].
+    """
+    if ip in ("", "*", "0.0.0.0", "localhost", "127.0.0.1"):
         return "127.0.0.1"
+    if ip in ("::", "[::]"):
+        return "[::1]"
+    ip = ip.strip("[]")
     return f"[{ip}]" if ":" in ip else ip
+
+
+def certificate_sha256(certfile: str) -> str:
+    """SHA-256 of the first (leaf) certificate in a PEM file: what kernels pin, since the
+    certificate names the server's public host, not the loopback address they use."""
+    pem = Path(certfile).read_text(encoding="ascii")
+    end = "-----END CERTIFICATE-----"
+    der = ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----"):pem.index(end) + len(end)])
+    return hashlib.sha256(der).hexdigest()
+
+
+def broker_url(serverapp) -> str:  # type: ignore[no-untyped-def]
+    """The loopback URL kernels use to reach this server, whatever it is bound to."""
+    if getattr(serverapp, "sock", ""):
+        return f"http+unix://{quote(serverapp.sock, safe='')}{serverapp.base_url}"
+    scheme = "https" if serverapp.certfile else "http"
+    return f"{scheme}://{loopback_host(serverapp.ip)}:{serverapp.port}{serverapp.base_url}"
 
 
 class TSNotebookApp(ExtensionApp):
@@ -36,15 +64,21 @@ class TSNotebookApp(ExtensionApp):
             config_error = str(exc)
             self.log.error("ts_notebook: %s", exc)
             settings = Settings.load(environ={})
-        # Kernels inherit this process's environment and never need the secret.
+        # Kernels inherit this process's environment and never need the secret. Popping it
+        # does not erase the environment this process started with (/proc/<pid>/environ), so
+        # other processes of the user (kernels among them) are also kept from reading this
+        # one's memory and environment where the system allows it.
         for var in SECRET_ENV:
             os.environ.pop(var, None)
+        if not make_non_dumpable():
+            self.log.debug("ts_notebook: this system cannot keep other processes out of the server's memory")
         self.key = secrets.token_urlsafe(32)
         self.broker = TokenBroker(settings, config_error=config_error)
         self.runtime_file = Path(self.serverapp.runtime_dir) / f"ts_notebook-{os.getpid()}-{self.serverapp.port}.json"
         self._write_runtime_file()
         if not settings.client_id and not config_error:
-            self.log.warning("ts_notebook: no TradeStation key is set (TS_CLIENT_ID); %%ts_login will say how to set one")
+            self.log.warning("ts_notebook: no TradeStation key is set (TS_CLIENT_ID); "
+                             "%%ts_login will say how to set one")
 
     def initialize_handlers(self) -> None:
         self.handlers.extend([
@@ -62,14 +96,19 @@ class TSNotebookApp(ExtensionApp):
 
     def _write_runtime_file(self) -> None:
         sa = self.serverapp
-        scheme = "https" if sa.certfile else "http"
         info = {
             "protocol": BROKER_PROTOCOL,
-            "url": f"{scheme}://{loopback_host(sa.ip)}:{sa.port}{sa.base_url}",
+            "url": broker_url(sa),
             "base_url": sa.base_url,
             "key": self.key,
             "pid": os.getpid(),
         }
+        if sa.certfile and not getattr(sa, "sock", ""):
+            try:
+                info["cert_sha256"] = certificate_sha256(sa.certfile)
+            except (OSError, ValueError) as exc:
+                self.log.error("ts_notebook: cannot read the certificate in %s (%s); kernels will not reach "
+                               "this server", sa.certfile, type(exc).__name__)
         self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.runtime_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # the file holds the key: owner only, whatever the umask

@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, NotSignedIn, OAuthError, TSError
-from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, same_secret, sign_in_ended
-from ..tokens import RETRY_AFTER, TokenSet
+from ..loopback import relay_port
+from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, callback_code, same_secret, sign_in_ended
+from ..tokens import TokenSet
 from .relay import LoopbackRelay
 
 log = logging.getLogger(__name__)
@@ -109,27 +111,24 @@ class TokenBroker:
         """Start a login bound to ``browser_key`` (the value of this browser's login cookie).
 
         Args:
-            redirect_uri: the callback URL to register the login with; None means the loopback
-                relay's ``http://localhost:PORT``, bound here before the URL is built.
+            redirect_uri: the callback URL to register the login with. None means the loopback
+                relay's ``http://localhost:PORT`` on the first free relay port; a configured
+                ``http://localhost:PORT`` is relayed on exactly that port.
             browser_key: the login cookie's value.
             return_to: this server's callback on the origin the browser used.
             state_prefix: routing text at the start of state (the hub server's name).
         """
         client = self.client
         self._prune()
-        via_relay = redirect_uri is None
+        port = relay_port(redirect_uri) if redirect_uri else None
+        via_relay = redirect_uri is None or port is not None
         added = False
         # While this login is being started it is not in _pending yet: keep the relay open.
         self._opening += via_relay
         try:
-            if redirect_uri is None:
-                try:
-                    redirect_uri = f"http://localhost:{self.relay.open()}"
-                except OSError as exc:
-                    raise ConfigError(
-                        f"Cannot listen for the sign-in callback ({exc.strerror}). Free one of the ports "
-                        "in TS_RELAY_PORTS, or register this server's callback URL and set TS_REDIRECT_URI."
-                    ) from exc
+            if via_relay:
+                relayed = self._open_relay(port)
+                redirect_uri = redirect_uri or relayed
             pending = await self._off_loop(client.begin_login, redirect_uri, state_prefix)
             while len(self._pending) >= MAX_PENDING:
                 self._pending.pop(next(iter(self._pending)))
@@ -143,6 +142,17 @@ class TokenBroker:
         asyncio.get_running_loop().call_later(PENDING_TTL + 1, self._expire_pending)
         self._bump()
         return pending
+
+    def _open_relay(self, port: int | None) -> str:
+        """Listen on ``port`` (None: the first free relay port); return the relay's address."""
+        try:
+            return f"http://localhost:{self.relay.open(None if port is None else (port,))}"
+        except OSError as exc:
+            where = f"port {port}" if port is not None else f"any of the ports {list(self.relay.ports)}"
+            fix = ("Free that port or change TS_REDIRECT_URI" if port is not None else
+                   "Free one of the ports in TS_RELAY_PORTS, or register this server's callback URL and set "
+                   "TS_REDIRECT_URI")
+            raise ConfigError(f"Cannot listen for the sign-in callback on {where} ({exc.strerror}). {fix}.") from exc
 
     def _prune(self) -> None:
         now = self.clock()
@@ -207,12 +217,34 @@ class TokenBroker:
         self.error = message
         self._bump()
 
-    async def complete_login(self, pending: PendingLogin, code: str) -> TokenSet:
-        """Exchange the code, verify the id_token and make the result the current sign-in."""
-        tokens = await self._off_loop(self.client.exchange, pending, code)
+    async def complete_login(self, pending: PendingLogin, params: dict[str, str]) -> TokenSet:
+        """Finish a claimed login with its callback's query: exchange the code, verify the
+        id_token and make the result the current sign-in, replacing (and revoking) any other.
+
+        Raises:
+            OAuthError: the provider sent an error, or the exchange failed; every widget is
+                told why.
+        """
+        try:
+            code = callback_code(params)
+            replaced = self.tokens
+            if replaced is not None:
+                await self._retire(replaced)
+            tokens = await self._off_loop(self.client.exchange, pending, code)
+        except OAuthError as exc:
+            self.fail_login(str(exc))
+            raise
         self._install(tokens)
         log.info("Signed in to TradeStation as %s", tokens.display_name)
         return tokens
+
+    async def _retire(self, replaced: TokenSet) -> None:
+        # A new sign-in replaces this one: revoke its refresh token first, so it is not left
+        # alive, and before the new one exists, since a provider that revokes the whole grant
+        # with one token (Auth0's "revocation deletes grant") would take the new one with it.
+        self._install(None)
+        if replaced.refresh_token:
+            await self._revoke_quietly(replaced.refresh_token)
 
     def _install(self, tokens: TokenSet | None, error: str | None = None) -> None:
         self.tokens = tokens
@@ -245,13 +277,14 @@ class TokenBroker:
             await self.refresh()
         except NotSignedIn:
             return
-        except OAuthError as exc:
-            if exc.permanent or current is None or self.tokens is not current:
-                return  # signed out (and told why), or replaced by a new sign-in meanwhile
-            log.warning("Renewing the TradeStation token failed (%s); retrying", exc.error)
-            left = current.seconds_left()
-            if left > 0:
-                self._schedule_renewal(min(RETRY_AFTER, left / 2))
+        except Exception as exc:  # whatever failed, the timer must live on while signed in
+            if isinstance(exc, OAuthError) and exc.permanent:
+                return  # signed out, and told why
+            if current is None or self.tokens is not current:
+                return  # replaced by a new sign-in or signed out meanwhile
+            log.warning("Renewing the TradeStation token failed (%s); retrying",
+                        exc.error if isinstance(exc, OAuthError) else type(exc).__name__)
+            self._schedule_renewal(current.retry_in())
 
     async def refresh(self, stale: str | None = None) -> None:
         """Renew the access token, once however many callers ask at the same time.

@@ -7,10 +7,13 @@ runtime key that kernels read from the runtime file, or the server owner's Jupyt
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import math
 import os
+import re
 import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -24,7 +27,7 @@ from tornado import web
 from .. import hub
 from ..config import BROKER_KEY_HEADER
 from ..errors import ConfigError, NotSignedIn, OAuthError
-from ..oauth import PENDING_TTL, callback_code, callback_params, same_secret
+from ..oauth import PENDING_TTL, callback_params, same_secret
 from ..pages import result_page
 from .broker import LoginRejected, TokenBroker
 
@@ -36,6 +39,11 @@ LONGPOLL_SECONDS = 25.0
 # Hosts that mean "the browser is on this machine": such logins can use the loopback relay.
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 LONGPOLL_MAX = 60.0
+# A Host header as a browser sends it: a name or address and an optional port, nothing else.
+HOST = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?")
+# Sec-Fetch-Site values of a navigation this server's own pages (or the person) started.
+OWN_NAVIGATION = frozenset({"same-origin", "none"})
+
 
 def is_owner(user: Any) -> bool:
     """On JupyterHub only the server's owner (not an admin, not a user it is shared with) may
@@ -52,7 +60,7 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
                            "in to TradeStation. Open your own server and run %ts_login there.")
 
     @property
-    def app(self) -> "TSNotebookApp":
+    def app(self) -> TSNotebookApp:
         return self.extensionapp  # type: ignore[return-value]
 
     @property
@@ -64,6 +72,36 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
         # Cookies ignore ports, so the name carries this server's port and base_url.
         tag = hashlib.sha256(self.base_url.encode()).hexdigest()[:8]
         return f"ts_notebook_login_{self.serverapp.port}_{tag}"
+
+    @property
+    def cookie_path(self) -> str:
+        return url_path_join(self.base_url, "ts_notebook/")
+
+    def set_private_cookie(self, name: str, value: str) -> None:
+        """A short-lived cookie only this extension's pages receive, never readable by scripts."""
+        self.set_cookie(name, value, path=self.cookie_path, httponly=True, samesite="Lax",
+                        secure=self.request.protocol == "https", max_age=int(PENDING_TTL))
+
+    def browser_host(self) -> str:
+        """The Host header, when it is a plain ``host[:port]``: anything else is refused, never
+        copied into a URL.
+
+        Raises:
+            HTTPError: 400 for a malformed Host header.
+        """
+        match = HOST.fullmatch(self.request.host or "")
+        if match is None:
+            raise web.HTTPError(400, "The request's Host header is malformed. Open Jupyter by its usual address.")
+        return match.group(0)
+
+    def own_callback(self) -> str:
+        """This server's callback on the origin the browser used."""
+        return f"{self.request.protocol}://{self.browser_host()}{url_path_join(self.base_url, 'ts_notebook/callback')}"
+
+    def browser_on_this_machine(self) -> bool:
+        """True when the browser reached this server as localhost, 127.0.0.1 or [::1]."""
+        match = HOST.fullmatch(self.browser_host())
+        return match is not None and match.group("host").strip("[]") in LOOPBACK_HOSTS
 
     def send_page(self, status: int, title: str, detail: str, ok: bool = False) -> None:
         self.set_status(status)
@@ -78,9 +116,12 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Never a traceback page: a short message, whatever went wrong.
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        detail = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else (
+            f"Something went wrong (HTTP {status_code}). Close this tab and run %ts_login again.")
         self.set_header("Content-Type", "text/html; charset=UTF-8")
-        self.finish(result_page("TradeStation sign-in", f"Something went wrong (HTTP {status_code}). "
-                         "Close this tab and run %ts_login again.", ok=False))
+        self.set_header("Cache-Control", "no-store")
+        self.finish(result_page("TradeStation sign-in", detail, ok=False))
 
 
 class LoginHandler(_Base):
@@ -88,52 +129,49 @@ class LoginHandler(_Base):
 
     @web.authenticated
     async def get(self) -> None:
+        if self.request.headers.get("Sec-Fetch-Site", "none") not in OWN_NAVIGATION:
+            # Another site's page must not start sign-ins here: each one holds the relay's
+            # port and a place in the pending table, and could push a real one out.
+            self.send_page(403, "Sign-in not started", "Another website tried to start a TradeStation sign-in "
+                           "here. To sign in, run %ts_login in your notebook and click its button.")
+            return
         browser_key = self.get_cookie(self.cookie_name) or ""
         if len(browser_key) < 32:  # reuse this browser's key so two open logins both work
             browser_key = secrets.token_urlsafe(32)
-        redirect_uri, own_callback = self.plan_redirect()
+        own = self.own_callback()
+        redirect_uri = self.plan_redirect(own)
         prefix = hub.state_prefix() if hub.on_hub() else ""
         try:
-            pending = await self.broker.begin_login(redirect_uri, browser_key, own_callback, prefix)
+            pending = await self.broker.begin_login(redirect_uri, browser_key, own, prefix)
         except (ConfigError, OAuthError) as exc:
             self.send_page(400 if isinstance(exc, ConfigError) else 502, "Cannot start the sign-in", str(exc))
             return
-        self.set_cookie(
-            self.cookie_name,
-            browser_key,
-            path=url_path_join(self.base_url, "ts_notebook/"),
-            httponly=True,
-            samesite="Lax",
-            secure=self.request.protocol == "https",
-            max_age=int(PENDING_TTL),
-        )
+        self.set_private_cookie(self.cookie_name, browser_key)
         self.redirect(pending.authorize_url)
 
-    def plan_redirect(self) -> tuple[str | None, str]:
-        """Which redirect URI this login registers, and this server's own callback URL.
+    def plan_redirect(self, own: str) -> str | None:
+        """Which redirect URI this login registers (None: the loopback relay's first free port).
 
         The configured URI wins; on JupyterHub, the hub's one user-redirect URL; a browser on
-        localhost goes through the loopback relay (None: works with a brand-new key); anything
-        else comes straight back to this server.
+        localhost goes through the loopback relay (works with a brand-new key); anything else
+        comes straight back to this server.
         """
-        own = f"{self.request.protocol}://{self.request.host}{url_path_join(self.base_url, 'ts_notebook/callback')}"
         if self.broker.settings.redirect_uri:
-            return self.broker.settings.redirect_uri, own
+            return self.broker.settings.redirect_uri
         if hub.on_hub():
             proto = self.request.headers.get("X-Forwarded-Proto", self.request.protocol).split(",")[0].strip()
-            return hub.redirect_uri(f"{proto}://{self.request.host}", self.broker.settings.hub_public_url), own
-        try:
-            browser_host = urlsplit(f"//{self.request.host}").hostname
-        except ValueError:  # a malformed Host header: not loopback, whatever it claims
-            browser_host = None
-        return (None, own) if browser_host in LOOPBACK_HOSTS else (own, own)
+            return hub.redirect_uri(f"{proto}://{self.browser_host()}", self.broker.settings.hub_public_url)
+        return None if self.browser_on_this_machine() else own
 
 
 class CallbackHandler(_Base):
     """GET callback: the provider's redirect back, with ``code`` and ``state`` (or an error)."""
 
-    @web.authenticated
+    @allow_unauthenticated  # a browser signed out of Jupyter goes through login_first
     async def get(self) -> None:
+        if not self.current_user:
+            self.login_first()
+            return
         try:
             params = self.callback_params()
         except OAuthError as exc:
@@ -148,41 +186,75 @@ class CallbackHandler(_Base):
             return
         self._forget_cookie_if_done()
         try:
-            tokens = await self.broker.complete_login(pending, callback_code(params))
+            tokens = await self.broker.complete_login(pending, params)
         except OAuthError as exc:
-            self.broker.fail_login(str(exc))
             self.send_page(400 if exc.permanent or exc.error == "invalid_request" else 502,
                            "Sign-in not completed", str(exc))
             return
         self.send_page(200, f"Signed in to TradeStation as {tokens.display_name}.",
                        "You can close this tab and go back to your notebook.", ok=True)
 
+    @property
+    def resume_cookie(self) -> str:
+        return self.cookie_name.replace("_login_", "_resume_", 1)
+
+    def login_first(self) -> None:
+        """Send a browser whose Jupyter session has ended through Jupyter's login, then back.
+
+        Jupyter would put this whole URL, code and state included, in the login page's
+        ``next`` parameter, which its request log prints. So the query waits in a short-lived
+        httponly cookie, and ``next`` is the bare callback path.
+        """
+        if self.request.query:
+            self.set_private_cookie(self.resume_cookie, base64.urlsafe_b64encode(self.request.query.encode()).decode())
+        url = self.get_login_url()
+        if "?" not in url:
+            url += "?" + urlencode({"next": url_path_join(self.base_url, "ts_notebook/callback")})
+        self.redirect(url)
+
     def forward_to_named_server(self, params: dict[str, str]) -> bool:
         """On JupyterHub, a callback for another server of this user goes on to that server
-        (the hub's user-redirect lands on the default server unless its hook routes it)."""
+        (the hub's user-redirect lands on the default server unless its hook routes it).
+
+        Raises:
+            HTTPError: 400 when state names no server a callback may go to (``..``, ``a/b``).
+        """
         if not hub.on_hub():
             return False
         server = hub.server_of(params.get("state", ""))
         if server is None or server == os.environ.get("JUPYTERHUB_SERVER_NAME", ""):
             return False
+        if not hub.forwardable(server):
+            raise web.HTTPError(400, "This sign-in names no server of yours, so it goes nowhere. "
+                                "Run %ts_login in your notebook and click the sign-in button again.")
         user_base = url_path_join(os.environ.get("JUPYTERHUB_BASE_URL", "/"), "user",
                                   quote(os.environ.get("JUPYTERHUB_USER", ""), safe=""), "")
         self.redirect(f"{hub.server_url(user_base, server)}?{urlencode(params)}")
         return True
 
     def callback_params(self) -> dict[str, str]:
-        """The callback's query, or that of ``auth_response``: the address a browser ended on
-        when it could not reach the relay, pasted into the widget's form."""
+        """The callback's query; or that of ``auth_response``, the address a browser ended on
+        when it could not reach the relay, pasted into the widget's form; or the query that
+        waited in a cookie while the browser signed in to Jupyter again."""
         # Named so that Jupyter's request log scrubs it ("auth" is one of its secret words).
         pasted = self.get_query_argument("auth_response", "")
         if pasted:
             return callback_params(pasted)
+        saved = self.get_cookie(self.resume_cookie)
+        if saved:
+            self.clear_cookie(self.resume_cookie, path=self.cookie_path)
+        if saved and not self.request.query_arguments:
+            try:
+                return callback_params("?" + base64.urlsafe_b64decode(saved.encode()).decode())
+            except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+                raise OAuthError("invalid_request", "the saved sign-in could not be read",
+                                 "Run %ts_login again") from exc
         return {k: self.get_query_argument(k) for k in self.request.query_arguments}
 
     def _forget_cookie_if_done(self) -> None:
         key = self.get_cookie(self.cookie_name) or ""
         if not self.broker.has_pending_for(key):
-            self.clear_cookie(self.cookie_name, path=url_path_join(self.base_url, "ts_notebook/"))
+            self.clear_cookie(self.cookie_name, path=self.cookie_path)
 
 
 class _API(ExtensionHandlerMixin, APIHandler):

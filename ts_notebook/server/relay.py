@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from tornado import httpserver, web
 
@@ -61,15 +61,19 @@ class LoopbackRelay:
         self._server: httpserver.HTTPServer | None = None
         self.port: int | None = None
 
-    def open(self) -> int:
-        """Listen (if not already) and return the port.
+    def open(self, ports: Sequence[int] | None = None) -> int:
+        """Listen (if not already) on the first free of ``ports`` (default: the relay's own
+        candidates) and return the port.
 
         Raises:
             OSError: every candidate port is taken.
         """
+        candidates = self.ports if ports is None else tuple(ports)
         if self._server is not None and self.port is not None:
-            return self.port
-        for port in self.ports:
+            if self.port in candidates:
+                return self.port
+            raise OSError(errno.EADDRINUSE, f"the relay already listens on port {self.port}")
+        for port in candidates:
             sockets = bind_loopback(port)
             for sock in sockets:
                 sock.setblocking(False)  # tornado serves them from the event loop
@@ -79,7 +83,7 @@ class LoopbackRelay:
                 self.port = port
                 log.info("Loopback relay listening on port %d for a pending sign-in", port)
                 return port
-        raise OSError(errno.EADDRINUSE, f"all sign-in callback ports are in use: {list(self.ports)}")
+        raise OSError(errno.EADDRINUSE, f"all sign-in callback ports are in use: {list(candidates)}")
 
     @property
     def listening(self) -> bool:

@@ -1,0 +1,164 @@
+"""Attacks on the server's sign-in, each first shown to work against the unfixed code: a
+callback that forwards out of the user's servers, a sign-in that leaves the replaced refresh
+token alive, code and state in the log of an expired session, a configured localhost callback
+that nobody listens on, hostile provider replies, other sites starting sign-ins, and forged
+Host headers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+import requests
+
+from ts_notebook import tokens
+
+from ..conftest import CLIENT_ID
+from ..parts import eventually
+from .conftest import new_browser
+from .test_api import api, browser_sign_in
+from .test_relay import start_login
+from .test_signin_loop import assert_no_secrets
+
+
+@pytest.fixture
+def on_hub(monkeypatch, server):
+    """This server as alice's default server on a JupyterHub."""
+    for name, value in {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/", "JUPYTERHUB_USER": "alice",
+                        "JUPYTERHUB_BASE_URL": "/", "JUPYTERHUB_SERVER_NAME": ""}.items():
+        monkeypatch.setenv(name, value)
+    server.app.identity_provider.get_user = lambda handler: type("User", (), {"username": "alice"})()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "%2e%2e", "%2E", "a%2Fb", "..%2F..", "%2F", "a b", "-x", "a%00b",
+                                  "%252e%252e", "x/../y"])
+async def test_a_callback_naming_an_odd_server_is_refused_not_forwarded(server, on_hub, emulator, name):
+    b = await new_browser(server)
+
+    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/callback?code=c&state={name}.Zz",
+                                allow_redirects=False, timeout=10)
+
+    assert r.status_code == 400 and "Location" not in r.headers
+    assert "names no server of yours" in r.text or "unknown to this Jupyter server" in r.text
+    assert emulator.grants == []
+
+
+async def test_a_callback_for_a_named_server_of_the_same_user_is_still_forwarded(server, on_hub):
+    b = await new_browser(server)
+    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/callback?code=c&state=research-2.Zz",
+                                allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["Location"].startswith("/user/alice/research-2/ts_notebook/callback?")
+
+
+async def test_signing_in_again_revokes_the_refresh_token_it_replaces(server, emulator):
+    await browser_sign_in(server)
+    first = server.ext.broker.tokens
+
+    await browser_sign_in(server)  # a second sign-in while signed in (another tab, say)
+
+    second = server.ext.broker.tokens
+    assert second.refresh_token != first.refresh_token
+    reuse = await asyncio.to_thread(requests.post, f"{emulator.url}/oauth/token", timeout=10, data={
+        "grant_type": "refresh_token", "refresh_token": first.refresh_token,
+        "client_id": CLIENT_ID, "client_secret": server.ext.broker.settings.client_secret})
+    assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
+    snap = (await asyncio.to_thread(api, server, "POST", "refresh", data='{"stale": "x"}')).json()
+    assert snap["signed_in"] is True  # the new sign-in lives on
+
+
+async def test_a_callback_after_the_jupyter_session_expired_keeps_code_and_state_out_of_the_log(
+        server, emulator, server_log):
+    b, page = await start_login(server)
+    for cookie in [c for c in b.http.cookies if c.name.startswith("username-")]:
+        b.http.cookies.clear(cookie.domain, cookie.path, cookie.name)  # the Jupyter session has expired
+
+    landed = await asyncio.to_thread(b.submit, page, "allow", username="analyst")
+    assert "/login?next=" in landed.url and "code" not in landed.url  # Jupyter's login page
+    done = await asyncio.to_thread(b.submit_login, landed)  # signs in; Jupyter sends it on to next
+
+    assert done.status_code == 200 and "Signed in to TradeStation as analyst" in done.text
+    code = next(u for u in b.visited if "code=" in u).split("code=", 1)[1].split("&", 1)[0]
+    state = page.url.split("state=", 1)[1].split("&", 1)[0]
+    log = server_log.text
+    assert "/login?next=" in log
+    assert code not in log and state not in log
+    assert_no_secrets(log, emulator)
+
+
+async def test_a_configured_localhost_callback_is_listened_on_at_exactly_its_port(server, emulator):
+    broker = server.ext.broker
+    broker.settings = dataclasses.replace(broker.settings, redirect_uri="http://localhost:3001")
+    b, page = await start_login(server)
+
+    assert "redirect_uri=http%3A%2F%2Flocalhost%3A3001&" in page.url and server.ext.broker.relay.port == 3001
+    done = await asyncio.to_thread(b.submit, page, "allow", username="analyst")
+    assert done.status_code == 200 and "Signed in to TradeStation as analyst" in done.text
+
+
+@pytest.mark.parametrize("jwks", [[], {}, {"keys": "x"}, {"keys": [1, {"kty": "RSA"}]}, "null-like"],
+                         ids=["list", "empty", "keys-not-a-list", "no-usable-key", "string"])
+async def test_a_malformed_jwks_gets_a_page_not_a_500(server, emulator, jwks):
+    emulator.rotate_signing_key()  # the id_token's key is unknown, so the JWKS is read
+    emulator.jwks_override = jwks
+    b, page = await start_login(server)
+
+    done = await asyncio.to_thread(b.submit, page, "allow", username="analyst")
+
+    assert done.status_code == 502 and "invalid_id_token" in done.text and "JWKS" in done.text
+    assert server.ext.broker.tokens is None
+
+
+async def test_no_provider_reply_stops_the_renewal_timer(server, emulator, monkeypatch):
+    monkeypatch.setattr(tokens, "RETRY_AFTER", 1.0)  # retries once the token has expired: each second
+    emulator.access_token_lifetime = 3
+    await browser_sign_in(server)
+    emulator.rotate_signing_key()
+    emulator.jwks_override = []  # each renewal's id_token now fails to verify
+
+    await eventually(lambda: sum(g["grant_type"] == "refresh_token" for g in emulator.grants) >= 2, 15,
+                     "renewals retried on the timer")
+    emulator.jwks_override = None
+    before = server.ext.broker.tokens
+    await eventually(lambda: server.ext.broker.tokens is not before and server.ext.broker.tokens is not None, 15,
+                     "a renewal once the JWKS is readable again")
+
+
+async def test_an_absurd_expires_in_is_cut_to_a_day(server, emulator):
+    emulator.expires_in_override = 1e308
+    await browser_sign_in(server)
+
+    status = (await asyncio.to_thread(api, server, "GET", "status")).json()
+    assert status["signed_in"] is True and 86000 < status["expires_in"] <= 86400
+    assert server.ext.broker._timer is not None
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+async def test_another_site_cannot_start_a_sign_in(server, emulator, site):
+    b = await new_browser(server)
+
+    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/login", headers={"Sec-Fetch-Site": site},
+                                allow_redirects=False, timeout=10)
+
+    assert r.status_code == 403 and "Another website tried to start" in r.text
+    assert not server.ext.broker.relay.listening and not server.ext.broker.login_pending
+    assert emulator.requests_seen == []
+
+
+@pytest.mark.parametrize("site", ["same-origin", "none"])
+async def test_the_notebook_and_the_address_bar_may_start_a_sign_in(server, emulator, site):
+    b = await new_browser(server)
+    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/login", headers={"Sec-Fetch-Site": site},
+                                allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["Location"].startswith(f"{emulator.url}/authorize?")
+
+
+@pytest.mark.parametrize("host", ["localhost:{port}/../../evil", "localhost:{port}#@evil.example", "local host"])
+async def test_a_forged_host_header_never_becomes_a_redirect_target(server, emulator, host):
+    b = await new_browser(server)
+
+    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/login", allow_redirects=False, timeout=10,
+                                headers={"Host": host.format(port=server.app.port)})
+
+    assert r.status_code in (400, 403) and "Location" not in r.headers
+    assert not server.ext.broker.login_pending

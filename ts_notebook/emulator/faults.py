@@ -1,0 +1,102 @@
+"""Faults the emulator can inject, so tests can prove a client survives a misbehaving provider.
+
+Tests change these from their own thread while handlers read them on the emulator's loop.
+The settings are one immutable snapshot swapped whole under the provider's lock, so a
+handler reads ``faults.settings`` once and sees a consistent set; the queue of scripted
+/oauth/token outcomes is guarded by the same lock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+#: The ``error`` recorded in ``grants`` for a token call whose connection was reset.
+CONNECTION_RESET = "connection_reset"
+
+
+@dataclass(frozen=True)
+class InjectedFailure:
+    """An OAuth error reply a token call was told to give instead of its real answer."""
+
+    error: str
+    description: str
+    status: int
+
+
+@dataclass(frozen=True)
+class ConnectionReset:
+    """A token call whose TCP connection is to be dropped without any HTTP reply."""
+
+
+#: What a scripted token call does instead of its real work.
+TokenOutcome = InjectedFailure | ConnectionReset
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """The standing faults; every value is immutable or a private copy never mutated."""
+
+    token_delay: float = 0.0
+    clock_skew: float = 0.0
+    jwks_override: Any = None
+    sign_without_kid: bool = False
+    expires_in_override: Any = None
+    discovery_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def json_copy(value: Any) -> Any:
+    """A private deep copy of a JSON-serialisable value.
+
+    Raises:
+        TypeError: if ``value`` cannot be written as JSON.
+    """
+    return json.loads(json.dumps(value))
+
+
+def finite_seconds(value: float, name: str, allow_negative: bool) -> float:
+    """``value`` as a finite float.
+
+    Raises:
+        ValueError: if it is not finite, or negative where that makes no sense.
+    """
+    number = float(value)
+    if not math.isfinite(number) or (number < 0 and not allow_negative):
+        raise ValueError(f"{name} must be a finite{'' if allow_negative else ', non-negative'} number")
+    return number
+
+
+class Faults:
+    """The current :class:`FaultSettings` plus the queue of scripted token-call outcomes."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._settings = FaultSettings()
+        self._outcomes: deque[TokenOutcome] = deque()
+
+    @property
+    def settings(self) -> FaultSettings:
+        """The current snapshot (a plain read of an immutable value: no lock needed)."""
+        return self._settings
+
+    def update(self, **changes: Any) -> None:
+        """Replace some settings; values must already be validated private copies."""
+        with self._lock:
+            self._settings = replace(self._settings, **changes)
+
+    def queue(self, outcome: TokenOutcome, times: int) -> None:
+        """Script the next ``times`` token calls, after any outcomes already queued."""
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError("times must be a positive integer")
+        with self._lock:
+            self._outcomes.extend([outcome] * times)
+
+    def take(self) -> TokenOutcome | None:
+        """The outcome scripted for this token call, if any, removed from the queue."""
+        with self._lock:
+            return self._outcomes.popleft() if self._outcomes else None
+
