@@ -18,6 +18,24 @@ def test_state_names_its_server_and_the_name_comes_back(name, prefix):
     assert hub.server_of("no-separator_-token") is None
 
 
+ODD_NAMES = ["..", ".", "%2e%2e", "%2E", "a%2Fb", "..%2F..", "%2F", "a b", "-x", "a%00b", "%252e%252e", "x/../y",
+             "a\\b", "\u00e9t\u00e9"]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_a_callback_is_never_forwarded_to_an_odd_server_name(name):
+    server = hub.server_of(f"{name}.Zz")
+    assert server is not None and not hub.forwardable(server)
+    request_ = request(f"/hub/user-redirect/ts_notebook/callback?code=c&state={name}.Zz")
+    assert hub.user_redirect_hook("ts_notebook/callback", request_, SimpleNamespace(url="/user/alice/"), "/hub/") \
+        == "/user/alice/ts_notebook/callback"  # no query: no code to log, no URL from the odd name
+
+
+@pytest.mark.parametrize("name", ["", "research", "r2-d2", "a.b", "x_y~z", "a" * 255])
+def test_names_jupyterhub_allows_are_forwarded(name):
+    assert hub.forwardable(name)
+
+
 @pytest.mark.parametrize(("public", "env", "expected"), [
     ("https://hub.example/", {}, "https://hub.example/hub/user-redirect/ts_notebook/callback"),
     (None, {"JUPYTERHUB_PUBLIC_HUB_URL": "https://pub.example/x/hub/", "JUPYTERHUB_BASE_URL": "/x/"},
@@ -35,9 +53,10 @@ def request(uri: str) -> HTTPServerRequest:
 @pytest.mark.parametrize(("path", "uri", "expected"), [
     ("ts_notebook/callback", "/hub/user-redirect/ts_notebook/callback?code=c&state=research.Zz",
      "/user/alice/research/ts_notebook/callback?code=c&state=research.Zz"),
-    ("ts_notebook/callback", "/hub/user-redirect/ts_notebook/callback?code=c&state=.Zz", None),
+    ("ts_notebook/callback", "/hub/user-redirect/ts_notebook/callback?code=c&state=.Zz",
+     "/user/alice/ts_notebook/callback?code=c&state=.Zz"),
     ("lab/tree/x.ipynb", "/hub/user-redirect/lab/tree/x.ipynb?state=research.Zz", None),
 ], ids=["named-server", "default-server", "not-ours"])
-def test_the_user_redirect_hook_routes_only_our_callbacks_to_named_servers(path, uri, expected):
+def test_the_user_redirect_hook_routes_our_callbacks_straight_to_their_server(path, uri, expected):
     user = SimpleNamespace(url="/user/alice/")
     assert hub.user_redirect_hook(path, request(uri), user, "/hub/") == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from urllib.parse import parse_qs, urlsplit
 
@@ -11,7 +12,7 @@ import requests
 
 from ts_notebook.config import Settings
 from ts_notebook.errors import OAuthError
-from ts_notebook.oauth import OAuthClient, PendingLogin, pkce_challenge
+from ts_notebook.oauth import OAuthClient, PendingLogin, ProviderMetadata, check_metadata, pkce_challenge
 
 from .conftest import CLIENT_ID
 
@@ -151,3 +152,62 @@ def test_a_network_failure_is_a_passing_oauth_error(client, emulator):
         client.exchange(pending, code)
     assert exc.value.error == "network_error" and not exc.value.permanent
     assert "?" not in str(exc.value)  # no query string in the message
+
+
+@pytest.mark.parametrize("jwks", [[], {}, {"keys": "x"}, {"keys": [1, "k", {"kty": "EC"}]}, "text"],
+                         ids=["list", "empty", "keys-not-a-list", "no-rsa-key", "string"])
+def test_a_malformed_jwks_is_an_oauth_error(client, emulator, jwks):
+    pending = client.begin_login(REDIRECT)
+    code = approve(pending)["code"]
+    emulator.jwks_override = jwks
+
+    with pytest.raises(OAuthError) as exc:
+        client.exchange(pending, code)
+
+    assert exc.value.error == "invalid_id_token" and "JWKS" in exc.value.description
+
+
+def test_an_id_token_without_kid_uses_the_one_signing_key(client, emulator):
+    emulator.sign_without_kid = True
+    pending = client.begin_login(REDIRECT)
+    assert client.exchange(pending, approve(pending)["code"]).display_name == "analyst"
+
+
+def test_an_id_token_without_kid_is_refused_when_the_jwks_has_several_keys(client, emulator):
+    emulator.sign_without_kid = True
+    key = emulator._state.jwks()["keys"][0]
+    emulator.jwks_override = {"keys": [key, {**key, "kid": "another"}]}
+    pending = client.begin_login(REDIRECT)
+    with pytest.raises(OAuthError, match="names no key and the JWKS has several"):
+        client.exchange(pending, approve(pending)["code"])
+
+
+@pytest.mark.parametrize("skew", [-300, 300], ids=["provider-behind", "provider-ahead"])
+def test_a_provider_clock_minutes_off_still_signs_in(client, emulator, skew):
+    emulator.clock_skew = skew
+    pending = client.begin_login(REDIRECT)
+    assert client.exchange(pending, approve(pending)["code"]).display_name == "analyst"
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"issuer": "https://evil.example/"}, "names another issuer"),
+    ({"issuer": 5}, "malformed"),
+], ids=["other-issuer", "issuer-not-text"])
+def test_discovery_for_another_issuer_is_refused(client, emulator, overrides, message):
+    emulator.discovery_overrides = overrides
+    with pytest.raises(OAuthError, match=message) as exc:
+        client.begin_login(REDIRECT)
+    assert exc.value.error == "invalid_discovery"
+
+
+def test_discovery_endpoints_must_be_https_unless_the_issuer_is_this_machine(emulator):
+    # The emulator on 127.0.0.1 may use http; a remote issuer may not.
+    meta = OAuthClient(Settings.load(environ={}, client_id=CLIENT_ID, signin_url=emulator.url)).metadata()
+    assert meta.token_endpoint.startswith("http://127.0.0.1:")
+    remote = ProviderMetadata("https://signin.example/", "https://signin.example/authorize",
+                              "http://signin.example/oauth/token", "https://signin.example/oauth/revoke",
+                              "https://signin.example/jwks.json")
+    with pytest.raises(OAuthError, match="is not an https endpoint"):
+        check_metadata(remote, "https://signin.example")
+    check_metadata(dataclasses.replace(remote, token_endpoint="https://signin.example/oauth/token"),
+                   "https://signin.example")

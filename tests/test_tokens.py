@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ts_notebook.errors import OAuthError
-from ts_notebook.tokens import TokenSet, is_fresh
+from ts_notebook.tokens import MAX_LIFETIME, TokenSet, is_fresh
 
 
 def test_a_refresh_reply_without_a_refresh_token_keeps_the_old_one():
@@ -40,3 +42,23 @@ def test_repr_shows_no_secret():
 def test_a_reply_without_an_access_token_is_an_oauth_error():
     with pytest.raises(OAuthError, match="no access_token"):
         TokenSet.from_response({"error": "nope"})
+
+
+@pytest.mark.parametrize("expires_in", [1e308, 10**12, 86401], ids=["1e308", "huge-int", "a-day-and-a-second"])
+def test_a_lifetime_longer_than_a_day_is_cut_to_a_day(expires_in):
+    t = TokenSet.from_response({"access_token": "a", "expires_in": expires_in}, now=0)
+    assert t.lifetime == MAX_LIFETIME == 86400 and t.expires_at == 86400
+    assert 0 < t.renew_in() < 86400
+
+
+def test_tokens_that_are_not_text_are_no_tokens():
+    t = TokenSet.from_response({"access_token": "a", "refresh_token": 5, "id_token": ["x"]}, now=0)
+    assert t.refresh_token is None and t.id_token is None
+
+
+@pytest.mark.parametrize(("left", "expected"), [(100, 15.0), (10, 5.0), (0.4, 15.0), (-50, 15.0)],
+                         ids=["long-left", "short-left", "about-to-expire", "expired"])
+def test_a_failed_renewal_is_retried_within_the_tokens_life_then_every_retry_after(left, expected):
+    t = TokenSet.from_response({"access_token": "a", "expires_in": 1200}, now=0)
+    t.expires_at = time.time() + left
+    assert t.retry_in() == pytest.approx(expected, abs=0.05)

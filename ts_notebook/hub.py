@@ -73,15 +73,19 @@ def server_url(user_base: str, server: str) -> str:
 
 
 def user_redirect_hook(path: str, request: Any, user: Any, base_url: str) -> str | None:
-    """``c.JupyterHub.user_redirect_hook``: send a ts_notebook callback to the named server
+    """``c.JupyterHub.user_redirect_hook``: send a ts_notebook callback straight to the server
     whose login it is. Anything else keeps JupyterHub's default behaviour (None).
+
+    JupyterHub's own routing goes through ``/hub/spawn/NAME?next=<the callback URL>``, and
+    the hub's log prints that ``next``, code and state included; straight to the server, the
+    hub logs the callback with code and state scrubbed. A state that names no server a
+    callback may go to is sent to the default server's callback without its query (a page
+    that says the sign-in is unknown), so no URL is built from it and no code is logged.
     """
     if path.strip("/") != CALLBACK_PATH:
         return None
     state = (request.query_arguments.get("state") or [b""])[0].decode("utf-8", "replace")
     server = server_of(state)
-    if not server or not forwardable(server):
-        # The default server: JupyterHub's own routing does it (and refuses an odd name
-        # with a page); no URL is ever built from an odd name.
-        return None
+    if server is None or not forwardable(server):
+        return server_url(user.url, "")
     return f"{server_url(user.url, server)}?{request.query}"

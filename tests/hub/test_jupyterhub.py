@@ -4,6 +4,7 @@ named servers, and the owner rule."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 import sys
@@ -48,7 +49,7 @@ class Hub:
         """Start a server through the hub API; return its URL prefix once it is ready."""
         path = f"users/{user}/servers/{server}" if server else f"users/{user}/server"
         r = self.api.post(f"{self.url}hub/api/{path}", timeout=60)
-        assert r.status_code in (201, 202), r.text
+        assert r.status_code in (201, 202) or "is already running" in r.text, r.text
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             info = self.api.get(f"{self.url}hub/api/users/{user}", timeout=30).json()["servers"].get(server, {})
@@ -91,7 +92,8 @@ c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"
 c.ConfigurableHTTPProxy.command = [{str(CHP)!r}]
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = {PASSWORD!r}
-c.Authenticator.allowed_users = {{"alice", "bob", "carol", "dave"}}
+c.Authenticator.allowed_users = {{"alice", "bob", "carol", "dave", "erin"}}
+c.Authenticator.admin_users = {{"erin"}}
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = {str(tmp / "home" / "{username}")!r}
 c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
@@ -195,3 +197,40 @@ def test_only_the_servers_owner_may_read_its_token(hub):
 
     assert as_admin.status_code == 403 and "access_token" not in as_admin.text
     assert as_owner.status_code == 200 and as_owner.json()["signed_in"] is True
+
+
+def test_a_hub_admin_reaches_a_users_server_but_cannot_start_a_sign_in_there(hub):
+    dave_server = hub.start("dave")
+    erin = hub.browser("erin")  # a hub admin: the admin role has access:servers
+
+    consent = erin.get(f"{dave_server}lab")  # JupyterHub asks the admin to confirm, then lets her in ...
+    fields = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', consent.text)
+    opened = erin._follow(erin.http.post(consent.url, data=fields, allow_redirects=False, timeout=30))
+    page = erin.get(f"{dave_server}ts_notebook/login")  # ... ts_notebook does not start her sign-in
+
+    assert opened.status_code == 200
+    assert page.status_code == 403 and "Only the owner of this Jupyter server" in page.text
+    assert not any(u.startswith(f"{hub.emulator.url}/authorize") for u in erin.visited)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "%2e%2e", "a%2Fb"])
+def test_a_callback_naming_an_odd_server_stays_on_the_users_own_server(hub, name):
+    alice = hub.browser("alice")
+    server = hub.start("alice")
+    alice.get(f"{server}lab")  # the hub's OAuth for that server gives this browser its cookie
+
+    direct = alice.http.get(f"{server}ts_notebook/callback", params={"code": "c", "state": f"{name}.Zz"},
+                            allow_redirects=False, timeout=30)
+    via_hub = alice.get(f"{hub.url}hub/user-redirect/ts_notebook/callback?code=c&state={name}.Zz")
+
+    assert direct.status_code == 400 and "Location" not in direct.headers and "names no server" in direct.text
+    assert via_hub.status_code == 400 and "unknown to this Jupyter server" in via_hub.text
+    assert all(u.startswith((f"{hub.url}hub/", server)) for u in alice.visited), alice.visited
+
+
+def test_nothing_secret_reaches_the_hub_or_server_logs(hub):
+    # Runs last in this module: the sign-ins above all went through the hub and its servers.
+    assert any(g["grant_type"] == "authorization_code" for g in hub.emulator.grants)
+    log = hub.log.read_text()
+    leaked = [line for line in log.splitlines() if any(s and s in line for s in hub.emulator.issued_secrets())]
+    assert not leaked, "\n".join(leaked)

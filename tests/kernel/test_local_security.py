@@ -1,0 +1,119 @@
+"""Attacks on the in-process sign-in (no Jupyter server), run by another program on the same
+machine against a real listener on localhost and the emulator: reading the sign-in from the
+start address, finishing it with the attacker's own code, racing the start address; and the
+sign-in's own promises: a configured localhost callback listened on at its port, and a
+replaced refresh token revoked."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from ts_notebook.config import Settings
+from ts_notebook.errors import ConfigError
+from ts_notebook.kernel.local import LocalLogin, LocalSource
+
+from ..conftest import CLIENT_ID
+from ..parts import Browser, port_is_free
+
+
+@pytest.fixture
+def make_source(emulator, client_secret):
+    def make(**settings) -> LocalSource:
+        return LocalSource(Settings.load(environ={}, client_id=CLIENT_ID, client_secret=client_secret,
+                                         signin_url=emulator.url, api_url=f"{emulator.url}/v3", **settings))
+    return make
+
+
+@pytest.fixture
+def login(make_source):
+    attempts: list[LocalLogin] = []
+
+    def start(source: LocalSource | None = None) -> LocalLogin:
+        attempt = LocalLogin(source or make_source())
+        attempts.append(attempt)
+        return attempt
+
+    yield start
+    for attempt in attempts:
+        attempt.close()
+
+
+def browse(url: str, username: str) -> requests.Response:
+    """A browser that opens ``url`` and, if it reaches the sign-in page, signs in as ``username``."""
+    b = Browser("http://127.0.0.1/", "")
+    page = b.get(url)
+    return b.submit(page, "allow", username=username) if "username" in page.text else page
+
+
+def test_another_program_cannot_read_the_sign_in_from_the_listener(login, emulator):
+    victim = login()  # %ts_login in a terminal or a kernel without a server
+
+    # Another program on this machine asks the listener where to sign in, signs in as itself
+    # and brings its own code back.
+    page = browse(f"{victim.listener.url}/start", "mallory")
+
+    assert page.status_code == 400 and "not the address of a sign-in waiting here" in page.text
+    assert not victim.source.snapshot.signed_in
+    assert [g["grant_type"] for g in emulator.grants] == []
+    # The person's own browser, with the address %ts_login gave, still signs in.
+    done = browse(victim.start_url, "analyst")
+    assert "Signed in to TradeStation as analyst" in done.text and victim.source.snapshot.display_name == "analyst"
+
+
+def test_a_callback_from_a_browser_that_did_not_start_the_sign_in_is_refused(login, emulator):
+    victim = login()  # suppose its state leaked somehow: its start address (and cookie) did not
+
+    r = requests.get(f"{victim.listener.url}/?code=attackers-code&state={victim.pending.state}", timeout=10)
+
+    assert r.status_code == 400 and "not started in this browser" in r.text
+    assert not victim.done.is_set() and emulator.grants == []
+
+
+def test_a_start_address_opened_twice_cancels_the_sign_in(login, emulator):
+    victim = login()
+    b = Browser("http://127.0.0.1/", "")
+    first = b.http.get(victim.start_url, allow_redirects=False, timeout=10)  # whoever came first
+    assert first.status_code == 302
+
+    second = requests.get(victim.start_url, allow_redirects=False, timeout=10)
+
+    assert second.status_code == 400 and "opened twice, so the sign-in was cancelled" in second.text
+    page = b._follow(first)  # the first browser signs in anyway ...
+    done = b.submit(page, "allow", username="mallory")
+    assert done.status_code == 400 and "already finished" in done.text  # ... and is refused
+    assert not victim.source.snapshot.signed_in and "cancelled" in victim.source.snapshot.error
+    assert [g["grant_type"] for g in emulator.grants] == []
+
+
+def test_a_configured_localhost_callback_is_listened_on_at_exactly_its_port(login, make_source):
+    source = make_source(redirect_uri="http://localhost:3001")
+
+    attempt = login(source)
+
+    assert attempt.listener.port == 3001
+    assert "redirect_uri=http%3A%2F%2Flocalhost%3A3001&" in attempt.pending.authorize_url
+    assert "Signed in to TradeStation as analyst" in browse(attempt.start_url, "analyst").text
+    attempt.close()
+    assert port_is_free(3001)
+
+
+def test_a_configured_callback_elsewhere_asks_for_the_pasted_address(make_source):
+    source = make_source(redirect_uri="https://jupyter.example.com/cb")
+    with pytest.raises(ConfigError, match="not an http://localhost:PORT address.*%ts_login --paste"):
+        LocalLogin(source)
+    assert port_is_free(31022)
+    LocalLogin(source, listen=False).close()  # the paste flow needs no listener
+
+
+def test_signing_in_again_revokes_the_refresh_token_it_replaces(login, make_source, emulator):
+    source = make_source()
+    browse(login(source).start_url, "analyst")
+    first = source.tokens
+
+    browse(login(source).start_url, "analyst")
+
+    assert source.tokens.refresh_token != first.refresh_token
+    with pytest.raises(Exception, match="invalid_grant"):
+        source.client.refresh(first)
+    assert source.client.refresh(source.tokens).access_token
