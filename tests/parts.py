@@ -34,8 +34,9 @@ class Result:
 class Kernel:
     """A kernel started through the server's kernel manager; every iopub message is kept."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, kernel_id: str = "") -> None:
         self.client = client
+        self.kernel_id = kernel_id
         self.messages: list[dict[str, Any]] = []
         self._pump_task = asyncio.ensure_future(self._pump())
 
@@ -45,7 +46,7 @@ class Kernel:
         client = serverapp.kernel_manager.get_kernel(kid).client()
         client.start_channels()
         await client.wait_for_ready(timeout=60)
-        return cls(client)
+        return cls(client, kid)
 
     async def _pump(self) -> None:
         while True:
