@@ -6,9 +6,12 @@ replaced refresh token revoked."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
+from ts_notebook import tokens
 from ts_notebook.config import Settings
 from ts_notebook.errors import ConfigError
 from ts_notebook.kernel.local import LocalLogin, LocalSource
@@ -117,3 +120,25 @@ def test_signing_in_again_revokes_the_refresh_token_it_replaces(login, make_sour
     with pytest.raises(Exception, match="invalid_grant"):
         source.client.refresh(first)
     assert source.client.refresh(source.tokens).access_token
+
+
+def test_no_unexpected_error_stops_the_in_process_renewal_timer(login, make_source, emulator, monkeypatch):
+    monkeypatch.setattr(tokens, "RETRY_AFTER", 1.0)
+    emulator.access_token_lifetime = 3
+    source = make_source()
+    browse(login(source).start_url, "analyst")
+    real, calls = source.client.refresh, []
+
+    def refresh_with_a_bug(tokens_):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug nobody foresaw")
+        return real(tokens_)
+
+    monkeypatch.setattr(source.client, "refresh", refresh_with_a_bug)
+    first = source.tokens
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (source.tokens is first or source.tokens is None):
+        time.sleep(0.1)
+
+    assert source.tokens is not first and source.tokens is not None and len(calls) >= 2

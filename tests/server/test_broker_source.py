@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
+from ts_notebook.config import BROKER_ENV_VAR
 from ts_notebook.errors import BrokerError
 from ts_notebook.kernel.broker_client import BrokerClient, BrokerSource, find_broker
+from ts_notebook.launch import free_port
 
 from ..parts import eventually
 from .test_api import browser_sign_in
@@ -55,3 +60,37 @@ def test_a_reply_it_does_not_understand_is_a_broker_error_not_a_crash(reply):
     src = BrokerSource(client=None)  # type: ignore[arg-type] - _update makes no call
     with pytest.raises(BrokerError, match="does not understand"):
         src._update(reply)
+
+
+async def test_a_server_that_answers_only_after_a_while_is_waited_for_not_replaced(server, tmp_path):
+    # The runtime file names a port where nothing answers yet (a server still starting, say);
+    # two seconds later it leads to the real broker.
+    info = json.loads(Path(os.environ[BROKER_ENV_VAR]).read_text())
+    port = free_port()
+    info["url"] = f"http://127.0.0.1:{port}{server.app.base_url}"
+    late = tmp_path / "late.json"
+    late.write_text(json.dumps(info))
+    env = {**os.environ, BROKER_ENV_VAR: str(late)}
+    kernel = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "-c",
+        "from ts_notebook.kernel import api; print(type(api.source()).__name__)",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    await asyncio.sleep(2)
+
+    async def forward(reader, writer):
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", server.app.port)
+
+        async def pipe(src, dst):
+            while data := await src.read(65536):
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    relay = await asyncio.start_server(forward, "127.0.0.1", port)
+    try:
+        out, err = await asyncio.wait_for(kernel.communicate(), 60)
+    finally:
+        relay.close()
+
+    assert out.decode().strip() == "BrokerSource" and "Signing in within this process" not in err.decode()

@@ -68,11 +68,9 @@ class LoopbackRelay:
         Raises:
             OSError: every candidate port is taken.
         """
-        candidates = self.ports if ports is None else tuple(ports)
         if self._server is not None and self.port is not None:
-            if self.port in candidates:
-                return self.port
-            raise OSError(errno.EADDRINUSE, f"the relay already listens on port {self.port}")
+            return self.port  # the ports come from settings, so every pending login asks for the same
+        candidates = self.ports if ports is None else tuple(ports)
         for port in candidates:
             sockets = bind_loopback(port)
             for sock in sockets:
