@@ -12,45 +12,19 @@ all K watchers have it; beside it, times one plain GET of the broker's status. T
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import secrets
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import requests
+from common import start_server
 
 from ts_notebook.config import BROKER_KEY_HEADER
 from ts_notebook.emulator import Emulator
-from ts_notebook.kernel.broker_client import BrokerClient, BrokerSource, RuntimeInfo
-from ts_notebook.launch import free_port
-
-
-def start_server(em: Emulator, secret: str, tmp: Path) -> tuple[subprocess.Popen, str, str, RuntimeInfo]:
-    port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "TS_CLIENT_ID": "bench", "TS_CLIENT_SECRET": secret, "TS_SIGNIN_URL": em.url,
-           "TS_API_URL": f"{em.url}/v3", "TS_SIM_API_URL": f"{em.url}/sim/v3", "JUPYTER_RUNTIME_DIR": str(tmp)}
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--allow-root", "--no-browser",
-                             "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
-                             f"--ServerApp.root_dir={tmp}"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(300):
-        files = list(tmp.glob("ts_notebook-*.json"))
-        try:
-            if files and requests.get(f"{url}api/status", params={"token": token}, timeout=2).ok:
-                info = json.loads(files[0].read_text())
-                return proc, url, token, RuntimeInfo(url=info["url"], base_url=info["base_url"], key=info["key"])
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("jupyter server did not start")
+from ts_notebook.kernel.broker_client import BrokerClient, BrokerSource
 
 
 def main() -> None:

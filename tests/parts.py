@@ -267,3 +267,16 @@ def run_in_kernel(http: requests.Session, server_url: str, code: str, ws_base: s
     finally:
         ws.close()
         http.delete(f"{server_url}api/kernels/{kernel['id']}", timeout=60)
+
+
+def fails_once(real: Callable[..., Any], error: BaseException) -> Callable[..., Any]:
+    """``real``, except that its first call raises ``error``; ``.calls`` counts the calls."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        call.calls += 1  # type: ignore[attr-defined]
+        if call.calls == 1:  # type: ignore[attr-defined]
+            raise error
+        return real(*args, **kwargs)
+
+    call.calls = 0  # type: ignore[attr-defined]
+    return call

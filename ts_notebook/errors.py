@@ -23,6 +23,26 @@ class NotSignedIn(TSError):
         super().__init__(f"{lead}Run %ts_login (or ts.login()) to sign in.")
 
 
+# What to tell the user for each provider error.
+HINTS = {
+    "invalid_grant": "Run %ts_login to sign in again",
+    "invalid_client": "Check TS_CLIENT_ID and TS_CLIENT_SECRET (or the secret file)",
+    "unauthorized_client": "Check that your key is allowed this grant and callback URL",
+    "access_denied": "Run %ts_login and choose Allow to sign in",
+    "invalid_scope": "Remove the scopes your key lacks from TS_SCOPES",
+    "invalid_id_token": "Check TS_SIGNIN_URL and TS_CLIENT_ID, then run %ts_login again",
+    "network_error": "Check the network connection (and HTTPS_PROXY), then try again",
+    "no_refresh_token": "Add offline_access to TS_SCOPES and run %ts_login again",
+    "invalid_response": "Check that TS_SIGNIN_URL points at the sign-in service, then try again",
+    "invalid_discovery": "Check that TS_SIGNIN_URL is the sign-in service's own address (its issuer), then try again",
+}
+
+
+def hint(error: str) -> str:
+    """What the user should do after the provider error (or local error code) ``error``."""
+    return HINTS.get(error, "Try again; if it keeps failing, run %ts_login again")
+
+
 class OAuthError(TSError):
     """The sign-in provider refused or failed a request.
 

@@ -23,7 +23,8 @@ import jwt
 import requests
 
 from .config import Settings
-from .errors import OAuthError
+from .errors import OAuthError, hint
+from .jwks import parse_jwks, pick_key
 from .tokens import TokenSet
 
 log = logging.getLogger(__name__)
@@ -41,25 +42,6 @@ FALLBACK_PATHS = {
     "revocation_endpoint": "/oauth/revoke",
     "jwks_uri": "/.well-known/jwks.json",
 }
-# What to tell the user for each provider error.
-HINTS = {
-    "invalid_grant": "Run %ts_login to sign in again",
-    "invalid_client": "Check TS_CLIENT_ID and TS_CLIENT_SECRET (or the secret file)",
-    "unauthorized_client": "Check that your key is allowed this grant and callback URL",
-    "access_denied": "Run %ts_login and choose Allow to sign in",
-    "invalid_scope": "Remove the scopes your key lacks from TS_SCOPES",
-    "invalid_id_token": "Check TS_SIGNIN_URL and TS_CLIENT_ID, then run %ts_login again",
-    "network_error": "Check the network connection (and HTTPS_PROXY), then try again",
-    "no_refresh_token": "Add offline_access to TS_SCOPES and run %ts_login again",
-    "invalid_response": "Check that TS_SIGNIN_URL points at the sign-in service, then try again",
-    "invalid_discovery": "Check that TS_SIGNIN_URL is the sign-in service's own address (its issuer), then try again",
-}
-
-
-def _hint(error: str) -> str:
-    return HINTS.get(error, "Try again; if it keeps failing, run %ts_login again")
-
-
 def same_secret(given: str, expected: str) -> bool:
     """Constant-time comparison that takes any text (``compare_digest`` refuses non-ASCII str)."""
     return secrets.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
@@ -86,7 +68,7 @@ def callback_code(params: Mapping[str, str]) -> str:
         OAuthError: the provider sent an error (``access_denied`` ...) or no code.
     """
     if params.get("error"):
-        raise OAuthError(params["error"], params.get("error_description", ""), _hint(params["error"]))
+        raise OAuthError(params["error"], params.get("error_description", ""), hint(params["error"]))
     if not params.get("code"):
         raise OAuthError("invalid_request", "the sign-in service sent no code", "Run %ts_login again")
     return params["code"]
@@ -164,10 +146,10 @@ def check_metadata(meta: ProviderMetadata, signin_url: str) -> None:
     """
     fields = (meta.issuer, meta.authorization_endpoint, meta.token_endpoint, meta.revocation_endpoint, meta.jwks_uri)
     if not all(isinstance(f, str) and f for f in fields):
-        raise OAuthError("invalid_discovery", "the discovery document is malformed", _hint("invalid_discovery"))
+        raise OAuthError("invalid_discovery", "the discovery document is malformed", hint("invalid_discovery"))
     if meta.issuer.rstrip("/") != signin_url.rstrip("/"):
         raise OAuthError("invalid_discovery", f"the discovery document names another issuer than {signin_url}",
-                         _hint("invalid_discovery"))
+                         hint("invalid_discovery"))
     schemes = ("http", "https") if is_loopback_url(meta.issuer) else ("https",)
     for endpoint in fields[1:]:
         try:
@@ -176,40 +158,7 @@ def check_metadata(meta: ProviderMetadata, signin_url: str) -> None:
             scheme, netloc = "", ""
         if scheme not in schemes or not netloc:
             raise OAuthError("invalid_discovery", f"{strip_query(endpoint)} is not an https endpoint",
-                             _hint("invalid_discovery"))
-
-
-def parse_jwks(resp: requests.Response) -> list[jwt.PyJWK]:
-    """The RSA signing keys of a JWKS reply; keys of other kinds or uses are skipped.
-
-    Raises:
-        OAuthError: ``invalid_id_token`` when the reply is not a JWKS with a usable RSA key.
-    """
-    try:
-        doc = resp.json()
-    except ValueError:
-        doc = None
-    entries = doc.get("keys") if isinstance(doc, dict) else None
-    if not isinstance(entries, list):
-        raise OAuthError("invalid_id_token", "the JWKS could not be read", _hint("invalid_id_token"))
-    keys = []
-    for entry in entries:
-        if not isinstance(entry, dict) or entry.get("kty") != "RSA" or entry.get("use", "sig") != "sig":
-            continue
-        try:
-            keys.append(jwt.PyJWK.from_dict(entry))
-        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
-            continue  # one unusable key does not spoil the others
-    if not keys:
-        raise OAuthError("invalid_id_token", "the JWKS lists no usable RSA signing key", _hint("invalid_id_token"))
-    return keys
-
-
-def pick_key(keys: list[jwt.PyJWK], kid: str | None) -> jwt.PyJWK | None:
-    """The key named ``kid``; with no kid, the one key there is (never a guess among several)."""
-    if kid:
-        return next((k for k in keys if k.key_id == kid), None)
-    return keys[0] if len(keys) == 1 else None
+                             hint("invalid_discovery"))
 
 
 class OAuthClient:
@@ -309,14 +258,14 @@ class OAuthClient:
         if not isinstance(data.get("id_token"), str) or not data["id_token"]:
             # openid is always asked for, so a reply without an id_token cannot be checked
             # against this login's nonce.
-            raise OAuthError("invalid_id_token", "the sign-in reply has no id_token", _hint("invalid_id_token"))
+            raise OAuthError("invalid_id_token", "the sign-in reply has no id_token", hint("invalid_id_token"))
         claims = self.verify_id_token(data["id_token"], pending.nonce)
         return TokenSet.from_response(data, claims=claims)
 
     def refresh(self, tokens: TokenSet) -> TokenSet:
         """Renew the access token; keeps a rotated refresh token (or the old one if not rotated)."""
         if not tokens.refresh_token:
-            raise OAuthError("no_refresh_token", "this sign-in has no refresh token", _hint("no_refresh_token"))
+            raise OAuthError("no_refresh_token", "this sign-in has no refresh token", hint("no_refresh_token"))
         data = self._post_token({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
         claims = self.verify_id_token(data["id_token"]) if data.get("id_token") else None
         return TokenSet.from_response(data, previous=tokens, claims=claims)
@@ -355,10 +304,10 @@ class OAuthClient:
                 options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_iat": False},
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise OAuthError("invalid_id_token", str(exc), _hint("invalid_id_token")) from exc
+            raise OAuthError("invalid_id_token", str(exc), hint("invalid_id_token")) from exc
         if nonce is not None and not same_secret(str(claims.get("nonce", "")), nonce):
             raise OAuthError("invalid_id_token", "the nonce does not match this sign-in",
-                             _hint("invalid_id_token"))
+                             hint("invalid_id_token"))
         return claims
 
     def _signing_key(self, kid: str | None, jwks_uri: str) -> jwt.PyJWK:
@@ -387,7 +336,7 @@ class OAuthClient:
     def _post_token(self, data: dict[str, str]) -> dict[str, Any]:
         reply = self._post(self.metadata().token_endpoint, self._client_auth(data))
         if not isinstance(reply, dict) or "access_token" not in reply:
-            raise OAuthError("invalid_response", "the token reply has no access_token", _hint("invalid_response"))
+            raise OAuthError("invalid_response", "the token reply has no access_token", hint("invalid_response"))
         return reply
 
     def _post(self, url: str, data: Mapping[str, str]) -> Any:
@@ -398,14 +347,14 @@ class OAuthClient:
             return resp.json()
         except ValueError as exc:
             raise OAuthError("invalid_response", f"{strip_query(url)} did not answer JSON",
-                             _hint("invalid_response")) from exc
+                             hint("invalid_response")) from exc
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
             resp = self.http.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise OAuthError("network_error", f"could not reach {strip_query(url)} ({type(exc).__name__})",
-                             _hint("network_error")) from exc
+                             hint("network_error")) from exc
         if resp.status_code >= 400:
             try:
                 body = resp.json()
@@ -414,5 +363,5 @@ class OAuthClient:
             body = body if isinstance(body, dict) else {}
             error = str(body.get("error") or ("server_error" if resp.status_code >= 500 else "invalid_request"))
             description = str(body.get("error_description") or f"HTTP {resp.status_code} from {strip_query(url)}")
-            raise OAuthError(error, description, _hint(error))
+            raise OAuthError(error, description, hint(error))
         return resp

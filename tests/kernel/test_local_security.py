@@ -17,7 +17,7 @@ from ts_notebook.errors import ConfigError
 from ts_notebook.kernel.local import LocalLogin, LocalSource
 
 from ..conftest import CLIENT_ID
-from ..parts import Browser, port_is_free
+from ..parts import Browser, fails_once, port_is_free
 
 
 @pytest.fixture
@@ -127,18 +127,11 @@ def test_no_unexpected_error_stops_the_in_process_renewal_timer(login, make_sour
     emulator.access_token_lifetime = 3
     source = make_source()
     browse(login(source).start_url, "analyst")
-    real, calls = source.client.refresh, []
-
-    def refresh_with_a_bug(tokens_):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("a bug nobody foresaw")
-        return real(tokens_)
-
-    monkeypatch.setattr(source.client, "refresh", refresh_with_a_bug)
+    refresh = fails_once(source.client.refresh, RuntimeError("a bug nobody foresaw"))
+    monkeypatch.setattr(source.client, "refresh", refresh)
     first = source.tokens
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (source.tokens is first or source.tokens is None):
         time.sleep(0.1)
 
-    assert source.tokens is not first and source.tokens is not None and len(calls) >= 2
+    assert source.tokens is not first and source.tokens is not None and refresh.calls >= 2

@@ -12,7 +12,7 @@ import pytest
 from ts_notebook import tokens
 from ts_notebook.config import BROKER_KEY_HEADER
 
-from ..parts import eventually
+from ..parts import eventually, fails_once
 from .conftest import new_browser, new_kernel, sign_in
 from .test_api import api, browser_sign_in
 from .test_signin_loop import ACCOUNTS
@@ -179,17 +179,9 @@ async def test_no_unexpected_error_stops_the_renewal_timer(server, emulator, mon
     emulator.access_token_lifetime = 3
     await browser_sign_in(server)
     broker = server.ext.broker
-    real = broker.client.refresh
-    calls = []
-
-    def refresh_with_a_bug(tokens_):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("a bug nobody foresaw")
-        return real(tokens_)
-
-    monkeypatch.setattr(broker.client, "refresh", refresh_with_a_bug)
+    refresh = fails_once(broker.client.refresh, RuntimeError("a bug nobody foresaw"))
+    monkeypatch.setattr(broker.client, "refresh", refresh)
     first = broker.tokens
 
     await eventually(lambda: broker.tokens is not first and broker.tokens is not None, 15, "a renewal after the bug")
-    assert len(calls) >= 2
+    assert refresh.calls >= 2
