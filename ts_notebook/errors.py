@@ -19,6 +19,9 @@ class NotSignedIn(TSError):
     """No usable TradeStation sign-in: the user has to run ``%ts_login``."""
 
     def __init__(self, reason: str = "") -> None:
+        if "%ts_login" in reason:  # the reason already says what to do
+            super().__init__(reason)
+            return
         lead = f"{reason.rstrip('.')}. " if reason else "Not signed in to TradeStation. "
         super().__init__(f"{lead}Run %ts_login (or ts.login()) to sign in.")
 
@@ -71,7 +74,7 @@ class OAuthError(TSError):
 
 # Errors after which only a new interactive sign-in helps.
 PERMANENT_ERRORS = frozenset(
-    {"invalid_grant", "invalid_client", "unauthorized_client", "access_denied", "invalid_token"}
+    {"invalid_grant", "invalid_client", "unauthorized_client", "access_denied", "invalid_token", "no_refresh_token"}
 )
 
 

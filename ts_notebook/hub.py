@@ -12,7 +12,6 @@ This module runs in the hub process too: standard library only.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -20,10 +19,8 @@ from urllib.parse import quote, unquote, urlsplit
 CALLBACK_PATH = "ts_notebook/callback"
 # Separates the server name from the random part of state (token_urlsafe never makes a '.').
 STATE_SEP = "."
-# Server names a callback may be forwarded to: JupyterHub 6's safe slugs and the names older
-# hubs allowed that are plain path segments. Never '.', '..', a slash, an escape or a space:
-# the name becomes part of a URL path the browser is sent to.
-SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,254}")
+# Names no JupyterHub server has, which would move a URL path: dot segments, and a slash.
+DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def on_hub(environ: Mapping[str, str] | None = None) -> bool:
@@ -46,8 +43,10 @@ def server_of(state: str) -> str | None:
 
 
 def forwardable(server: str) -> bool:
-    """Whether a callback may be sent on to the server named ``server`` ("" is the default)."""
-    return server == "" or SERVER_NAME.fullmatch(server) is not None
+    """Whether a callback may be sent on to the server named ``server`` ("" is the default):
+    any name JupyterHub allows (no slash; older hubs allowed spaces and accents), never a dot
+    segment or a control character. :func:`server_url` percent-encodes it into one segment."""
+    return server == "" or (server not in DOT_SEGMENTS and "/" not in server and server.isprintable())
 
 
 def redirect_uri(request_origin: str, public_url: str | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import OAuthError
@@ -66,7 +66,7 @@ class TokenSet:
                              "Check TS_SIGNIN_URL points at the sign-in service, then sign in again")
         try:
             lifetime = float(data.get("expires_in", DEFAULT_LIFETIME))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of 400 digits
             lifetime = DEFAULT_LIFETIME
         if not math.isfinite(lifetime) or lifetime <= 0:
             lifetime = DEFAULT_LIFETIME  # never a renewal loop on a provider's 0 or NaN
@@ -91,6 +91,11 @@ class TokenSet:
     def renew_in(self) -> float:
         """Seconds until this token set should be renewed (at least one: never a tight loop)."""
         return max(1.0, self.seconds_left() - min(RENEW_BEFORE, self.lifetime / 3))
+
+    def without_refresh(self) -> TokenSet:
+        """These tokens once their refresh token is revoked: the access token lives out its
+        time, and nothing renews it."""
+        return replace(self, refresh_token=None)
 
     def retry_in(self) -> float:
         """Seconds until a renewal that failed for a passing reason is tried again: within the

@@ -6,7 +6,9 @@ replaced refresh token revoked."""
 
 from __future__ import annotations
 
+import stat
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -135,3 +137,53 @@ def test_no_unexpected_error_stops_the_in_process_renewal_timer(login, make_sour
         time.sleep(0.1)
 
     assert source.tokens is not first and source.tokens is not None and refresh.calls >= 2
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_a_configured_loopback_address_starts_on_the_same_host_so_the_cookie_comes_back(login, make_source, emulator,
+                                                                                      host):
+    emulator.add_redirect_uri(f"http://{host}:3001")  # registered for this key by Client Services
+    attempt = login(make_source(redirect_uri=f"http://{host}:3001"))
+    assert attempt.start_url.startswith(f"http://{host}:3001/start/")
+    assert "Signed in to TradeStation as analyst" in browse(attempt.start_url, "analyst").text
+
+
+def test_two_kernels_signing_in_at_once_from_one_browser_each_keep_their_cookie(login, make_source):
+    first, second = login(make_source()), login(make_source())  # 31022 and 3000: two VS Code notebooks
+    b = Browser("http://127.0.0.1/", "")
+    pages = [b.get(a.start_url) for a in (first, second)]  # both started before either comes back
+
+    done = [b.submit(page, "allow", username="analyst") for page in pages]
+
+    assert all("Signed in to TradeStation as analyst" in d.text for d in done)
+
+
+def test_another_local_apps_odd_cookie_does_not_hide_ours(login):
+    attempt = login()
+    b = Browser("http://127.0.0.1/", "")
+    b.http.cookies.set("prefs", '{"theme": "dark", "x": [1, 2]}', domain="localhost.local", path="/")
+    page = b.get(attempt.start_url)
+    assert "Signed in to TradeStation as analyst" in b.submit(page, "allow", username="analyst").text
+
+
+def test_the_system_browser_is_given_a_private_page_not_the_start_address(login, monkeypatch):
+    # Other users read command lines (/proc/*/cmdline): the one-time address must not be on one.
+    opened = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    attempt = login()
+
+    attempt.open_browser()
+
+    page = Path(opened[0].removeprefix("file://"))
+    assert opened[0].startswith("file:///") and attempt.start_url not in opened[0]
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600 and attempt.start_url in page.read_text()
+    attempt.close()
+    assert not page.exists()
+
+
+def test_a_reply_that_cannot_be_used_ends_the_wait_with_a_message(login, emulator):
+    emulator.expires_in_override = 10**400  # an integer no float holds
+    attempt = login()
+    done = browse(attempt.start_url, "analyst")
+    assert "Signed in to TradeStation as analyst" in done.text and attempt.done.is_set()
+    assert attempt.source.tokens.lifetime == 1200

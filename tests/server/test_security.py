@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 
 import pytest
 import requests
@@ -16,10 +17,10 @@ from ts_notebook import tokens
 
 from ..conftest import CLIENT_ID
 from ..parts import eventually
-from .conftest import new_browser
+from .conftest import new_browser, new_kernel, sign_in
 from .test_api import api, browser_sign_in
 from .test_relay import start_login
-from .test_signin_loop import assert_no_secrets
+from .test_signin_loop import ACCOUNTS, assert_no_secrets
 
 
 @pytest.fixture
@@ -31,8 +32,7 @@ def on_hub(monkeypatch, server):
     server.app.identity_provider.get_user = lambda handler: type("User", (), {"username": "alice"})()
 
 
-@pytest.mark.parametrize("name", ["..", ".", "%2e%2e", "%2E", "a%2Fb", "..%2F..", "%2F", "a b", "-x", "a%00b",
-                                  "%252e%252e", "x/../y"])
+@pytest.mark.parametrize("name", ["..", ".", "%2e%2e", "%2E", ".%2e", "a%2Fb", "..%2F..", "%2F", "a%00b", "x/../y"])
 async def test_a_callback_naming_an_odd_server_is_refused_not_forwarded(server, on_hub, emulator, name):
     b = await new_browser(server)
 
@@ -172,3 +172,92 @@ class TestAServerOpenToOtherHosts:
 
         assert r.status_code == 400 and "Location" not in r.headers and "Host header" in r.text
         assert not server.ext.broker.login_pending
+
+
+async def test_two_sign_ins_finishing_at_once_leave_one_live_refresh_token(server, emulator):
+    await browser_sign_in(server)
+    first = server.ext.broker.tokens
+    tabs = [await start_login(server) for _ in range(2)]  # two tabs, both at TradeStation's page
+
+    done = await asyncio.gather(*(asyncio.to_thread(b.submit, page, "allow", username="analyst")
+                                  for b, page in tabs))
+
+    assert all(d.status_code == 200 for d in done) and first.refresh_token
+    live = [s for s in emulator.issued_secrets() if requests.post(f"{emulator.url}/oauth/token", timeout=10, data={
+        "grant_type": "refresh_token", "refresh_token": s, "client_id": CLIENT_ID,
+        "client_secret": server.ext.broker.settings.client_secret}).ok]
+    assert live == [server.ext.broker.tokens.refresh_token]  # every replaced one was revoked
+
+
+async def test_a_failed_re_sign_in_leaves_the_kernels_the_access_token_they_had(server, kernels, emulator):
+    k = await new_kernel(server, kernels)
+    await sign_in(server, k)
+    b, page = await start_login(server)
+    emulator.fail_next_token_request(error="temporarily_unavailable", status=503, description="busy")
+
+    failed = await asyncio.to_thread(b.submit, page, "allow", username="analyst")
+
+    assert failed.status_code == 502 and "temporarily_unavailable" in failed.text
+    # The replaced sign-in's refresh token was revoked before the exchange failed: kernels keep
+    # its access token (Auth0's outlives the revocation; the emulator's dies with it) and are
+    # told, once it stops working, to sign in again; never a renewal with a dead token.
+    assert server.ext.broker.tokens.refresh_token is None
+    assert "temporarily_unavailable" in server.ext.broker.error
+    out = await k.run(ACCOUNTS)
+    assert out.error == "NotSignedIn: Your TradeStation sign-in has ended (this sign-in has no refresh token). " \
+        "Run %ts_login to sign in again.", out
+
+
+async def test_a_number_no_float_holds_is_an_ordinary_lifetime(server, emulator):
+    emulator.expires_in_override = 10**400
+    await browser_sign_in(server)
+    assert server.ext.broker.tokens.lifetime == 1200
+
+
+async def test_a_hub_with_users_on_subdomains_may_start_a_sign_in_from_a_sibling_origin(server, on_hub, emulator):
+    b = await new_browser(server)
+    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/login", allow_redirects=False, timeout=10,
+                                headers={"Sec-Fetch-Site": "same-site"})
+    assert r.status_code == 302 and r.headers["Location"].startswith(f"{emulator.url}/authorize?")
+
+
+async def test_a_configured_localhost_port_someone_else_holds_falls_back_to_pasting(server, emulator, caplog):
+    server.ext.broker.settings = dataclasses.replace(server.ext.broker.settings,
+                                                     redirect_uri="http://localhost:3001")
+    with socket.socket() as squatter:  # another program's server on that port
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", 3001))
+        squatter.listen()
+        b, page = await start_login(server)
+        b.unreachable.add("localhost:3001")  # where the browser ends: not this server's relay
+        await asyncio.to_thread(b.submit, page, "allow", username="analyst")
+
+    assert not server.ext.broker.relay.listening and "Cannot listen on port 3001" in caplog.text
+    done = await asyncio.to_thread(b.get, "ts_notebook/callback", params={"auth_response": b.ended_on})
+    assert "Signed in to TradeStation as analyst" in done.text
+
+
+async def test_a_pasted_address_after_the_jupyter_session_expired_still_signs_in(server, emulator):
+    b, page = await start_login(server)
+    b.unreachable.add("localhost:31022")
+    await asyncio.to_thread(b.submit, page, "allow", username="analyst")
+    for cookie in [c for c in b.http.cookies if c.name.startswith("username-")]:
+        b.http.cookies.clear(cookie.domain, cookie.path, cookie.name)
+
+    landed = await asyncio.to_thread(b.get, "ts_notebook/callback", params={"auth_response": b.ended_on})
+    done = await asyncio.to_thread(b.submit_login, landed)
+
+    assert "Signed in to TradeStation as analyst" in done.text
+
+
+class TestAProxiedServer:
+    @pytest.fixture
+    def jp_server_config(self, jp_server_config):
+        return {**jp_server_config, "ServerApp": {**jp_server_config["ServerApp"], "allow_remote_access": True}}
+
+    async def test_a_host_name_with_an_underscore_signs_in(self, server, emulator):
+        # nginx's `proxy_set_header Host $proxy_host` with an upstream named jupyter_app, say
+        r = await asyncio.to_thread(requests.get, f"{server.url}ts_notebook/login", allow_redirects=False, timeout=10,
+                                    headers={"Host": f"jupyter_app:{server.app.port}",
+                                             "Authorization": f"token {server.token}"})
+        assert r.status_code == 302 and "redirect_uri=http%3A%2F%2Fjupyter_app%3A" in r.headers["Location"]

@@ -8,7 +8,6 @@ import getpass
 import sys
 import threading
 import time
-import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -208,7 +207,7 @@ def _terminal_login(src: LocalSource, paste: bool, timeout: float, open_browser:
             attempt.complete_pasted(address)
         else:
             if open_browser:
-                webbrowser.open(url)
+                attempt.open_browser()
             print(f"Waiting for the browser on {attempt.listener.url if attempt.listener else ''} "
                   "(Ctrl-C to cancel)...", flush=True)
             if not attempt.wait(timeout):

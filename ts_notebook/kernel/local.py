@@ -1,28 +1,29 @@
 """Sign-in with no Jupyter server: terminal IPython, VS Code, ``jupyter console``.
 
 The same protocol client runs in this process. A one-shot listener on a default localhost
-callback URL (``http://localhost:31022`` first) receives the browser after sign-in; its
-``/start`` path sends the browser to the provider, so the widget holds no state. Tokens then
-live and renew in this process.
+callback URL (``http://localhost:31022`` first) receives the browser after sign-in; a one-time
+``/start/<random>`` address sets the browser's cookie and sends it to the provider, so the
+sign-in is bound to that browser and no state sits in the widget. Tokens then live and renew
+in this process.
 """
 
 from __future__ import annotations
 
+import html
 import logging
+import os
 import secrets
-import socket
+import tempfile
 import threading
 import time
-from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+import webbrowser
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..config import Settings
-from ..errors import ConfigError, OAuthError
-from ..loopback import bind_loopback, relay_port
+from ..errors import ConfigError, OAuthError, hint
+from ..loopback import relay_port
 from ..oauth import (
-    PENDING_TTL,
     OAuthClient,
     PendingLogin,
     callback_code,
@@ -31,8 +32,8 @@ from ..oauth import (
     sign_in_ended,
     strip_query,
 )
-from ..pages import result_page
 from ..tokens import TokenSet
+from .listener import CallbackListener
 from .state import Listener, Snapshot, TokenSource
 
 log = logging.getLogger(__name__)
@@ -47,85 +48,6 @@ def wait_interruptibly(event: threading.Event, timeout: float) -> bool:
     while not event.is_set() and time.monotonic() < deadline:
         event.wait(min(0.2, max(0.0, deadline - time.monotonic())))
     return event.is_set()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, sock: socket.socket, handler: type[BaseHTTPRequestHandler]) -> None:
-        # Serve a socket bound by bind_loopback (127.0.0.1 and ::1 taken together).
-        self.address_family = sock.family
-        super().__init__(sock.getsockname()[:2], handler, bind_and_activate=False)
-        self.socket.close()
-        self.socket = sock
-
-
-class CallbackListener:
-    """Listens on ``http://localhost:PORT`` (127.0.0.1 and ::1) for one sign-in.
-
-    ``/start/<token>`` (once) sets the login's browser cookie and redirects to the provider;
-    any other path is the callback, answered with the cookie the browser sent.
-    """
-
-    def __init__(self, ports: tuple[int, ...], login: LocalLogin) -> None:
-        cookie = f"ts_notebook_login_{'_'.join(map(str, ports))}"
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = urlsplit(self.path).path
-                if path == "/start" or path.startswith("/start/"):
-                    target = login.start(path[len("/start/"):])
-                    if target is not None:
-                        self.send_response(302)
-                        self.send_header("Location", target)
-                        self.send_header("Set-Cookie", f"{cookie}={login.browser_key}; Path=/; HttpOnly; "
-                                         f"SameSite=Lax; Max-Age={int(PENDING_TTL)}")
-                        self.send_header("Cache-Control", "no-store")
-                        self.end_headers()
-                        return
-                    ok, title, detail = False, "Sign-in not started", login.message or (
-                        "This is not the address of a sign-in waiting here. Run %ts_login again.")
-                else:
-                    jar = SimpleCookie(self.headers.get("Cookie", ""))
-                    ok, title, detail = login.complete(callback_params(self.path),
-                                                       jar[cookie].value if cookie in jar else None)
-                body = result_page(title, detail, ok).encode()
-                self.send_response(200 if ok else 400)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                # The request line carries the code: log nothing of it.
-                log.debug("sign-in listener answered a request")
-
-        self.port: int | None = None
-        self._servers: list[_Server] = []
-        for port in ports:
-            sockets = bind_loopback(port)
-            if sockets:
-                self.port = port
-                self._servers = [_Server(sock, Handler) for sock in sockets]
-                break
-        if self.port is None:
-            raise ConfigError(f"Cannot listen for the sign-in callback: ports {list(ports)} are all in use. "
-                              "Free one, or set TS_RELAY_PORTS (or TS_REDIRECT_URI) to a free registered port.")
-        for server in self._servers:
-            threading.Thread(target=server.serve_forever, name="ts_notebook-callback", daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        """The redirect URI this listener answers."""
-        return f"http://localhost:{self.port}"
-
-    def close(self) -> None:
-        """Stop listening and free the port."""
-        for server in self._servers:
-            server.shutdown()
-            server.server_close()
-        self._servers = []
 
 
 class LocalLogin:
@@ -144,6 +66,7 @@ class LocalLogin:
         self.browser_key = secrets.token_urlsafe(32)
         self._start_token = secrets.token_urlsafe(32)
         self._started = False
+        self._page: Path | None = None
         self._claim = threading.Lock()
         self._claimed = False
         client = source.client  # a missing key is reported before any port is taken
@@ -158,6 +81,8 @@ class LocalLogin:
             ports = (port,)
         self.listener = CallbackListener(ports, self) if listen else None
         redirect = redirect or (self.listener.url if self.listener else f"http://localhost:{ports[0]}")
+        # The start address is on the callback's own host, so the cookie set there comes back.
+        self._origin = f"http://{urlsplit(redirect).netloc}" if listen else ""
         try:
             self.pending: PendingLogin = client.begin_login(redirect)
         except BaseException:
@@ -167,7 +92,18 @@ class LocalLogin:
     @property
     def start_url(self) -> str | None:
         """Where the browser on this machine starts (one use), if listening."""
-        return f"{self.listener.url}/start/{self._start_token}" if self.listener else None
+        return f"{self._origin}/start/{self._start_token}" if self.listener else None
+
+    def open_browser(self) -> None:
+        """Open the start address in the system browser without putting it on a command line
+        (other users of the machine can read those): through a page only this user can read,
+        which sends the browser on, as Jupyter opens its own address."""
+        fd, path = tempfile.mkstemp(prefix="ts_notebook-signin-", suffix=".html")  # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as page:
+            target = html.escape(self.start_url or "")
+            page.write(f'<!doctype html><meta http-equiv="refresh" content="0;url={target}">')
+        self._page = Path(path)
+        webbrowser.open(self._page.as_uri())
 
     def start(self, token: str) -> str | None:
         """The authorize URL for the first visit of the start address, else None.
@@ -229,9 +165,11 @@ class LocalLogin:
         return wait_interruptibly(self.done, timeout)
 
     def close(self) -> None:
-        """Release the callback port; a wait in progress ends."""
+        """Release the callback port and remove the browser's start page; a wait in progress ends."""
         if self.listener is not None:
             self.listener.close()
+        if self._page is not None:
+            self._page.unlink(missing_ok=True)
         self.done.set()
 
 
@@ -243,6 +181,7 @@ class LocalSource(TokenSource):
         self._client: OAuthClient | None = None
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
+        self._completing = threading.Lock()
         self._listeners: list[Listener] = []
         self._timer: threading.Timer | None = None
         self.tokens: TokenSet | None = None
@@ -304,20 +243,26 @@ class LocalSource(TokenSource):
         Raises:
             OAuthError: the provider sent an error, or the exchange failed; the widget says why.
         """
-        try:
-            code = callback_code(params)
-            replaced = self.tokens
-            if replaced is not None:
-                # Revoked before the new sign-in exists: a provider that revokes the whole
-                # grant with one token would otherwise take the new one with it.
-                self.install(None)
-                if replaced.refresh_token:
+        with self._completing:  # one at a time: each retires what the one before installed
+            try:
+                code = callback_code(params)
+                replaced = self.tokens
+                if replaced is not None and replaced.refresh_token:
+                    # Revoked before the new sign-in exists: a provider that revokes the whole
+                    # grant with one token would otherwise take the new one with it. Its
+                    # access token lives on meanwhile; nothing renews it.
+                    self.install(replaced.without_refresh())
                     self._revoke_quietly(replaced.refresh_token)
-            tokens = self.client.exchange(pending, code)
-        except OAuthError as exc:
-            self.set_error(str(exc))
-            raise
-        self.install(tokens)
+                tokens = self.client.exchange(pending, code)
+            except OAuthError as exc:
+                self.set_error(str(exc))
+                raise
+            except Exception as exc:  # a reply nobody foresaw: the widget says so, the wait ends
+                log.warning("Finishing a TradeStation sign-in failed (%s)", type(exc).__name__)
+                error = OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
+                self.set_error(str(error))
+                raise error from exc
+            self.install(tokens)
         return tokens
 
     def _renew_on_timer(self, tokens: TokenSet) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
-from ..errors import ConfigError, NotSignedIn, OAuthError, TSError
+from ..errors import ConfigError, NotSignedIn, OAuthError, TSError, hint
 from ..loopback import relay_port
 from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, callback_code, same_secret, sign_in_ended
 from ..tokens import TokenSet
@@ -71,9 +71,11 @@ class TokenBroker:
         self._inflight_for: TokenSet | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ts_notebook-broker")
+        # Room for every pending login's exchange at once, and renewals beside them.
+        self._pool = ThreadPoolExecutor(max_workers=MAX_PENDING + 4, thread_name_prefix="ts_notebook-broker")
         self.relay = LoopbackRelay(settings.relay_ports, self._relay_target)
         self._opening = 0  # relay logins being started, not yet in _pending
+        self._completing = asyncio.Lock()
 
     # -- change notification -------------------------------------------------------------------
 
@@ -121,21 +123,22 @@ class TokenBroker:
         client = self.client
         self._prune()
         port = relay_port(redirect_uri) if redirect_uri else None
-        via_relay = redirect_uri is None or port is not None
-        added = False
+        opening = redirect_uri is None or port is not None
+        via_relay, added = False, False
         # While this login is being started it is not in _pending yet: keep the relay open.
-        self._opening += via_relay
+        self._opening += opening
         try:
-            if via_relay:
-                relayed = self._open_relay(port)
-                redirect_uri = redirect_uri or relayed
+            if redirect_uri is None:
+                redirect_uri, via_relay = self._open_relay(), True
+            elif port is not None:
+                via_relay = self._relay_on(port)
             pending = await self._off_loop(client.begin_login, redirect_uri, state_prefix)
             while len(self._pending) >= MAX_PENDING:
                 self._pending.pop(next(iter(self._pending)))
             self._pending[pending.state] = _Pending(pending, browser_key, return_to, via_relay)
             added = True
         finally:
-            self._opening -= via_relay
+            self._opening -= opening
             if not added:
                 self._release_relay()
         # When it expires unanswered: release the relay's port, and tell widgets it lapsed.
@@ -143,16 +146,26 @@ class TokenBroker:
         self._bump()
         return pending
 
-    def _open_relay(self, port: int | None) -> str:
-        """Listen on ``port`` (None: the first free relay port); return the relay's address."""
+    def _open_relay(self) -> str:
+        """Listen on the first free relay port; return the relay's address."""
         try:
-            return f"http://localhost:{self.relay.open(None if port is None else (port,))}"
+            return f"http://localhost:{self.relay.open()}"
         except OSError as exc:
-            where = f"port {port}" if port is not None else f"any of the ports {list(self.relay.ports)}"
-            fix = ("Free that port or change TS_REDIRECT_URI" if port is not None else
-                   "Free one of the ports in TS_RELAY_PORTS, or register this server's callback URL and set "
-                   "TS_REDIRECT_URI")
-            raise ConfigError(f"Cannot listen for the sign-in callback on {where} ({exc.strerror}). {fix}.") from exc
+            raise ConfigError(
+                f"Cannot listen for the sign-in callback on any of the ports {list(self.relay.ports)} "
+                f"({exc.strerror}). Free one of them, or register this server's callback URL and set TS_REDIRECT_URI."
+            ) from exc
+
+    def _relay_on(self, port: int) -> bool:
+        """Listen on the configured callback's port; False (the paste form finishes the sign-in
+        then) when it cannot be had: privileged, or another program's."""
+        try:
+            self.relay.open((port,))
+        except OSError as exc:
+            log.warning("Cannot listen on port %d of TS_REDIRECT_URI (%s); the browser's address has to be "
+                        "pasted to finish the sign-in", port, exc.strerror)
+            return False
+        return True
 
     def _prune(self) -> None:
         now = self.clock()
@@ -225,26 +238,32 @@ class TokenBroker:
             OAuthError: the provider sent an error, or the exchange failed; every widget is
                 told why.
         """
-        try:
-            code = callback_code(params)
-            replaced = self.tokens
-            if replaced is not None:
-                await self._retire(replaced)
-            tokens = await self._off_loop(self.client.exchange, pending, code)
-        except OAuthError as exc:
-            self.fail_login(str(exc))
-            raise
-        self._install(tokens)
+        async with self._completing:  # one at a time: each retires what the one before installed
+            try:
+                code = callback_code(params)
+                replaced = self.tokens
+                if replaced is not None and replaced.refresh_token:
+                    await self._retire(replaced)
+                tokens = await self._off_loop(self.client.exchange, pending, code)
+            except OAuthError as exc:
+                self.fail_login(str(exc))
+                raise
+            except Exception as exc:  # a reply nobody foresaw: a page that says so, never a 500
+                log.warning("Finishing a TradeStation sign-in failed (%s)", type(exc).__name__)
+                error = OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
+                self.fail_login(str(error))
+                raise error from exc
+            self._install(tokens)
         log.info("Signed in to TradeStation as %s", tokens.display_name)
         return tokens
 
     async def _retire(self, replaced: TokenSet) -> None:
-        # A new sign-in replaces this one: revoke its refresh token first, so it is not left
-        # alive, and before the new one exists, since a provider that revokes the whole grant
-        # with one token (Auth0's "revocation deletes grant") would take the new one with it.
-        self._install(None)
-        if replaced.refresh_token:
-            await self._revoke_quietly(replaced.refresh_token)
+        # A new sign-in replaces this one: revoke its refresh token so it is not left alive,
+        # and before the new one exists, since a provider that revokes the whole grant with
+        # one token (Auth0's "revocation deletes grant") would take the new one with it.
+        # Kernels keep its access token meanwhile (revocation does not end it); nothing renews it.
+        self._install(replaced.without_refresh())
+        await self._revoke_quietly(replaced.refresh_token or "")
 
     def _install(self, tokens: TokenSet | None, error: str | None = None) -> None:
         self.tokens = tokens

@@ -27,6 +27,7 @@ from tornado import web
 from .. import hub
 from ..config import BROKER_KEY_HEADER
 from ..errors import ConfigError, NotSignedIn, OAuthError
+from ..loopback import relay_port
 from ..oauth import PENDING_TTL, callback_params, same_secret
 from ..pages import result_page
 from .broker import LoginRejected, TokenBroker
@@ -40,9 +41,12 @@ LONGPOLL_SECONDS = 25.0
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 LONGPOLL_MAX = 60.0
 # A Host header as a browser sends it: a name or address and an optional port, nothing else.
-HOST = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?")
-# Sec-Fetch-Site values of a navigation this server's own pages (or the person) started.
+HOST = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
+# Sec-Fetch-Site values of a navigation this server's own pages (or the person) started. A hub
+# that serves users on subdomains (subdomain_host) sends its OAuth redirects from a sibling
+# origin, which browsers call same-site.
 OWN_NAVIGATION = frozenset({"same-origin", "none"})
+HUB_NAVIGATION = OWN_NAVIGATION | {"same-site"}
 
 
 def is_owner(user: Any) -> bool:
@@ -129,7 +133,8 @@ class LoginHandler(_Base):
 
     @web.authenticated
     async def get(self) -> None:
-        if self.request.headers.get("Sec-Fetch-Site", "none") not in OWN_NAVIGATION:
+        allowed = HUB_NAVIGATION if hub.on_hub() else OWN_NAVIGATION
+        if self.request.headers.get("Sec-Fetch-Site", "none") not in allowed:
             # Another site's page must not start sign-ins here: each one holds the relay's
             # port and a place in the pending table, and could push a real one out.
             self.send_page(403, "Sign-in not started", "Another website tried to start a TradeStation sign-in "
@@ -138,18 +143,19 @@ class LoginHandler(_Base):
         browser_key = self.get_cookie(self.cookie_name) or ""
         if len(browser_key) < 32:  # reuse this browser's key so two open logins both work
             browser_key = secrets.token_urlsafe(32)
-        own = self.own_callback()
-        redirect_uri = self.plan_redirect(own)
+        redirect_uri = self.plan_redirect()
+        # Where the relay sends the browser on to (only a relayed login needs it).
+        return_to = self.own_callback() if redirect_uri is None or relay_port(redirect_uri) else ""
         prefix = hub.state_prefix() if hub.on_hub() else ""
         try:
-            pending = await self.broker.begin_login(redirect_uri, browser_key, own, prefix)
+            pending = await self.broker.begin_login(redirect_uri, browser_key, return_to, prefix)
         except (ConfigError, OAuthError) as exc:
             self.send_page(400 if isinstance(exc, ConfigError) else 502, "Cannot start the sign-in", str(exc))
             return
         self.set_private_cookie(self.cookie_name, browser_key)
         self.redirect(pending.authorize_url)
 
-    def plan_redirect(self, own: str) -> str | None:
+    def plan_redirect(self) -> str | None:
         """Which redirect URI this login registers (None: the loopback relay's first free port).
 
         The configured URI wins; on JupyterHub, the hub's one user-redirect URL; a browser on
@@ -161,7 +167,7 @@ class LoginHandler(_Base):
         if hub.on_hub():
             proto = self.request.headers.get("X-Forwarded-Proto", self.request.protocol).split(",")[0].strip()
             return hub.redirect_uri(f"{proto}://{self.browser_host()}", self.broker.settings.hub_public_url)
-        return None if self.browser_on_this_machine() else own
+        return None if self.browser_on_this_machine() else self.own_callback()
 
 
 class CallbackHandler(_Base):
@@ -236,20 +242,20 @@ class CallbackHandler(_Base):
         """The callback's query; or that of ``auth_response``, the address a browser ended on
         when it could not reach the relay, pasted into the widget's form; or the query that
         waited in a cookie while the browser signed in to Jupyter again."""
-        # Named so that Jupyter's request log scrubs it ("auth" is one of its secret words).
-        pasted = self.get_query_argument("auth_response", "")
-        if pasted:
-            return callback_params(pasted)
+        query = self.request.query
         saved = self.get_cookie(self.resume_cookie)
         if saved:
             self.clear_cookie(self.resume_cookie, path=self.cookie_path)
-        if saved and not self.request.query_arguments:
+        if saved and not query:
             try:
-                return callback_params("?" + base64.urlsafe_b64decode(saved.encode()).decode())
+                query = base64.urlsafe_b64decode(saved.encode()).decode()
             except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
                 raise OAuthError("invalid_request", "the saved sign-in could not be read",
                                  "Run %ts_login again") from exc
-        return {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        params = callback_params("?" + query)
+        # Named so that Jupyter's request log scrubs it ("auth" is one of its secret words).
+        pasted = params.get("auth_response")
+        return callback_params(pasted) if pasted else params
 
     def _forget_cookie_if_done(self) -> None:
         key = self.get_cookie(self.cookie_name) or ""
