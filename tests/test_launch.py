@@ -53,8 +53,11 @@ def launched(tmp_path):
                               runtime_dir=tmp_path)
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+            proc.terminate()  # the launcher stops Jupyter, then itself; SIGKILL would orphan Jupyter
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def test_python_m_ts_notebook_serves_lab_on_the_emulator_and_signs_in(launched):

@@ -243,26 +243,33 @@ class LocalSource(TokenSource):
         Raises:
             OAuthError: the provider sent an error, or the exchange failed; the widget says why.
         """
-        with self._completing:  # one at a time: each retires what the one before installed
-            try:
-                code = callback_code(params)
+        try:
+            code = callback_code(params)
+            with self._completing:  # read and replace at once: a sign-in beside this one finds it done
                 replaced = self.tokens
                 if replaced is not None and replaced.refresh_token:
                     # Revoked before the new sign-in exists: a provider that revokes the whole
                     # grant with one token would otherwise take the new one with it. Its
                     # access token lives on meanwhile; nothing renews it.
                     self.install(replaced.without_refresh())
-                    self._revoke_quietly(replaced.refresh_token)
-                tokens = self.client.exchange(pending, code)
-            except OAuthError as exc:
-                self.set_error(str(exc))
-                raise
-            except Exception as exc:  # a reply nobody foresaw: the widget says so, the wait ends
-                log.warning("Finishing a TradeStation sign-in failed (%s)", type(exc).__name__)
-                error = OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
-                self.set_error(str(error))
-                raise error from exc
+                else:
+                    replaced = None
+            if replaced is not None:
+                self._revoke_quietly(replaced.refresh_token or "")
+            tokens = self.client.exchange(pending, code)
+        except OAuthError as exc:
+            self.set_error(str(exc))
+            raise
+        except Exception as exc:  # a reply nobody foresaw: the widget says so, the wait ends
+            log.warning("Finishing a TradeStation sign-in failed (%s)", type(exc).__name__)
+            error = OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
+            self.set_error(str(error))
+            raise error from exc
+        with self._completing:
+            overtaken = self.tokens
             self.install(tokens)
+        if overtaken is not None and overtaken.refresh_token and overtaken.refresh_token != tokens.refresh_token:
+            self._revoke_quietly(overtaken.refresh_token)  # another sign-in finished meanwhile: replaced too
         return tokens
 
     def _renew_on_timer(self, tokens: TokenSet) -> None:

@@ -75,7 +75,6 @@ class TokenBroker:
         self._pool = ThreadPoolExecutor(max_workers=MAX_PENDING + 4, thread_name_prefix="ts_notebook-broker")
         self.relay = LoopbackRelay(settings.relay_ports, self._relay_target)
         self._opening = 0  # relay logins being started, not yet in _pending
-        self._completing = asyncio.Lock()
 
     # -- change notification -------------------------------------------------------------------
 
@@ -238,22 +237,25 @@ class TokenBroker:
             OAuthError: the provider sent an error, or the exchange failed; every widget is
                 told why.
         """
-        async with self._completing:  # one at a time: each retires what the one before installed
-            try:
-                code = callback_code(params)
-                replaced = self.tokens
-                if replaced is not None and replaced.refresh_token:
-                    await self._retire(replaced)
-                tokens = await self._off_loop(self.client.exchange, pending, code)
-            except OAuthError as exc:
-                self.fail_login(str(exc))
-                raise
-            except Exception as exc:  # a reply nobody foresaw: a page that says so, never a 500
-                log.warning("Finishing a TradeStation sign-in failed (%s)", type(exc).__name__)
-                error = OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
-                self.fail_login(str(error))
-                raise error from exc
-            self._install(tokens)
+        try:
+            code = callback_code(params)
+            replaced = self.tokens
+            if replaced is not None and replaced.refresh_token:
+                await self._retire(replaced)
+            tokens = await self._off_loop(self.client.exchange, pending, code)
+        except OAuthError as exc:
+            self.fail_login(str(exc))
+            raise
+        except Exception as exc:  # a reply nobody foresaw: a page that says so, never a 500
+            log.warning("Finishing a TradeStation sign-in failed (%s)", type(exc).__name__)
+            error = OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
+            self.fail_login(str(error))
+            raise error from exc
+        overtaken = self.tokens
+        self._install(tokens)
+        if overtaken is not None and overtaken.refresh_token and overtaken.refresh_token != tokens.refresh_token:
+            # Another sign-in finished while this one's code was being exchanged: replaced too.
+            await self._revoke_quietly(overtaken.refresh_token)
         log.info("Signed in to TradeStation as %s", tokens.display_name)
         return tokens
 
@@ -261,7 +263,8 @@ class TokenBroker:
         # A new sign-in replaces this one: revoke its refresh token so it is not left alive,
         # and before the new one exists, since a provider that revokes the whole grant with
         # one token (Auth0's "revocation deletes grant") would take the new one with it.
-        # Kernels keep its access token meanwhile (revocation does not end it); nothing renews it.
+        # Kernels keep its access token meanwhile (revocation does not end it); nothing renews it,
+        # and a sign-in finishing beside this one finds nothing left to revoke.
         self._install(replaced.without_refresh())
         await self._revoke_quietly(replaced.refresh_token or "")
 
