@@ -70,11 +70,12 @@ def slow_provider(url: str, token: str, key: str, em: Emulator, logins: int, del
     baseline = poll_status(url, key, 10)
     em.token_delay = delay
 
-    def sign_in(i: int) -> tuple[int, float]:
+    def sign_in(i: int) -> tuple[str, float]:
         browser, callback = to_callback(url, token, f"user{i}")
         start = time.monotonic()
         r = browser.get(callback, allow_redirects=False, timeout=delay * logins + 60)
-        return r.status_code, time.monotonic() - start
+        detail = r.text.split('id="ts-detail">', 1)[-1][:70] if r.status_code != 200 else ""
+        return f"{r.status_code} {detail}".strip(), time.monotonic() - start
 
     with ThreadPoolExecutor(logins) as pool:
         results = []
@@ -91,8 +92,10 @@ def slow_provider(url: str, token: str, key: str, em: Emulator, logins: int, del
           f"p50 {p(baseline, 50):.1f} ms, p99 {p(baseline, 99):.1f} ms ({len(baseline)} calls)")
     print(f"p99 ratio (loaded / baseline): {p(loaded, 99) / p(baseline, 99):.2f}")
     waits = sorted(w for _, w in ended)
-    print(f"the {logins} sign-ins: {dict(Counter(s for s, _ in ended))} (HTTP status: count); "
-          f"waited median {statistics.median(waits):.1f} s, longest {waits[-1]:.1f} s")
+    print(f"the {logins} sign-ins waited median {statistics.median(waits):.1f} s, "
+          f"longest {waits[-1]:.1f} s, and ended:")
+    for outcome, count in Counter(s for s, _ in ended).most_common():
+        print(f"  {count:3d} x {outcome}")
 
 
 HAMMER = """

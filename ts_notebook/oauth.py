@@ -219,6 +219,12 @@ class OAuthClient:
             self._metadata = meta
         return meta
 
+    @property
+    def discovered(self) -> bool:
+        """True once discovery is cached: :meth:`begin_login` then does no I/O."""
+        with self._lock:
+            return self._metadata is not None
+
     # -- the authorization code flow ---------------------------------------------------------
 
     def begin_login(self, redirect_uri: str, state_prefix: str = "") -> PendingLogin:

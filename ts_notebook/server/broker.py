@@ -131,7 +131,9 @@ class TokenBroker:
                 redirect_uri, via_relay = self._open_relay(), True
             elif port is not None:
                 via_relay = self._relay_on(port)
-            pending = await self._off_loop(client.begin_login, redirect_uri, state_prefix)
+            # No I/O once discovery is cached: then never queued behind a slow exchange.
+            pending = client.begin_login(redirect_uri, state_prefix) if client.discovered else \
+                await self._off_loop(client.begin_login, redirect_uri, state_prefix)
             while len(self._pending) >= MAX_PENDING:
                 self._pending.pop(next(iter(self._pending)))
             self._pending[pending.state] = _Pending(pending, browser_key, return_to, via_relay)
