@@ -88,21 +88,21 @@ class TokenSet:
         """Seconds until the provider considers the access token expired."""
         return self.expires_at - (time.time() if now is None else now)
 
-    def renew_in(self) -> float:
+    def renew_in(self, now: float | None = None) -> float:
         """Seconds until this token set should be renewed (at least one: never a tight loop)."""
-        return max(1.0, self.seconds_left() - min(RENEW_BEFORE, self.lifetime / 3))
+        return max(1.0, self.seconds_left(now) - min(RENEW_BEFORE, self.lifetime / 3))
 
     def without_refresh(self) -> TokenSet:
         """These tokens once their refresh token is revoked: the access token lives out its
         time, and nothing renews it."""
         return replace(self, refresh_token=None)
 
-    def retry_in(self) -> float:
+    def retry_in(self, now: float | None = None) -> float:
         """Seconds until a renewal that failed for a passing reason is tried again: within the
         access token's remaining life while it has one, then every RETRY_AFTER for as long as
         the sign-in lasts (the refresh token may still be good, and a rotating one lapses
         after half an hour unused)."""
-        left = self.seconds_left()
+        left = self.seconds_left(now)
         return max(0.25, min(RETRY_AFTER, left / 2)) if left > 1 else RETRY_AFTER
 
     @property

@@ -17,11 +17,13 @@ import tempfile
 import threading
 import time
 import webbrowser
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..errors import ConfigError, OAuthError, hint
+from ..keeper import Action, ArmTimer, Keeper, Notify, Refresh, Revoke
 from ..loopback import relay_port
 from ..oauth import (
     OAuthClient,
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # How long %ts_login waits for the browser by default.
 LOGIN_TIMEOUT = 300.0
+# How long a thread waits for another thread's refresh (two token endpoint calls, at most).
+REFRESH_WAIT = 60.0
 
 
 def wait_interruptibly(event: threading.Event, timeout: float) -> bool:
@@ -174,18 +178,19 @@ class LocalLogin:
 
 
 class LocalSource(TokenSource):
-    """Tokens kept in this process, renewed on a timer, single-flight across threads."""
+    """Tokens kept in this process: the keeper's policy carried out with threads (a timer
+    thread, and whichever thread asks for a refresh)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.load()
         self._client: OAuthClient | None = None
-        self._lock = threading.Lock()
-        self._refresh_lock = threading.Lock()
-        self._completing = threading.Lock()
+        self.keeper = Keeper()
+        self._lock = threading.Lock()  # the keeper, the version, the timer and the refresh in flight
+        self._notify_lock = threading.Lock()  # listeners hear one change at a time, newest only
+        self._delivered = -1
         self._listeners: list[Listener] = []
         self._timer: threading.Timer | None = None
-        self.tokens: TokenSet | None = None
-        self.error: str | None = None
+        self._inflight: threading.Event | None = None
         self.version = 0
         self.login: LocalLogin | None = None  # the sign-in waiting for its browser, if any
 
@@ -197,44 +202,96 @@ class LocalSource(TokenSource):
         return self._client
 
     @property
+    def tokens(self) -> TokenSet | None:
+        """The current sign-in's tokens, if any."""
+        return self.keeper.tokens
+
+    @property
     def snapshot(self) -> Snapshot:
         """The current state, without any I/O (as ``BrokerSource.snapshot``)."""
-        s, t = self.settings, self.tokens
+        s, t = self.settings, self.keeper.tokens
         return Snapshot(
             version=self.version, signed_in=t is not None, api_url=s.api_url, sim_api_url=s.sim_api_url,
             env=s.env, api_origins=s.api_origins, access_token=t.access_token if t else None,
             expires_at=t.expires_at if t else 0.0, lifetime=t.lifetime if t else 1200.0,
-            scopes=t.scopes if t else (), user=dict(t.user) if t else {}, error=self.error,
+            scopes=t.scopes if t else (), user=dict(t.user) if t else {}, error=self.keeper.error,
             configured=bool(s.client_id), login_pending=self.login is not None and not self.login.done.is_set(),
         )
 
-    def _changed(self) -> None:
-        self.version += 1
-        snap = self.snapshot
-        for listener in list(self._listeners):
-            try:
-                listener(snap)
-            except Exception:  # a broken listener must not stop the others
-                log.debug("ts_notebook listener failed", exc_info=True)
+    # -- the keeper's actions, on threads -----------------------------------------------------------
 
-    def install(self, tokens: TokenSet | None, error: str | None = None) -> None:
-        """Make ``tokens`` current (None: signed out, with ``error`` as the reason)."""
+    def _feed(self, event: Callable[[], list[Action]]) -> Exception | None:
+        """Hand one event to the keeper under the lock, then carry out its actions outside it
+        (listeners, network calls). Returns a refresh's passing failure, if one ran here."""
         with self._lock:
-            self.tokens, self.error = tokens, error
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if tokens is not None and tokens.refresh_token:
-                self._timer = threading.Timer(tokens.renew_in(), self._renew_on_timer, args=(tokens,))
-                self._timer.daemon = True
-                self._timer.start()
-            self._changed()
+            actions = event()
+            for action in actions:
+                if isinstance(action, Notify):
+                    self.version += 1
+                elif isinstance(action, ArmTimer):
+                    self._arm(action.delay)
+                elif isinstance(action, Refresh):
+                    self._inflight = threading.Event()
+            inflight, snap = self._inflight, self.snapshot
+        failure = None
+        for action in actions:
+            if isinstance(action, Notify):
+                self._notify(snap)
+            elif isinstance(action, Refresh):
+                failure = self._refresh(action.tokens, inflight)
+            elif isinstance(action, Revoke):
+                self._revoke_quietly(action.refresh_token)
+        return failure
+
+    def _arm(self, delay: float | None) -> None:
+        # Under self._lock.
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if delay is not None:
+            self._timer = threading.Timer(delay, self._feed, args=(self.keeper.timer_fired,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _refresh(self, tokens: TokenSet, done: threading.Event | None) -> Exception | None:
+        try:
+            renewed = self.client.refresh(tokens)
+        except Exception as exc:  # whatever failed, the keeper decides: retry, or the sign-in ended
+            ended = sign_in_ended(exc) if isinstance(exc, OAuthError) and exc.permanent else None
+            log.warning("Renewing the TradeStation token failed (%s)%s",
+                        exc.error if isinstance(exc, OAuthError) else type(exc).__name__,
+                        "" if ended else "; retrying")
+            self._feed(lambda: self.keeper.refresh_failed(tokens, time.time(), ended))
+            return None if ended else exc
+        else:
+            self._feed(lambda: self.keeper.refreshed(tokens, renewed, time.time()))
+            return None
+        finally:
+            if done is not None:
+                done.set()
+
+    def _notify(self, snap: Snapshot) -> None:
+        with self._notify_lock:
+            if snap.version <= self._delivered:
+                return  # a newer state was told already
+            self._delivered = snap.version
+            for listener in list(self._listeners):
+                try:
+                    listener(snap)
+                except Exception:  # a broken listener must not stop the others
+                    log.debug("ts_notebook listener failed", exc_info=True)
+
+    def _revoke_quietly(self, refresh_token: str) -> None:
+        try:
+            self.client.revoke(refresh_token)
+        except OAuthError as exc:
+            log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
+
+    # -- what the kernel's API calls ------------------------------------------------------------------
 
     def set_error(self, message: str) -> None:
         """Record why a sign-in failed, for the widget."""
-        with self._lock:
-            self.error = message
-            self._changed()
+        self._feed(lambda: self.keeper.failed(message))
 
     def complete_login(self, pending: PendingLogin, params: dict[str, str]) -> TokenSet:
         """Finish a claimed login (as the server's broker does): exchange the code and make
@@ -245,17 +302,7 @@ class LocalSource(TokenSource):
         """
         try:
             code = callback_code(params)
-            with self._completing:  # read and replace at once: a sign-in beside this one finds it done
-                replaced = self.tokens
-                if replaced is not None and replaced.refresh_token:
-                    # Revoked before the new sign-in exists: a provider that revokes the whole
-                    # grant with one token would otherwise take the new one with it. Its
-                    # access token lives on meanwhile; nothing renews it.
-                    self.install(replaced.without_refresh())
-                else:
-                    replaced = None
-            if replaced is not None:
-                self._revoke_quietly(replaced.refresh_token or "")
+            self._feed(self.keeper.replacing)
             tokens = self.client.exchange(pending, code)
         except OAuthError as exc:
             self.set_error(str(exc))
@@ -265,28 +312,8 @@ class LocalSource(TokenSource):
             error = OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
             self.set_error(str(error))
             raise error from exc
-        with self._completing:
-            overtaken = self.tokens
-            self.install(tokens)
-        if overtaken is not None and overtaken.refresh_token and overtaken.refresh_token != tokens.refresh_token:
-            self._revoke_quietly(overtaken.refresh_token)  # another sign-in finished meanwhile: replaced too
+        self._feed(lambda: self.keeper.replaced(tokens, time.time()))
         return tokens
-
-    def _renew_on_timer(self, tokens: TokenSet) -> None:
-        try:
-            self.force_refresh(tokens.access_token)
-        except Exception as exc:  # whatever failed, the timer must live on while signed in
-            with self._lock:
-                if self.tokens is not tokens:
-                    return  # replaced or signed out meanwhile
-                log.warning("Renewing the TradeStation token failed (%s); retrying",
-                            exc.error if isinstance(exc, OAuthError) else type(exc).__name__)
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = threading.Timer(tokens.retry_in(),
-                                              self._renew_on_timer, args=(tokens,))
-                self._timer.daemon = True
-                self._timer.start()
 
     def current(self) -> Snapshot:
         """The state now; renews first when the token is about to expire."""
@@ -296,38 +323,23 @@ class LocalSource(TokenSource):
         return snap
 
     def force_refresh(self, stale: str) -> Snapshot:
-        """Renew once however many threads ask; those that find it renewed skip it."""
-        with self._refresh_lock:
-            tokens = self.tokens
-            if tokens is None:
-                return self.snapshot
-            if not same_secret(tokens.access_token, stale) and self.snapshot.fresh():
-                return self.snapshot
-            try:
-                renewed = self.client.refresh(tokens)
-            except OAuthError as exc:
-                if exc.permanent and self.tokens is tokens:
-                    self.install(None, sign_in_ended(exc))
-                    return self.snapshot
-                raise
-            if self.tokens is tokens:
-                self.install(renewed)
-            elif renewed.refresh_token and renewed.refresh_token != tokens.refresh_token:
-                self._revoke_quietly(renewed.refresh_token)  # signed out (or in anew) meanwhile
-            return self.snapshot
+        """Renew once however many threads ask; a thread whose token was replaced meanwhile
+        gets the new one with nothing sent, others wait for the refresh under way.
 
-    def _revoke_quietly(self, refresh_token: str) -> None:
-        try:
-            self.client.revoke(refresh_token)
-        except OAuthError as exc:
-            log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
+        Raises:
+            OAuthError: the renewal this thread ran failed for a passing reason.
+        """
+        failure = self._feed(lambda: self.keeper.refresh_wanted(stale))
+        if failure is not None:
+            raise failure
+        inflight = self._inflight
+        if inflight is not None and self.keeper.refreshing is not None:
+            inflight.wait(REFRESH_WAIT)
+        return self.snapshot
 
     def logout(self) -> Snapshot:
         """Forget the tokens and revoke the refresh token."""
-        tokens = self.tokens
-        self.install(None)
-        if tokens is not None and tokens.refresh_token:
-            self._revoke_quietly(tokens.refresh_token)
+        self._feed(self.keeper.signed_out)
         return self.snapshot
 
     def add_listener(self, listener: Listener) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, NotSignedIn, OAuthError, TSError, hint
+from ..keeper import Action, ArmTimer, Keeper, Notify, Refresh, Revoke
 from ..loopback import relay_port
 from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, callback_code, same_secret, sign_in_ended
 from ..tokens import TokenSet
@@ -60,15 +61,13 @@ class TokenBroker:
         self.config_error = config_error
         self._client: OAuthClient | None = None
         self.clock = clock
-        self.tokens: TokenSet | None = None
-        self.error: str | None = None
+        self.keeper = Keeper()
         # Start from the wall clock so a kernel that watched a previous server sees a change.
         self.version = int(time.time() * 1000)
         self._pending: dict[str, _Pending] = {}
         self._watchers: set[asyncio.Future[None]] = set()
         # The refresh under way, and the token set it renews (single flight per token set).
         self._inflight: asyncio.Future[None] | None = None
-        self._inflight_for: TokenSet | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         # Room for every pending login's exchange at once, and renewals beside them.
@@ -228,8 +227,7 @@ class TokenBroker:
 
     def fail_login(self, message: str) -> None:
         """Record why a claimed login did not complete, for every widget to show."""
-        self.error = message
-        self._bump()
+        self._apply(self.keeper.failed(message))
 
     async def complete_login(self, pending: PendingLogin, params: dict[str, str]) -> TokenSet:
         """Finish a claimed login with its callback's query: exchange the code, verify the
@@ -241,9 +239,7 @@ class TokenBroker:
         """
         try:
             code = callback_code(params)
-            replaced = self.tokens
-            if replaced is not None and replaced.refresh_token:
-                await self._retire(replaced)
+            await self._carry_out(self.keeper.replacing())
             tokens = await self._off_loop(self.client.exchange, pending, code)
         except OAuthError as exc:
             self.fail_login(str(exc))
@@ -253,62 +249,53 @@ class TokenBroker:
             error = OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
             self.fail_login(str(error))
             raise error from exc
-        overtaken = self.tokens
-        self._install(tokens)
-        if overtaken is not None and overtaken.refresh_token and overtaken.refresh_token != tokens.refresh_token:
-            # Another sign-in finished while this one's code was being exchanged: replaced too.
-            await self._revoke_quietly(overtaken.refresh_token)
+        await self._carry_out(self.keeper.replaced(tokens, time.time()))
         log.info("Signed in to TradeStation as %s", tokens.display_name)
         return tokens
 
-    async def _retire(self, replaced: TokenSet) -> None:
-        # A new sign-in replaces this one: revoke its refresh token so it is not left alive,
-        # and before the new one exists, since a provider that revokes the whole grant with
-        # one token (Auth0's "revocation deletes grant") would take the new one with it.
-        # Kernels keep its access token meanwhile (revocation does not end it); nothing renews it,
-        # and a sign-in finishing beside this one finds nothing left to revoke.
-        self._install(replaced.without_refresh())
-        await self._revoke_quietly(replaced.refresh_token or "")
+    # -- the keeper's actions, on this event loop ----------------------------------------------------
 
-    def _install(self, tokens: TokenSet | None, error: str | None = None) -> None:
-        self.tokens = tokens
-        self.error = error
-        if tokens is not None and tokens.refresh_token:
-            self._schedule_renewal(tokens.renew_in())
-        else:
-            self._schedule_renewal(None)
-        self._bump()
+    @property
+    def tokens(self) -> TokenSet | None:
+        """The current sign-in's tokens, if any."""
+        return self.keeper.tokens
 
-    # -- renewal ---------------------------------------------------------------------------------
+    @property
+    def error(self) -> str | None:
+        """Why the last sign-in or renewal failed, if it did."""
+        return self.keeper.error
 
-    def _schedule_renewal(self, delay: float | None) -> None:
+    def _apply(self, actions: list[Action]) -> list[asyncio.Future[None]]:
+        """Carry out the keeper's actions in order; returns the revocations started."""
+        revocations = []
+        for action in actions:
+            if isinstance(action, Notify):
+                self._bump()
+            elif isinstance(action, ArmTimer):
+                self._arm(action.delay)
+            elif isinstance(action, Refresh):
+                self._inflight = asyncio.ensure_future(self._refresh_once(action.tokens))
+                self._inflight.add_done_callback(self._refresh_done)
+            elif isinstance(action, Revoke):
+                revocations.append(asyncio.ensure_future(self._revoke_quietly(action.refresh_token)))
+        return revocations
+
+    async def _carry_out(self, actions: list[Action]) -> None:
+        """Carry out the keeper's actions and wait for the revocations among them."""
+        await asyncio.gather(*self._apply(actions))
+
+    def _arm(self, delay: float | None) -> None:
         """(Re)arm the one renewal timer; None disarms it."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if delay is not None and not self._closed:
-            # At least a second apart, whatever lifetime the provider claims.
-            self._timer = asyncio.get_running_loop().call_later(max(1.0, delay), self._renew_soon)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
 
-    def _renew_soon(self) -> None:
+    def _timer_fired(self) -> None:
         self._timer = None
         if not self._closed:
-            asyncio.ensure_future(self._renew_on_timer())
-
-    async def _renew_on_timer(self) -> None:
-        current = self.tokens
-        try:
-            await self.refresh()
-        except NotSignedIn:
-            return
-        except Exception as exc:  # whatever failed, the timer must live on while signed in
-            if isinstance(exc, OAuthError) and exc.permanent:
-                return  # signed out, and told why
-            if current is None or self.tokens is not current:
-                return  # replaced by a new sign-in or signed out meanwhile
-            log.warning("Renewing the TradeStation token failed (%s); retrying",
-                        exc.error if isinstance(exc, OAuthError) else type(exc).__name__)
-            self._schedule_renewal(current.retry_in())
+            self._apply(self.keeper.timer_fired())
 
     async def refresh(self, stale: str | None = None) -> None:
         """Renew the access token, once however many callers ask at the same time.
@@ -316,45 +303,42 @@ class TokenBroker:
         Args:
             stale: the access token the caller found refused. If the current token differs,
                 someone renewed already and nothing is sent.
+
+        Raises:
+            NotSignedIn: nobody is signed in.
+            OAuthError: the renewal failed (permanently: the sign-in has ended, and says so).
         """
-        current = self.tokens
-        if current is None:
-            raise NotSignedIn(self.error or "")
-        if stale is not None and not same_secret(stale, current.access_token):
-            return
-        if self._inflight is None or self._inflight_for is not current:
-            self._inflight_for = current
-            self._inflight = asyncio.ensure_future(self._refresh_once(current))
-            self._inflight.add_done_callback(self._refresh_done)
-        await asyncio.shield(self._inflight)
+        if self.keeper.tokens is None:
+            raise NotSignedIn(self.keeper.error or "")
+        current = self.keeper.tokens
+        self._apply(self.keeper.refresh_wanted(stale))
+        if self._inflight is not None and self.keeper.refreshing is current:
+            await asyncio.shield(self._inflight)
 
     def _refresh_done(self, fut: asyncio.Future[None]) -> None:
         if fut is self._inflight:
-            self._inflight = self._inflight_for = None
+            self._inflight = None
         if not fut.cancelled():
             fut.exception()  # retrieved here so a refresh nobody awaits does not warn
 
     async def _refresh_once(self, current: TokenSet) -> None:
         try:
             tokens = await self._off_loop(self.client.refresh, current)
-        except OAuthError as exc:
-            if exc.permanent and self.tokens is current:
-                log.warning("The TradeStation sign-in ended: %s", exc.error)
-                self._install(None, sign_in_ended(exc))
+        except Exception as exc:
+            ended = sign_in_ended(exc) if isinstance(exc, OAuthError) and exc.permanent else None
+            if ended:
+                log.warning("The TradeStation sign-in ended: %s", exc.error)  # type: ignore[attr-defined]
+            else:
+                log.warning("Renewing the TradeStation token failed (%s); retrying",
+                            exc.error if isinstance(exc, OAuthError) else type(exc).__name__)
+            await self._carry_out(self.keeper.refresh_failed(current, time.time(), ended))
             raise
-        if self.tokens is current:
-            self._install(tokens)
-            log.info("Renewed the TradeStation access token")
-        elif tokens.refresh_token and tokens.refresh_token != current.refresh_token:
-            # Signed out (or in again) while this ran: a rotated refresh token nobody will use.
-            await self._revoke_quietly(tokens.refresh_token)
+        await self._carry_out(self.keeper.refreshed(current, tokens, time.time()))
+        log.info("Renewed the TradeStation access token")
 
     async def logout(self) -> None:
         """Forget the sign-in everywhere and revoke its refresh token at the provider."""
-        tokens = self.tokens
-        self._install(None)
-        if tokens is not None and tokens.refresh_token:
-            await self._revoke_quietly(tokens.refresh_token)
+        await self._carry_out(self.keeper.signed_out())
 
     async def _revoke_quietly(self, refresh_token: str) -> None:
         try:
@@ -365,7 +349,7 @@ class TokenBroker:
     def close(self) -> None:
         """Stop the renewal timer and release every watcher (server shutdown)."""
         self._closed = True
-        self._schedule_renewal(None)
+        self._arm(None)
         for fut in list(self._watchers):
             fut.cancel()
         self.relay.close()

@@ -1,0 +1,157 @@
+"""The token-lifetime policy, written once: a state machine with no clock, no I/O and no lock.
+
+The server's broker (asyncio) and the in-process source (threads) are its drivers. They tell
+it what happened (a sign-in finished, the renewal timer fired, a caller found a token refused,
+a refresh came back or failed, a sign-out) with the time it happened, and carry out the
+actions it answers (tell listeners, arm the timer, refresh these tokens, revoke this refresh
+token), in order. Holding the driver's own lock around each call is the driver's business.
+
+The policy:
+- renew before expiry (``TokenSet.renew_in``); after a passing failure, retry within the
+  token's life and then every ``RETRY_AFTER`` while the sign-in lasts; timers never closer
+  than ``MIN_DELAY`` apart, whatever lifetime the provider claims;
+- one refresh at a time per token set, however many ask; a caller whose refused token has
+  already been replaced gets the new one with no refresh at all;
+- a refresh that ends for good (revoked, expired, no refresh token) signs out with the reason;
+- a refresh that comes back after the sign-in it renewed is gone revokes the rotated token it
+  brought, which nobody will use;
+- a new sign-in revokes the refresh token it replaces before its code is exchanged (a provider
+  that revokes a whole grant at once would take the new one with it), keeps the old access
+  token meanwhile, and revokes any sign-in that finished beside it;
+- a sign-out forgets and revokes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .oauth import same_secret
+from .tokens import TokenSet
+
+# Renewal timers fire at least this many seconds apart.
+MIN_DELAY = 1.0
+
+
+@dataclass(frozen=True)
+class Notify:
+    """The state changed: tell listeners (kernels, widgets)."""
+
+
+@dataclass(frozen=True)
+class ArmTimer:
+    """(Re)arm the one renewal timer to fire in ``delay`` seconds; None disarms it."""
+
+    delay: float | None
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """Renew ``tokens`` at the token endpoint, then report ``refreshed`` or ``refresh_failed``."""
+
+    tokens: TokenSet
+
+
+@dataclass(frozen=True)
+class Revoke:
+    """Revoke this refresh token at the provider (a failure is only logged)."""
+
+    refresh_token: str
+
+
+Action = Notify | ArmTimer | Refresh | Revoke
+
+
+class Keeper:
+    """One sign-in's tokens and what to do next. Not thread-safe: drivers serialise calls."""
+
+    def __init__(self) -> None:
+        self.tokens: TokenSet | None = None
+        self.error: str | None = None
+        # The token set a refresh in flight renews (at most one at a time).
+        self.refreshing: TokenSet | None = None
+
+    # -- sign-in and sign-out --------------------------------------------------------------------
+
+    def signed_in(self, tokens: TokenSet, now: float) -> list[Action]:
+        """A sign-in finished (or a stored one was restored): make ``tokens`` current."""
+        return self._install(tokens, now)
+
+    def replacing(self) -> list[Action]:
+        """A new sign-in's code is about to be exchanged: retire the current refresh token."""
+        old = self.tokens
+        if old is None or not old.refresh_token:
+            return []
+        self.tokens, self.refreshing = old.without_refresh(), None
+        return [Notify(), ArmTimer(None), Revoke(old.refresh_token)]
+
+    def replaced(self, tokens: TokenSet, now: float) -> list[Action]:
+        """The new sign-in arrived; a sign-in that finished meanwhile is replaced too."""
+        overtaken = self.tokens
+        actions = self._install(tokens, now)
+        if overtaken is not None and overtaken.refresh_token and overtaken.refresh_token != tokens.refresh_token:
+            actions.append(Revoke(overtaken.refresh_token))
+        return actions
+
+    def failed(self, message: str) -> list[Action]:
+        """A sign-in did not complete: say why (the current tokens, if any, stay)."""
+        self.error = message
+        return [Notify()]
+
+    def signed_out(self) -> list[Action]:
+        """Forget the sign-in everywhere and revoke its refresh token."""
+        old = self.tokens
+        self.tokens, self.error, self.refreshing = None, None, None
+        actions: list[Action] = [Notify(), ArmTimer(None)]
+        if old is not None and old.refresh_token:
+            actions.append(Revoke(old.refresh_token))
+        return actions
+
+    # -- renewal ---------------------------------------------------------------------------------
+
+    def timer_fired(self) -> list[Action]:
+        """The renewal timer fired."""
+        return self._refresh_unless_under_way()
+
+    def refresh_wanted(self, stale: str | None) -> list[Action]:
+        """A caller found ``stale`` refused (None: renew regardless). Nothing to do when it has
+        been replaced already, or a refresh of the current tokens is under way."""
+        if self.tokens is None:
+            return []
+        if stale is not None and not same_secret(stale, self.tokens.access_token):
+            return []
+        return self._refresh_unless_under_way()
+
+    def refreshed(self, old: TokenSet, new: TokenSet, now: float) -> list[Action]:
+        """The refresh of ``old`` brought ``new``."""
+        if self.refreshing is old:
+            self.refreshing = None
+        if self.tokens is old:
+            return self._install(new, now)
+        if new.refresh_token and new.refresh_token != old.refresh_token:
+            return [Revoke(new.refresh_token)]  # signed out or in again meanwhile: nobody's token
+        return []
+
+    def refresh_failed(self, old: TokenSet, now: float, ended: str | None = None) -> list[Action]:
+        """The refresh of ``old`` failed: for good when ``ended`` says why, else for a passing
+        reason (network, 5xx, a reply nobody foresaw)."""
+        if self.refreshing is old:
+            self.refreshing = None
+        if self.tokens is not old:
+            return []  # replaced or signed out meanwhile
+        if ended is not None:
+            self.tokens, self.error = None, ended
+            return [Notify(), ArmTimer(None)]
+        return [ArmTimer(max(MIN_DELAY, old.retry_in(now)))]
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _refresh_unless_under_way(self) -> list[Action]:
+        if self.tokens is None or self.refreshing is self.tokens:
+            return []
+        self.refreshing = self.tokens
+        return [Refresh(self.tokens)]
+
+    def _install(self, tokens: TokenSet, now: float) -> list[Action]:
+        self.tokens, self.error, self.refreshing = tokens, None, None
+        delay = max(MIN_DELAY, tokens.renew_in(now)) if tokens.refresh_token else None
+        return [Notify(), ArmTimer(delay)]
