@@ -3,7 +3,6 @@ ts_notebook, started as a process, and its runtime file."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
@@ -14,8 +13,8 @@ from pathlib import Path
 import requests
 
 from ts_notebook.emulator import Emulator
-from ts_notebook.kernel.broker_client import RuntimeInfo
 from ts_notebook.launch import free_port
+from ts_notebook.protocol import RuntimeInfo
 
 
 def server_env(em: Emulator, secret: str, tmp: Path, **extra: str) -> dict[str, str]:
@@ -38,8 +37,7 @@ def start_server(em: Emulator, secret: str, tmp: Path, port: int | None = None,
         files = list(tmp.glob("ts_notebook-*.json"))
         try:
             if files and requests.get(f"{url}api/status", params={"token": token}, timeout=2).ok:
-                info = json.loads(files[0].read_text())
-                return proc, url, token, RuntimeInfo(url=info["url"], base_url=info["base_url"], key=info["key"])
+                return proc, url, token, RuntimeInfo.read(files[0])
         except requests.ConnectionError:
             pass
         time.sleep(0.1)

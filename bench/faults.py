@@ -31,16 +31,16 @@ import requests
 from common import server_env, start_server
 from jupyter_client.manager import KernelManager
 
-from ts_notebook.config import BROKER_ENV_VAR, BROKER_KEY_HEADER
 from ts_notebook.emulator import Emulator
 from ts_notebook.launch import free_port
+from ts_notebook.protocol import ENV_VAR, KEY_HEADER
 
 
 def poll_status(url: str, key: str, seconds: float) -> list[float]:
     """Latencies (s) of back-to-back status calls for ``seconds``, as a kernel makes them."""
     http = requests.Session()
     http.trust_env = False
-    http.headers[BROKER_KEY_HEADER] = key
+    http.headers[KEY_HEADER] = key
     times, end = [], time.monotonic() + seconds
     while time.monotonic() < end:
         start = time.perf_counter()
@@ -122,7 +122,7 @@ print(json.dumps(seen))
 
 def across_an_expiry(url: str, token: str, em: Emulator, secret: str, tmp: Path, kernels: int,
                      threads: int) -> None:
-    env = server_env(em, secret, tmp, **{BROKER_ENV_VAR: str(next(tmp.glob("ts_notebook-*.json")))})
+    env = server_env(em, secret, tmp, **{ENV_VAR: str(next(tmp.glob("ts_notebook-*.json")))})
     managers = [KernelManager(kernel_name="python3") for _ in range(kernels)]
     clients = []
     for km in managers:

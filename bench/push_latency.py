@@ -22,9 +22,9 @@ from pathlib import Path
 import requests
 from common import start_server
 
-from ts_notebook.config import BROKER_KEY_HEADER
 from ts_notebook.emulator import Emulator
 from ts_notebook.kernel.broker_client import BrokerClient, BrokerSource
+from ts_notebook.protocol import KEY_HEADER
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
             browser = requests.Session()
             browser.headers["Authorization"] = f"token {token}"
             status = requests.Session()
-            status.headers[BROKER_KEY_HEADER] = info.key
+            status.headers[KEY_HEADER] = info.key
             time.sleep(0.5)  # every watcher is long-polling now
             ratios, pushes, trips = [], [], []
             for _ in range(args.rounds):

@@ -7,8 +7,9 @@ import secrets
 
 import pytest
 
-from ts_notebook.config import BROKER_ENV_VAR, SECRET_ENV, TABLE
+from ts_notebook.config import SECRET_ENV, TABLE
 from ts_notebook.emulator import Emulator
+from ts_notebook.protocol import ENV_VAR
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -18,11 +19,11 @@ CLIENT_ID = "test-client"
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No TS_* setting or broker variable leaks in from the machine or between tests."""
-    for name in {s.env for s in TABLE} | set(SECRET_ENV) | {BROKER_ENV_VAR}:
+    for name in {s.env for s in TABLE} | set(SECRET_ENV) | {ENV_VAR}:
         monkeypatch.delenv(name, raising=False)
     # setenv then delenv: monkeypatch restores the variable the extension may set.
-    monkeypatch.setenv(BROKER_ENV_VAR, "")
-    monkeypatch.delenv(BROKER_ENV_VAR)
+    monkeypatch.setenv(ENV_VAR, "")
+    monkeypatch.delenv(ENV_VAR)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from ts_notebook import hub
 @pytest.mark.parametrize(("name", "prefix"), [("", "."), ("research", "research."), ("a.b c/d", "a.b%20c%2Fd.")],
                          ids=["default", "named", "odd-name"])
 def test_state_names_its_server_and_the_name_comes_back(name, prefix):
-    assert hub.state_prefix({"JUPYTERHUB_SERVER_NAME": name}) == prefix
+    here = hub.HubServer.here({"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/", "JUPYTERHUB_SERVER_NAME": name})
+    assert here.state_prefix == prefix
     assert hub.server_of(prefix + "Zx_-random") == name
     assert hub.server_of("no-separator_-token") is None
 
@@ -54,7 +55,8 @@ def test_names_jupyterhub_allows_are_forwarded_as_one_path_segment(name, segment
     (None, {"JUPYTERHUB_BASE_URL": "/jh"}, "http://10.0.0.5:8000/jh/hub/user-redirect/ts_notebook/callback"),
 ], ids=["setting", "hub-env", "request"])
 def test_one_callback_url_for_the_whole_hub(public, env, expected):
-    assert hub.redirect_uri("http://10.0.0.5:8000", public, env) == expected
+    here = hub.HubServer.here({"JUPYTERHUB_SERVICE_PREFIX": "/jh/user/alice/", **env})
+    assert here.redirect_uri("http://10.0.0.5:8000", public) == expected
 
 
 def request(uri: str) -> HTTPServerRequest:
@@ -71,3 +73,14 @@ def request(uri: str) -> HTTPServerRequest:
 def test_the_user_redirect_hook_routes_our_callbacks_straight_to_their_server(path, uri, expected):
     user = SimpleNamespace(url="/user/alice/")
     assert hub.user_redirect_hook(path, request(uri), user, "/hub/") == expected
+
+
+def test_a_server_outside_a_hub_has_no_hub_server():
+    assert hub.HubServer.here({"JUPYTERHUB_USER": "alice"}) is None  # no service prefix: not a hub server
+
+
+def test_a_callback_for_another_server_of_the_user_goes_under_the_users_own_url():
+    here = hub.HubServer.here({"JUPYTERHUB_SERVICE_PREFIX": "/jh/user/al ice/", "JUPYTERHUB_BASE_URL": "/jh",
+                               "JUPYTERHUB_USER": "al ice"})
+    assert here.callback_of("research") == "/jh/user/al%20ice/research/ts_notebook/callback"
+    assert here.callback_of("") == "/jh/user/al%20ice/ts_notebook/callback"

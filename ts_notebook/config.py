@@ -62,13 +62,6 @@ TABLE: tuple[Setting, ...] = (
 # environment so that kernels, which inherit it, never see them.
 SECRET_ENV = ("TS_CLIENT_SECRET", "TS_CLIENT_SECRET_FILE")
 
-# Kernels find their server's broker through this variable, which names the runtime file;
-# the file's ``protocol`` must equal BROKER_PROTOCOL, and kernel calls carry its key in
-# BROKER_KEY_HEADER.
-BROKER_ENV_VAR = "TS_NOTEBOOK_BROKER"
-BROKER_PROTOCOL = 1
-BROKER_KEY_HEADER = "X-TS-Notebook-Key"
-
 # The traitlets face of the table: ``c.TSNotebook.client_id = "..."`` and so on.
 TSNotebook = type(
     "TSNotebook",

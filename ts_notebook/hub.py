@@ -6,32 +6,64 @@ sends the browser on to *its* user's server, query kept. The login's ``state`` s
 server's name, so :func:`user_redirect_hook` (for ``jupyterhub_config.py``) routes the callback
 straight to a named server; without the hook the default server forwards it there.
 
-This module runs in the hub process too: standard library only.
+This module runs in the hub process too: standard library and ts_notebook's own pure modules only.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-CALLBACK_PATH = "ts_notebook/callback"
+from .protocol import CALLBACK
+
+CALLBACK_PATH = CALLBACK
 # Separates the server name from the random part of state (token_urlsafe never makes a '.').
 STATE_SEP = "."
 # Names no JupyterHub server has, which would move a URL path: dot segments, and a slash.
 DOT_SEGMENTS = frozenset({".", ".."})
 
 
-def on_hub(environ: Mapping[str, str] | None = None) -> bool:
-    """True in a JupyterHub single-user server."""
-    return bool((os.environ if environ is None else environ).get("JUPYTERHUB_SERVICE_PREFIX"))
+@dataclass(frozen=True)
+class HubServer:
+    """This single-user server as JupyterHub describes it: every ``JUPYTERHUB_*`` variable
+    ts_notebook uses is read here, and only here."""
 
+    user: str
+    server_name: str
+    base_url: str
+    public_hub_url: str | None
 
-def state_prefix(environ: Mapping[str, str] | None = None) -> str:
-    """The start of ``state`` that names this server (empty name: the default server)."""
-    name = (os.environ if environ is None else environ).get("JUPYTERHUB_SERVER_NAME", "")
-    return quote(name, safe="") + STATE_SEP
+    @classmethod
+    def here(cls, environ: Mapping[str, str] | None = None) -> HubServer | None:
+        """This server, or None when it is not a JupyterHub single-user server."""
+        env = os.environ if environ is None else environ
+        if not env.get("JUPYTERHUB_SERVICE_PREFIX"):
+            return None
+        base = env.get("JUPYTERHUB_BASE_URL", "/")
+        return cls(user=env.get("JUPYTERHUB_USER", ""), server_name=env.get("JUPYTERHUB_SERVER_NAME", ""),
+                   base_url=base if base.endswith("/") else base + "/",
+                   public_hub_url=env.get("JUPYTERHUB_PUBLIC_HUB_URL") or None)
+
+    @property
+    def state_prefix(self) -> str:
+        """The start of ``state`` that names this server (empty name: the default server)."""
+        return quote(self.server_name, safe="") + STATE_SEP
+
+    def redirect_uri(self, request_origin: str, public_url: str | None = None) -> str:
+        """The one callback URL of this hub: ``{public origin}{hub base}hub/user-redirect/...``.
+
+        The origin comes from ``public_url`` (the hub_public_url setting), else
+        ``JUPYTERHUB_PUBLIC_HUB_URL``, else the request that started the login.
+        """
+        parts = urlsplit(public_url or self.public_hub_url or request_origin)
+        return f"{parts.scheme}://{parts.netloc}{self.base_url}hub/user-redirect/{CALLBACK_PATH}"
+
+    def callback_of(self, server: str) -> str:
+        """The callback on another of this user's servers."""
+        return server_url(f"{self.base_url}user/{quote(self.user, safe='')}/", server)
 
 
 def server_of(state: str) -> str | None:
@@ -47,21 +79,6 @@ def forwardable(server: str) -> bool:
     any name JupyterHub allows (no slash; older hubs allowed spaces and accents), never a dot
     segment or a control character. :func:`server_url` percent-encodes it into one segment."""
     return server == "" or (server not in DOT_SEGMENTS and "/" not in server and server.isprintable())
-
-
-def redirect_uri(request_origin: str, public_url: str | None = None,
-                 environ: Mapping[str, str] | None = None) -> str:
-    """The one callback URL of this hub: ``{public origin}{hub base}hub/user-redirect/...``.
-
-    The origin comes from ``public_url`` (the hub_public_url setting), else
-    ``JUPYTERHUB_PUBLIC_HUB_URL``, else the request that started the login.
-    """
-    env = os.environ if environ is None else environ
-    source = public_url or env.get("JUPYTERHUB_PUBLIC_HUB_URL") or request_origin
-    parts = urlsplit(source)
-    base = env.get("JUPYTERHUB_BASE_URL", "/")
-    base = base if base.endswith("/") else base + "/"
-    return f"{parts.scheme}://{parts.netloc}{base}hub/user-redirect/{CALLBACK_PATH}"
 
 
 def server_url(user_base: str, server: str) -> str:

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .protocol import CALLBACK
+
 QUICKSTART = Path("notebooks") / "quickstart.ipynb"
 
 
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         secret = secrets.token_urlsafe(24)  # fresh each run: nothing to leak, nothing committed
         emulator = Emulator(client_id="emulator-client", client_secret=secret).start()
         for host in ("127.0.0.1", "localhost"):
-            emulator.add_redirect_uri(f"http://{host}:{port}/ts_notebook/callback")
+            emulator.add_redirect_uri(f"http://{host}:{port}/{CALLBACK}")
         env.update(
             TS_CLIENT_ID="emulator-client",
             TS_CLIENT_SECRET=secret,

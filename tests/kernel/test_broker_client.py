@@ -11,14 +11,14 @@ import sys
 
 import pytest
 
-from ts_notebook.config import BROKER_ENV_VAR
+from ts_notebook.protocol import ENV_VAR
 
 
 def ipython(code: str, env_file: str | None) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a real IPython process, as a terminal user would."""
-    env = {k: v for k, v in os.environ.items() if k != BROKER_ENV_VAR}
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
     if env_file is not None:
-        env[BROKER_ENV_VAR] = env_file
+        env[ENV_VAR] = env_file
     return subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "-c", code],
                           capture_output=True, text=True, env=env, timeout=60)
 

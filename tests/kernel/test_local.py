@@ -14,7 +14,7 @@ import pexpect
 import pytest
 from jupyter_client.manager import AsyncKernelManager
 
-from ts_notebook.config import BROKER_ENV_VAR
+from ts_notebook.protocol import ENV_VAR
 
 from ..conftest import CLIENT_ID
 from ..parts import Browser, Kernel, port_is_free
@@ -128,7 +128,7 @@ async def test_a_cancelled_or_timed_out_login_frees_the_port(ipython, how):
 
 
 async def test_a_stale_runtime_file_says_so_in_one_line_and_signs_in_here(local_env, emulator, tmp_path):
-    local_env[BROKER_ENV_VAR] = str(tmp_path / "server-long-gone.json")
+    local_env[ENV_VAR] = str(tmp_path / "server-long-gone.json")
     child = pexpect.spawn(sys.executable, ["-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt",
                                            "--no-confirm-exit"], env=local_env, encoding="utf-8", timeout=30)
     try:

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from ts_notebook.config import BROKER_KEY_HEADER
+from ts_notebook.protocol import KEY_HEADER
 
 from ..parts import Browser, eventually
 from .conftest import new_browser
@@ -26,7 +26,7 @@ async def browser_sign_in(server) -> Browser:
 def api(server, method: str, path: str, key: str | None = "right", **kwargs) -> requests.Response:
     headers = kwargs.pop("headers", {})
     if key:
-        headers[BROKER_KEY_HEADER] = server.ext.key if key == "right" else key
+        headers[KEY_HEADER] = server.ext.key if key == "right" else key
     return requests.request(method, f"{server.url}ts_notebook/api/{path}", headers=headers, timeout=30, **kwargs)
 
 
@@ -49,6 +49,7 @@ async def test_the_api_answers_no_other_origin(server, emulator):
 
 async def test_on_jupyterhub_only_the_owner_may_use_the_sign_in(server, emulator, monkeypatch):
     b = await new_browser(server)  # a Jupyter user who is not JUPYTERHUB_USER
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/the-owner/")
     monkeypatch.setenv("JUPYTERHUB_USER", "the-owner")
 
     page = await asyncio.to_thread(b.get, "ts_notebook/login")

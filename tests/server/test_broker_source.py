@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ts_notebook.config import BROKER_ENV_VAR
 from ts_notebook.errors import BrokerError
 from ts_notebook.kernel.broker_client import BrokerClient, BrokerSource, find_broker
 from ts_notebook.launch import free_port
+from ts_notebook.protocol import ENV_VAR
 
 from ..parts import eventually
 from .test_api import browser_sign_in
@@ -65,12 +65,12 @@ def test_a_reply_it_does_not_understand_is_a_broker_error_not_a_crash(reply):
 async def test_a_server_that_answers_only_after_a_while_is_waited_for_not_replaced(server, tmp_path):
     # The runtime file names a port where nothing answers yet (a server still starting, say);
     # two seconds later it leads to the real broker.
-    info = json.loads(Path(os.environ[BROKER_ENV_VAR]).read_text())
+    info = json.loads(Path(os.environ[ENV_VAR]).read_text())
     port = free_port()
     info["url"] = f"http://127.0.0.1:{port}{server.app.base_url}"
     late = tmp_path / "late.json"
     late.write_text(json.dumps(info))
-    env = {**os.environ, BROKER_ENV_VAR: str(late)}
+    env = {**os.environ, ENV_VAR: str(late)}
     kernel = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "-c",
         "from ts_notebook.kernel import api; print(type(api.source()).__name__)",

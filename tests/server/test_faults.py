@@ -10,7 +10,7 @@ import json
 import pytest
 
 from ts_notebook import tokens
-from ts_notebook.config import BROKER_KEY_HEADER
+from ts_notebook.protocol import KEY_HEADER
 
 from ..parts import eventually, fails_once
 from .conftest import new_browser, new_kernel, sign_in
@@ -120,7 +120,7 @@ async def test_long_polls_that_disconnect_mid_wait_leave_no_watcher_behind(serve
     version = (await asyncio.to_thread(api, server, "GET", "status")).json()["version"]
     path = f"{server.app.base_url}ts_notebook/api/token?since={version}&timeout=25"
     request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.app.port}\r\n"
-               f"{BROKER_KEY_HEADER}: {server.ext.key}\r\n\r\n").encode()
+               f"{KEY_HEADER}: {server.ext.key}\r\n\r\n").encode()
     conns = []
     for _ in range(50):  # 50 kernels long-polling
         reader, writer = await asyncio.open_connection("127.0.0.1", server.app.port)

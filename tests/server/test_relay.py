@@ -101,7 +101,7 @@ async def test_the_relay_stays_open_while_a_login_is_being_started(server, emula
     broker = server.ext.broker
     starting = asyncio.ensure_future(broker.begin_login(None, "k" * 43, f"{server.url}ts_notebook/callback"))
     await asyncio.sleep(0)  # begin_login now waits for discovery in a worker thread ...
-    broker.snapshot(include_token=False)  # ... while a kernel's long-poll reads the state
+    broker.snapshot().to_wire(include_token=False)  # ... while a kernel's long-poll reads the state
     await starting
     assert broker.relay.listening
 

@@ -11,8 +11,8 @@ import stat
 import pytest
 import requests
 
-from ts_notebook.config import BROKER_ENV_VAR
 from ts_notebook.emulator import Emulator
+from ts_notebook.protocol import ENV_VAR
 
 from ..conftest import CLIENT_ID
 from .conftest import new_browser, new_kernel, sign_in
@@ -216,8 +216,8 @@ async def test_a_second_login_while_signed_in_shows_the_state_and_signs_out(serv
 
 
 async def test_the_runtime_file_is_private_and_removed_on_stop(server):
-    path = os.environ[BROKER_ENV_VAR]
+    path = os.environ[ENV_VAR]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert path == str(server.ext.runtime_file)
     await server.ext.stop_extension()
-    assert not os.path.exists(path) and BROKER_ENV_VAR not in os.environ
+    assert not os.path.exists(path) and ENV_VAR not in os.environ

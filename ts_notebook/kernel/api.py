@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from html import escape
 
 from ..errors import BrokerError
+from ..protocol import LOGIN, Snapshot
 from .broker_client import BrokerClient, BrokerSource, find_broker
 from .local import LOGIN_TIMEOUT, LocalLogin, LocalSource, wait_interruptibly
 from .session import TSAuth, TSSession
-from .state import Snapshot
 from .widget import LoginWidget
 
 _lock = threading.Lock()
@@ -139,7 +139,7 @@ def login(paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: boo
         if _has_frontend():
             _display(LoginWidget(src, login_path=info.login_path, paste_path=info.callback_path))
         else:
-            _wait_for_broker(src, f"{info.url.rstrip('/')}/ts_notebook/login", timeout)
+            _wait_for_broker(src, f"{info.url.rstrip('/')}/{LOGIN}", timeout)
         return
     if _has_frontend() and not paste:
         _widget_login(src, timeout)

@@ -8,29 +8,23 @@ unless the cache cannot be trusted.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import ssl
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..config import BROKER_ENV_VAR, BROKER_KEY_HEADER, BROKER_PROTOCOL
 from ..errors import BrokerError
-from .state import Listener, Snapshot, TokenSource
+from ..protocol import ENV_VAR, KEY_HEADER, LONGPOLL, LONGPOLL_GRACE, OtherVersion, RuntimeInfo, Snapshot
+from .state import Listener, TokenSource
 
 log = logging.getLogger(__name__)
 
-# The server answers a long-poll after this long when nothing changes ...
-LONGPOLL = 25.0
-# ... and the kernel gives it this much longer before calling the connection dead.
-LONGPOLL_GRACE = 10.0
 # (connect, read) seconds for every other broker call; a refresh may wait on the provider's
 # token endpoint and a JWKS refetch (20 s each at most).
 CALL_TIMEOUT = (3.0, 60.0)
@@ -41,40 +35,6 @@ RETRY_MIN, RETRY_MAX = 0.5, 10.0
 PROBE_BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-@dataclass(frozen=True)
-class RuntimeInfo:
-    """What the server wrote for its kernels: where the broker is and the key to use."""
-
-    url: str
-    base_url: str
-    key: str
-    pid: int | None = None
-    # SHA-256 of the server's TLS certificate, pinned (it names the public host, not loopback).
-    cert_sha256: str | None = None
-
-    def server_alive(self) -> bool:
-        """Whether the process that wrote the file still runs (True when it cannot be told)."""
-        if not self.pid:
-            return True
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except OSError:
-            return True  # someone else's process, or no permission to ask: it exists
-        return True
-
-    @property
-    def login_path(self) -> str:
-        """Where the sign-in button points, on whatever origin the browser uses."""
-        return f"{self.base_url.rstrip('/')}/ts_notebook/login"
-
-    @property
-    def callback_path(self) -> str:
-        """The server's callback, where the widget's paste form sends the browser."""
-        return f"{self.base_url.rstrip('/')}/ts_notebook/callback"
-
-
 def find_broker(environ: Mapping[str, str] | None = None) -> RuntimeInfo | None:
     """The broker named by ``TS_NOTEBOOK_BROKER``, or None when no server set one.
 
@@ -82,27 +42,21 @@ def find_broker(environ: Mapping[str, str] | None = None) -> RuntimeInfo | None:
         BrokerError: the variable names a file that is gone, unreadable or of another version
             (a server that has stopped, or a different ts_notebook).
     """
-    path = (os.environ if environ is None else environ).get(BROKER_ENV_VAR)
+    path = (os.environ if environ is None else environ).get(ENV_VAR)
     if not path:
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise BrokerError(
-            f"The Jupyter server that started this kernel is gone ({BROKER_ENV_VAR} names a file that "
-            "cannot be read). Restart the kernel from a running Jupyter server."
-        ) from exc
-    if not isinstance(info, dict) or info.get("protocol") != BROKER_PROTOCOL or not info.get("url") \
-            or not info.get("key"):
+        return RuntimeInfo.read(path)
+    except OtherVersion as exc:
         raise BrokerError(
             "This kernel's Jupyter server runs another version of ts_notebook. Install the same "
             "version in the server's and the kernel's environment."
-        )
-    pid = info.get("pid")
-    return RuntimeInfo(url=str(info["url"]), base_url=str(info.get("base_url", "/")), key=str(info["key"]),
-                       pid=pid if isinstance(pid, int) else None,
-                       cert_sha256=str(info["cert_sha256"]) if info.get("cert_sha256") else None)
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise BrokerError(
+            f"The Jupyter server that started this kernel is gone ({ENV_VAR} names a file that "
+            "cannot be read). Restart the kernel from a running Jupyter server."
+        ) from exc
 
 
 class PinnedAdapter(HTTPAdapter):
@@ -149,7 +103,7 @@ class BrokerClient:
         self.info = info
         self.http = requests.Session()
         self.http.trust_env = False  # a corporate HTTP_PROXY must never see loopback calls
-        self.http.headers[BROKER_KEY_HEADER] = info.key
+        self.http.headers[KEY_HEADER] = info.key
         if info.url.startswith("https://") and info.cert_sha256:
             self.http.mount("https://", PinnedAdapter(info.cert_sha256))
         elif info.url.startswith("http+unix://"):
@@ -159,7 +113,7 @@ class BrokerClient:
 
     def call(self, method: str, path: str, timeout: Any = CALL_TIMEOUT, **kwargs: Any) -> dict[str, Any]:
         """Call ``ts_notebook/api/<path>`` and return its JSON reply."""
-        url = f"{self.info.url.rstrip('/')}/ts_notebook/api/{path}"
+        url = self.info.api_url(path)
         try:
             resp = self.http.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
@@ -234,7 +188,7 @@ class BrokerSource(TokenSource):
 
     def _update(self, data: dict[str, Any]) -> Snapshot:
         try:
-            snap = Snapshot.from_reply(data)
+            snap = Snapshot.from_wire(data)
         except (KeyError, TypeError, ValueError) as exc:
             raise BrokerError("The Jupyter server sent a reply this ts_notebook does not understand. "
                               "Install the same version in the server's and the kernel's environment.") from exc

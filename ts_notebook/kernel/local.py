@@ -34,9 +34,10 @@ from ..oauth import (
     sign_in_ended,
     strip_query,
 )
+from ..protocol import Snapshot
 from ..tokens import TokenSet
 from .listener import CallbackListener
-from .state import Listener, Snapshot, TokenSource
+from .state import Listener, TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -209,14 +210,9 @@ class LocalSource(TokenSource):
     @property
     def snapshot(self) -> Snapshot:
         """The current state, without any I/O (as ``BrokerSource.snapshot``)."""
-        s, t = self.settings, self.keeper.tokens
-        return Snapshot(
-            version=self.version, signed_in=t is not None, api_url=s.api_url, sim_api_url=s.sim_api_url,
-            env=s.env, api_origins=s.api_origins, access_token=t.access_token if t else None,
-            expires_at=t.expires_at if t else 0.0, lifetime=t.lifetime if t else 1200.0,
-            scopes=t.scopes if t else (), user=dict(t.user) if t else {}, error=self.keeper.error,
-            configured=bool(s.client_id), login_pending=self.login is not None and not self.login.done.is_set(),
-        )
+        return Snapshot.of(self.version, self.keeper.tokens, self.settings, self.keeper.error,
+                           login_pending=self.login is not None and not self.login.done.is_set(),
+                           configured=bool(self.settings.client_id))
 
     # -- the keeper's actions, on threads -----------------------------------------------------------
 

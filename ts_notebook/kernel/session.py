@@ -15,7 +15,8 @@ from requests.auth import AuthBase
 
 from ..config import origin
 from ..errors import ConfigError, NotSignedIn
-from .state import Snapshot, TokenSource
+from ..protocol import Snapshot
+from .state import TokenSource
 
 # (connect, read) seconds for API calls that do not pass their own timeout.
 DEFAULT_TIMEOUT = (5.0, 60.0)

@@ -13,7 +13,8 @@ from html import escape
 from ipywidgets import HTML, Button, HBox, Layout, VBox
 
 from ..errors import TSError
-from .state import Snapshot, TokenSource
+from ..protocol import Snapshot
+from .state import TokenSource
 
 BUTTON_STYLE = (
     "display:inline-block;padding:6px 16px;border-radius:4px;background:#1565c0;color:#fff;"

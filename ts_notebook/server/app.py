@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import ssl
@@ -12,8 +11,9 @@ from urllib.parse import quote
 
 from jupyter_server.extension.application import ExtensionApp
 
-from ..config import BROKER_ENV_VAR, BROKER_PROTOCOL, SECRET_ENV, Settings, TSNotebook
+from ..config import SECRET_ENV, Settings, TSNotebook
 from ..errors import ConfigError
+from ..protocol import API, CALLBACK, ENV_VAR, LOGIN, RuntimeInfo
 from . import handlers
 from .broker import TokenBroker
 from .harden import make_non_dumpable
@@ -82,12 +82,12 @@ class TSNotebookApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend([
-            (r"/ts_notebook/login", handlers.LoginHandler),
-            (r"/ts_notebook/callback", handlers.CallbackHandler),
-            (r"/ts_notebook/api/token", handlers.TokenHandler),
-            (r"/ts_notebook/api/refresh", handlers.RefreshHandler),
-            (r"/ts_notebook/api/logout", handlers.LogoutHandler),
-            (r"/ts_notebook/api/status", handlers.StatusHandler),
+            (f"/{LOGIN}", handlers.LoginHandler),
+            (f"/{CALLBACK}", handlers.CallbackHandler),
+            (f"/{API}/token", handlers.TokenHandler),
+            (f"/{API}/refresh", handlers.RefreshHandler),
+            (f"/{API}/logout", handlers.LogoutHandler),
+            (f"/{API}/status", handlers.StatusHandler),
         ])
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:  # type: ignore[no-untyped-def]
@@ -96,28 +96,19 @@ class TSNotebookApp(ExtensionApp):
 
     def _write_runtime_file(self) -> None:
         sa = self.serverapp
-        info = {
-            "protocol": BROKER_PROTOCOL,
-            "url": broker_url(sa),
-            "base_url": sa.base_url,
-            "key": self.key,
-            "pid": os.getpid(),
-        }
+        cert = None
         if sa.certfile and not getattr(sa, "sock", ""):
             try:
-                info["cert_sha256"] = certificate_sha256(sa.certfile)
+                cert = certificate_sha256(sa.certfile)
             except (OSError, ValueError) as exc:
                 self.log.error("ts_notebook: cannot read the certificate in %s (%s); kernels will not reach "
                                "this server", sa.certfile, type(exc).__name__)
-        self.runtime_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.runtime_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # the file holds the key: owner only, whatever the umask
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(info, f)
-        os.environ[BROKER_ENV_VAR] = str(self.runtime_file)
+        RuntimeInfo(url=broker_url(sa), base_url=sa.base_url, key=self.key, pid=os.getpid(),
+                    cert_sha256=cert).write(self.runtime_file)
+        os.environ[ENV_VAR] = str(self.runtime_file)
 
     async def stop_extension(self) -> None:
         self.broker.close()
         self.runtime_file.unlink(missing_ok=True)
-        if os.environ.get(BROKER_ENV_VAR) == str(self.runtime_file):
-            del os.environ[BROKER_ENV_VAR]
+        if os.environ.get(ENV_VAR) == str(self.runtime_file):
+            del os.environ[ENV_VAR]

@@ -20,6 +20,7 @@ from ..errors import ConfigError, NotSignedIn, OAuthError, TSError, hint
 from ..keeper import Action, ArmTimer, Keeper, Notify, Refresh, Revoke
 from ..loopback import relay_port
 from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, callback_code, same_secret, sign_in_ended
+from ..protocol import Snapshot
 from ..tokens import TokenSet
 from .relay import LoopbackRelay
 
@@ -357,27 +358,8 @@ class TokenBroker:
 
     # -- what kernels read -----------------------------------------------------------------------
 
-    def snapshot(self, include_token: bool) -> dict[str, Any]:
-        """The state a kernel needs, with the access token only when asked for."""
-        s = self.settings
-        snap: dict[str, Any] = {
-            "version": self.version,
-            "signed_in": self.tokens is not None,
-            "login_pending": self.login_pending,
-            "error": self.error or self.config_error,
-            "api_url": s.api_url,
-            "sim_api_url": s.sim_api_url,
-            "env": s.env,
-            "api_origins": list(s.api_origins),
-            "configured": bool(s.client_id) and not self.config_error,
-        }
-        if self.tokens is not None:
-            snap.update(
-                expires_in=self.tokens.seconds_left(),
-                lifetime=self.tokens.lifetime,
-                scopes=list(self.tokens.scopes),
-                user=dict(self.tokens.user),
-            )
-            if include_token:
-                snap["access_token"] = self.tokens.access_token
-        return snap
+    def snapshot(self) -> Snapshot:
+        """The state every kernel reads (its wire form carries the token only when asked)."""
+        return Snapshot.of(self.version, self.keeper.tokens, self.settings, self.error or self.config_error,
+                           login_pending=self.login_pending,
+                           configured=bool(self.settings.client_id) and not self.config_error)

@@ -12,11 +12,10 @@ import binascii
 import hashlib
 import json
 import math
-import os
 import re
 import secrets
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -25,21 +24,19 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from .. import hub
-from ..config import BROKER_KEY_HEADER
 from ..errors import ConfigError, NotSignedIn, OAuthError
 from ..loopback import relay_port
 from ..oauth import PENDING_TTL, callback_params, same_secret
 from ..pages import result_page
+from ..protocol import CALLBACK, KEY_HEADER, LONGPOLL, LONGPOLL_MAX
+from ..redirects import choose_redirect_uri
 from .broker import LoginRejected, TokenBroker
 
 if TYPE_CHECKING:
     from .app import TSNotebookApp
 
-# Long-poll answer time when nothing changes; kernels wait a few seconds longer.
-LONGPOLL_SECONDS = 25.0
 # Hosts that mean "the browser is on this machine": such logins can use the loopback relay.
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-LONGPOLL_MAX = 60.0
 # A Host header as a browser sends it: a name or address and an optional port, nothing else.
 HOST = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
 # Sec-Fetch-Site values of a navigation this server's own pages (or the person) started. A hub
@@ -52,8 +49,8 @@ HUB_NAVIGATION = OWN_NAVIGATION | {"same-site"}
 def is_owner(user: Any) -> bool:
     """On JupyterHub only the server's owner (not an admin, not a user it is shared with) may
     use its TradeStation sign-in; elsewhere any Jupyter user of the server may."""
-    owner = os.environ.get("JUPYTERHUB_USER")
-    return bool(user) and (not owner or getattr(user, "username", None) == owner)
+    here = hub.HubServer.here()
+    return bool(user) and (here is None or getattr(user, "username", None) == here.user)
 
 
 class _Base(ExtensionHandlerMixin, JupyterHandler):
@@ -100,7 +97,7 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
 
     def own_callback(self) -> str:
         """This server's callback on the origin the browser used."""
-        return f"{self.request.protocol}://{self.browser_host()}{url_path_join(self.base_url, 'ts_notebook/callback')}"
+        return f"{self.request.protocol}://{self.browser_host()}{url_path_join(self.base_url, CALLBACK)}"
 
     def browser_on_this_machine(self) -> bool:
         """True when the browser reached this server as localhost, 127.0.0.1 or [::1]."""
@@ -133,7 +130,7 @@ class LoginHandler(_Base):
 
     @web.authenticated
     async def get(self) -> None:
-        allowed = HUB_NAVIGATION if hub.on_hub() else OWN_NAVIGATION
+        allowed = HUB_NAVIGATION if hub.HubServer.here() else OWN_NAVIGATION
         if self.request.headers.get("Sec-Fetch-Site", "none") not in allowed:
             # Another site's page must not start sign-ins here: each one holds the relay's
             # port and a place in the pending table, and could push a real one out.
@@ -146,7 +143,8 @@ class LoginHandler(_Base):
         redirect_uri = self.plan_redirect()
         # Where the relay sends the browser on to (only a relayed login needs it).
         return_to = self.own_callback() if redirect_uri is None or relay_port(redirect_uri) else ""
-        prefix = hub.state_prefix() if hub.on_hub() else ""
+        here = hub.HubServer.here()
+        prefix = here.state_prefix if here else ""
         try:
             pending = await self.broker.begin_login(redirect_uri, browser_key, return_to, prefix)
         except (ConfigError, OAuthError) as exc:
@@ -156,18 +154,14 @@ class LoginHandler(_Base):
         self.redirect(pending.authorize_url)
 
     def plan_redirect(self) -> str | None:
-        """Which redirect URI this login registers (None: the loopback relay's first free port).
-
-        The configured URI wins; on JupyterHub, the hub's one user-redirect URL; a browser on
-        localhost goes through the loopback relay (works with a brand-new key); anything else
-        comes straight back to this server.
-        """
-        if self.broker.settings.redirect_uri:
-            return self.broker.settings.redirect_uri
-        if hub.on_hub():
+        """Which redirect URI this login registers (None: the loopback relay's first free port)."""
+        settings, here = self.broker.settings, hub.HubServer.here()
+        hub_callback = None
+        if here is not None and not settings.redirect_uri:
             proto = self.request.headers.get("X-Forwarded-Proto", self.request.protocol).split(",")[0].strip()
-            return hub.redirect_uri(f"{proto}://{self.browser_host()}", self.broker.settings.hub_public_url)
-        return None if self.browser_on_this_machine() else self.own_callback()
+            hub_callback = here.redirect_uri(f"{proto}://{self.browser_host()}", settings.hub_public_url)
+        own = "" if settings.redirect_uri or hub_callback or self.browser_on_this_machine() else self.own_callback()
+        return choose_redirect_uri(settings.redirect_uri, hub_callback, self.browser_on_this_machine(), own)
 
 
 class CallbackHandler(_Base):
@@ -215,7 +209,7 @@ class CallbackHandler(_Base):
             self.set_private_cookie(self.resume_cookie, base64.urlsafe_b64encode(self.request.query.encode()).decode())
         url = self.get_login_url()
         if "?" not in url:
-            url += "?" + urlencode({"next": url_path_join(self.base_url, "ts_notebook/callback")})
+            url += "?" + urlencode({"next": url_path_join(self.base_url, CALLBACK)})
         self.redirect(url)
 
     def forward_to_named_server(self, params: dict[str, str]) -> bool:
@@ -225,17 +219,16 @@ class CallbackHandler(_Base):
         Raises:
             HTTPError: 400 when state names no server a callback may go to (``..``, ``a/b``).
         """
-        if not hub.on_hub():
+        here = hub.HubServer.here()
+        if here is None:
             return False
         server = hub.server_of(params.get("state", ""))
-        if server is None or server == os.environ.get("JUPYTERHUB_SERVER_NAME", ""):
+        if server is None or server == here.server_name:
             return False
         if not hub.forwardable(server):
             raise web.HTTPError(400, "This sign-in names no server of yours, so it goes nowhere. "
                                 "Run %ts_login in your notebook and click the sign-in button again.")
-        user_base = url_path_join(os.environ.get("JUPYTERHUB_BASE_URL", "/"), "user",
-                                  quote(os.environ.get("JUPYTERHUB_USER", ""), safe=""), "")
-        self.redirect(f"{hub.server_url(user_base, server)}?{urlencode(params)}")
+        self.redirect(f"{here.callback_of(server)}?{urlencode(params)}")
         return True
 
     def callback_params(self) -> dict[str, str]:
@@ -272,7 +265,7 @@ class _API(ExtensionHandlerMixin, APIHandler):
 
     @property
     def key_ok(self) -> bool:
-        given = self.request.headers.get(BROKER_KEY_HEADER, "")
+        given = self.request.headers.get(KEY_HEADER, "")
         return bool(given) and same_secret(given, self.extensionapp.key)  # type: ignore[attr-defined]
 
     def set_cors_headers(self) -> None:
@@ -317,7 +310,7 @@ class TokenHandler(_API):
         if since:
             try:
                 since_v = int(since)
-                timeout = float(self.get_query_argument("timeout", str(LONGPOLL_SECONDS)))
+                timeout = float(self.get_query_argument("timeout", str(LONGPOLL)))
                 if not math.isfinite(timeout):
                     raise ValueError("timeout")
             except ValueError:
@@ -329,7 +322,7 @@ class TokenHandler(_API):
                 self._wake.cancel()
                 if self.request.connection.stream.closed():  # type: ignore[union-attr]
                     return
-        self.reply(self.broker.snapshot(include_token=True))
+        self.reply(self.broker.snapshot().to_wire(include_token=True))
 
     def on_connection_close(self) -> None:
         if self._wake is not None:
@@ -355,7 +348,7 @@ class RefreshHandler(_API):
             if not exc.permanent:
                 self.reply({"message": str(exc)}, 502)
                 return
-        self.reply(self.broker.snapshot(include_token=True))
+        self.reply(self.broker.snapshot().to_wire(include_token=True))
 
 
 class LogoutHandler(_API):
@@ -365,7 +358,7 @@ class LogoutHandler(_API):
     async def post(self) -> None:
         self.require_access()
         await self.broker.logout()
-        self.reply(self.broker.snapshot(include_token=False))
+        self.reply(self.broker.snapshot().to_wire(include_token=False))
 
 
 class StatusHandler(_API):
@@ -374,4 +367,4 @@ class StatusHandler(_API):
     @allow_unauthenticated
     async def get(self) -> None:
         self.require_access()
-        self.reply(self.broker.snapshot(include_token=False))
+        self.reply(self.broker.snapshot().to_wire(include_token=False))
