@@ -73,8 +73,9 @@ def test_the_timer_firing_during_a_refresh_adds_none(keeper):
     assert keeper.timer_fired() == []
 
 
-@pytest.mark.parametrize(("at", "delay"), [(T0 + 1080, 15.0), (T0 + 1190, 5.0), (T0 + 1300, RETRY_AFTER)],
-                         ids=["two-minutes-left", "ten-seconds-left", "already-expired"])
+@pytest.mark.parametrize(("at", "delay"), [(T0 + 1080, 15.0), (T0 + 1190, 5.0), (T0 + 1198.5, MIN_DELAY),
+                                          (T0 + 1300, RETRY_AFTER)],
+                         ids=["two-minutes-left", "ten-seconds-left", "a-second-and-a-half-left", "already-expired"])
 def test_a_passing_failure_is_retried_within_the_token_life_then_every_retry_after(keeper, at, delay):
     first = keeper.tokens
     keeper.timer_fired()
@@ -116,14 +117,14 @@ def test_a_new_sign_in_revokes_the_old_refresh_token_first_and_keeps_its_access_
 
     assert keeper.replacing() == [Notify(), ArmTimer(None), Revoke("r1")]
     assert keeper.tokens.access_token == old.access_token and keeper.tokens.refresh_token is None
-    assert keeper.replaced(tokens(2, refresh="r2"), T0) == [Notify(), ArmTimer(1080)]
+    assert keeper.signed_in(tokens(2, refresh="r2"), T0) == [Notify(), ArmTimer(1080)]
 
 
 def test_a_sign_in_that_finished_beside_another_is_revoked_by_the_later(keeper):
     keeper.replacing()  # two tabs: the first retires r1 ...
     assert keeper.replacing() == []  # ... the second finds nothing left to retire
-    keeper.replaced(tokens(2, refresh="r2"), T0)
-    assert keeper.replaced(tokens(3, refresh="r3"), T0) == [Notify(), ArmTimer(1080), Revoke("r2")]
+    keeper.signed_in(tokens(2, refresh="r2"), T0)
+    assert keeper.signed_in(tokens(3, refresh="r3"), T0) == [Notify(), ArmTimer(1080), Revoke("r2")]
 
 
 def test_a_sign_in_that_did_not_complete_only_says_why(keeper):

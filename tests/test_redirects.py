@@ -19,4 +19,4 @@ OWN = "https://jupyter.example/ts_notebook/callback"
     ("https://cb.example/x", HUB, False, "https://cb.example/x"),
 ], ids=["local-relay", "registered-own", "hub", "hub-on-localhost", "configured-localhost", "configured-over-hub"])
 def test_the_redirect_uri_by_deployment(configured, hub_callback, local, expected):
-    assert choose_redirect_uri(configured, hub_callback, local, OWN) == expected
+    assert choose_redirect_uri(configured, hub_callback, local, lambda: OWN) == expected

@@ -19,7 +19,6 @@ from urllib.parse import quote, unquote, urlsplit
 
 from .protocol import CALLBACK
 
-CALLBACK_PATH = CALLBACK
 # Separates the server name from the random part of state (token_urlsafe never makes a '.').
 STATE_SEP = "."
 # Names no JupyterHub server has, which would move a URL path: dot segments, and a slash.
@@ -59,7 +58,7 @@ class HubServer:
         ``JUPYTERHUB_PUBLIC_HUB_URL``, else the request that started the login.
         """
         parts = urlsplit(public_url or self.public_hub_url or request_origin)
-        return f"{parts.scheme}://{parts.netloc}{self.base_url}hub/user-redirect/{CALLBACK_PATH}"
+        return f"{parts.scheme}://{parts.netloc}{self.base_url}hub/user-redirect/{CALLBACK}"
 
     def callback_of(self, server: str) -> str:
         """The callback on another of this user's servers."""
@@ -85,7 +84,7 @@ def server_url(user_base: str, server: str) -> str:
     """The callback on one of a user's servers, given the user's URL prefix (``/user/name/``)."""
     user_base = user_base if user_base.endswith("/") else user_base + "/"
     named = f"{quote(server, safe='')}/" if server else ""
-    return f"{user_base}{named}{CALLBACK_PATH}"
+    return f"{user_base}{named}{CALLBACK}"
 
 
 def user_redirect_hook(path: str, request: Any, user: Any, base_url: str) -> str | None:
@@ -98,7 +97,7 @@ def user_redirect_hook(path: str, request: Any, user: Any, base_url: str) -> str
     callback may go to is sent to the default server's callback without its query (a page
     that says the sign-in is unknown), so no URL is built from it and no code is logged.
     """
-    if path.strip("/") != CALLBACK_PATH:
+    if path.strip("/") != CALLBACK:
         return None
     state = (request.query_arguments.get("state") or [b""])[0].decode("utf-8", "replace")
     server = server_of(state)

@@ -72,10 +72,6 @@ class Keeper:
 
     # -- sign-in and sign-out --------------------------------------------------------------------
 
-    def signed_in(self, tokens: TokenSet, now: float) -> list[Action]:
-        """A sign-in finished (or a stored one was restored): make ``tokens`` current."""
-        return self._install(tokens, now)
-
     def replacing(self) -> list[Action]:
         """A new sign-in's code is about to be exchanged: retire the current refresh token."""
         old = self.tokens
@@ -84,8 +80,9 @@ class Keeper:
         self.tokens, self.refreshing = old.without_refresh(), None
         return [Notify(), ArmTimer(None), Revoke(old.refresh_token)]
 
-    def replaced(self, tokens: TokenSet, now: float) -> list[Action]:
-        """The new sign-in arrived; a sign-in that finished meanwhile is replaced too."""
+    def signed_in(self, tokens: TokenSet, now: float) -> list[Action]:
+        """A sign-in finished: make ``tokens`` current. A sign-in that finished beside it (after
+        its ``replacing``) is replaced too."""
         overtaken = self.tokens
         actions = self._install(tokens, now)
         if overtaken is not None and overtaken.refresh_token and overtaken.refresh_token != tokens.refresh_token:

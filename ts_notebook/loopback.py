@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 NO_IPV6 = {errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
 # Windows' SO_EXCLUSIVEADDRUSE (~SO_REUSEADDR there); the socket module names it only on Windows.
 SO_EXCLUSIVEADDRUSE = getattr(socket, "SO_EXCLUSIVEADDRUSE", -5)
-# Hosts a "http://localhost:PORT" callback may name.
+# Hosts that mean "this machine": a "http://localhost:PORT" callback may name them, and a
+# browser that reached Jupyter by one of them can use the loopback relay.
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 

@@ -74,9 +74,21 @@ def callback_code(params: Mapping[str, str]) -> str:
     return params["code"]
 
 
-def sign_in_ended(exc: OAuthError) -> str:
-    """What every widget says once a refresh fails for good (revoked, or past its 24 h)."""
+def sign_in_ended(exc: BaseException) -> str | None:
+    """What every widget says once a refresh has failed for good (revoked, past its 24 h, no
+    refresh token); None when ``exc`` is a passing failure, worth retrying."""
+    if not isinstance(exc, OAuthError) or not exc.permanent:
+        return None
     return f"Your TradeStation sign-in has ended ({exc.description or exc.error}). Run %ts_login to sign in again."
+
+
+def as_oauth_error(exc: BaseException) -> OAuthError:
+    """``exc`` as the package's error: a reply nobody foresaw becomes ``invalid_response``, so
+    a sign-in that meets one ends with a page that says so (never a 500, never a hung wait)."""
+    if isinstance(exc, OAuthError):
+        return exc
+    log.warning("A TradeStation sign-in reply could not be used (%s)", type(exc).__name__)
+    return OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
 
 
 def strip_query(url: str) -> str:

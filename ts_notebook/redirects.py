@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def choose_redirect_uri(configured: str | None, hub_callback: str | None, browser_on_this_machine: bool,
-                        own_callback: str) -> str | None:
+                        own_callback: Callable[[], str]) -> str | None:
     """The redirect URI for a sign-in started from a browser on a Jupyter server.
 
     Args:
@@ -13,7 +15,8 @@ def choose_redirect_uri(configured: str | None, hub_callback: str | None, browse
             relayed on exactly that port; see ``loopback.relay_port``).
         hub_callback: on JupyterHub, the hub's one user-redirect callback URL; else None.
         browser_on_this_machine: the browser reached Jupyter as localhost, 127.0.0.1 or [::1].
-        own_callback: this server's callback on the origin the browser used.
+        own_callback: makes this server's callback on the origin the browser used (asked for
+            only when it is the answer: it reads the request's Host).
 
     Returns:
         The URI, or None for the loopback relay's ``http://localhost:PORT`` on the first free
@@ -23,4 +26,4 @@ def choose_redirect_uri(configured: str | None, hub_callback: str | None, browse
         return configured
     if hub_callback:
         return hub_callback
-    return None if browser_on_this_machine else own_callback
+    return None if browser_on_this_machine else own_callback()

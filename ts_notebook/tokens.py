@@ -103,7 +103,7 @@ class TokenSet:
         the sign-in lasts (the refresh token may still be good, and a rotating one lapses
         after half an hour unused)."""
         left = self.seconds_left(now)
-        return max(0.25, min(RETRY_AFTER, left / 2)) if left > 1 else RETRY_AFTER
+        return min(RETRY_AFTER, left / 2) if left > 1 else RETRY_AFTER
 
     @property
     def display_name(self) -> str:

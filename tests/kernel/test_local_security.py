@@ -6,6 +6,7 @@ replaced refresh token revoked."""
 
 from __future__ import annotations
 
+import re
 import stat
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import requests
 from ts_notebook import tokens
 from ts_notebook.config import Settings
 from ts_notebook.errors import ConfigError
+from ts_notebook.kernel import api
 from ts_notebook.kernel.local import LocalLogin, LocalSource
 
 from ..conftest import CLIENT_ID
@@ -187,3 +189,13 @@ def test_a_reply_that_cannot_be_used_ends_the_wait_with_a_message(login, emulato
     done = browse(attempt.start_url, "analyst")
     assert "Signed in to TradeStation as analyst" in done.text and attempt.done.is_set()
     assert attempt.source.tokens.lifetime == 1200
+
+
+def test_a_terminal_sign_in_hands_the_browser_the_private_page(make_source, monkeypatch, capsys):
+    opened = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+
+    api._terminal_login(make_source(), paste=False, timeout=0.5, open_browser=True)
+
+    start = re.search(r"http://localhost:\d+/start/\S+", capsys.readouterr().out).group(0)  # printed for the user
+    assert len(opened) == 1 and opened[0].startswith("file:///") and start not in opened[0]

@@ -79,7 +79,7 @@ def short_dir():
 @pytest.fixture
 def server_process(emulator, client_secret, short_dir):
     """Start ``jupyter server`` with extra arguments; stopped after the test."""
-    procs = []
+    procs, sockets = [], []
 
     def start(bind: str) -> Server:
         token = secrets.token_hex(16)
@@ -107,6 +107,7 @@ def server_process(emulator, client_secret, short_dir):
             unix = requests_unixsocket.Session()
             unix.headers.update(http.headers)
             sock = socket.socket(socket.AF_UNIX)
+            sockets.append(sock)
             server = Server(f"http+unix://{quote(str(sock_path), safe='')}/", unix, runtime,
                             ws_base="ws://localhost/", ws_options={"socket": sock})
             server.connect_socket = lambda: sock.connect(str(sock_path))  # type: ignore[attr-defined]
@@ -132,6 +133,8 @@ def server_process(emulator, client_secret, short_dir):
         return server
 
     yield start
+    for sock in sockets:
+        sock.close()
     for proc in procs:
         proc.terminate()
         try:

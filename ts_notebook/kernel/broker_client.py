@@ -67,13 +67,8 @@ class PinnedAdapter(HTTPAdapter):
         self.sha256 = sha256
         super().__init__()
 
-    def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, False, cert)
-        pool_kwargs["assert_fingerprint"] = self.sha256
-        return host_params, pool_kwargs
-
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, False, cert)
+        super().cert_verify(conn, url, False, cert)  # the fingerprint is the check, not CA and name
         conn.assert_fingerprint = self.sha256
 
 

@@ -22,12 +22,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..config import Settings
-from ..errors import ConfigError, OAuthError, hint
+from ..errors import ConfigError, OAuthError
 from ..keeper import Action, ArmTimer, Keeper, Notify, Refresh, Revoke
 from ..loopback import relay_port
 from ..oauth import (
     OAuthClient,
     PendingLogin,
+    as_oauth_error,
     callback_code,
     callback_params,
     same_secret,
@@ -253,7 +254,7 @@ class LocalSource(TokenSource):
         try:
             renewed = self.client.refresh(tokens)
         except Exception as exc:  # whatever failed, the keeper decides: retry, or the sign-in ended
-            ended = sign_in_ended(exc) if isinstance(exc, OAuthError) and exc.permanent else None
+            ended = sign_in_ended(exc)
             log.warning("Renewing the TradeStation token failed (%s)%s",
                         exc.error if isinstance(exc, OAuthError) else type(exc).__name__,
                         "" if ended else "; retrying")
@@ -300,15 +301,13 @@ class LocalSource(TokenSource):
             code = callback_code(params)
             self._feed(self.keeper.replacing)
             tokens = self.client.exchange(pending, code)
-        except OAuthError as exc:
-            self.set_error(str(exc))
-            raise
-        except Exception as exc:  # a reply nobody foresaw: the widget says so, the wait ends
-            log.warning("Finishing a TradeStation sign-in failed (%s)", type(exc).__name__)
-            error = OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
+        except Exception as exc:
+            error = as_oauth_error(exc)
             self.set_error(str(error))
+            if error is exc:
+                raise
             raise error from exc
-        self._feed(lambda: self.keeper.replaced(tokens, time.time()))
+        self._feed(lambda: self.keeper.signed_in(tokens, time.time()))
         return tokens
 
     def current(self) -> Snapshot:

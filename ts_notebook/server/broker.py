@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
-from ..errors import ConfigError, NotSignedIn, OAuthError, TSError, hint
+from ..errors import ConfigError, NotSignedIn, OAuthError, TSError
 from ..keeper import Action, ArmTimer, Keeper, Notify, Refresh, Revoke
 from ..loopback import relay_port
-from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, callback_code, same_secret, sign_in_ended
+from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, as_oauth_error, callback_code, same_secret, sign_in_ended
 from ..protocol import Snapshot
 from ..tokens import TokenSet
 from .relay import LoopbackRelay
@@ -242,15 +242,13 @@ class TokenBroker:
             code = callback_code(params)
             await self._carry_out(self.keeper.replacing())
             tokens = await self._off_loop(self.client.exchange, pending, code)
-        except OAuthError as exc:
-            self.fail_login(str(exc))
-            raise
-        except Exception as exc:  # a reply nobody foresaw: a page that says so, never a 500
-            log.warning("Finishing a TradeStation sign-in failed (%s)", type(exc).__name__)
-            error = OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
+        except Exception as exc:
+            error = as_oauth_error(exc)
             self.fail_login(str(error))
+            if error is exc:
+                raise
             raise error from exc
-        await self._carry_out(self.keeper.replaced(tokens, time.time()))
+        await self._carry_out(self.keeper.signed_in(tokens, time.time()))
         log.info("Signed in to TradeStation as %s", tokens.display_name)
         return tokens
 
@@ -326,7 +324,7 @@ class TokenBroker:
         try:
             tokens = await self._off_loop(self.client.refresh, current)
         except Exception as exc:
-            ended = sign_in_ended(exc) if isinstance(exc, OAuthError) and exc.permanent else None
+            ended = sign_in_ended(exc)
             if ended:
                 log.warning("The TradeStation sign-in ended: %s", exc.error)  # type: ignore[attr-defined]
             else:

@@ -25,7 +25,7 @@ from tornado import web
 
 from .. import hub
 from ..errors import ConfigError, NotSignedIn, OAuthError
-from ..loopback import relay_port
+from ..loopback import LOOPBACK_NAMES, relay_port
 from ..oauth import PENDING_TTL, callback_params, same_secret
 from ..pages import result_page
 from ..protocol import CALLBACK, KEY_HEADER, LONGPOLL, LONGPOLL_MAX
@@ -35,8 +35,6 @@ from .broker import LoginRejected, TokenBroker
 if TYPE_CHECKING:
     from .app import TSNotebookApp
 
-# Hosts that mean "the browser is on this machine": such logins can use the loopback relay.
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # A Host header as a browser sends it: a name or address and an optional port, nothing else.
 HOST = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
 # Sec-Fetch-Site values of a navigation this server's own pages (or the person) started. A hub
@@ -90,10 +88,13 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
         Raises:
             HTTPError: 400 for a malformed Host header.
         """
+        return self._host().group(0)
+
+    def _host(self) -> re.Match[str]:
         match = HOST.fullmatch(self.request.host or "")
         if match is None:
             raise web.HTTPError(400, "The request's Host header is malformed. Open Jupyter by its usual address.")
-        return match.group(0)
+        return match
 
     def own_callback(self) -> str:
         """This server's callback on the origin the browser used."""
@@ -101,8 +102,7 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
 
     def browser_on_this_machine(self) -> bool:
         """True when the browser reached this server as localhost, 127.0.0.1 or [::1]."""
-        match = HOST.fullmatch(self.browser_host())
-        return match is not None and match.group("host").strip("[]") in LOOPBACK_HOSTS
+        return self._host().group("host").strip("[]") in LOOPBACK_NAMES
 
     def send_page(self, status: int, title: str, detail: str, ok: bool = False) -> None:
         self.set_status(status)
@@ -160,8 +160,8 @@ class LoginHandler(_Base):
         if here is not None and not settings.redirect_uri:
             proto = self.request.headers.get("X-Forwarded-Proto", self.request.protocol).split(",")[0].strip()
             hub_callback = here.redirect_uri(f"{proto}://{self.browser_host()}", settings.hub_public_url)
-        own = "" if settings.redirect_uri or hub_callback or self.browser_on_this_machine() else self.own_callback()
-        return choose_redirect_uri(settings.redirect_uri, hub_callback, self.browser_on_this_machine(), own)
+        return choose_redirect_uri(settings.redirect_uri, hub_callback, self.browser_on_this_machine(),
+                                   self.own_callback)
 
 
 class CallbackHandler(_Base):
