@@ -21,6 +21,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No TS_* setting or broker variable leaks in from the machine or between tests."""
     for name in {s.env for s in TABLE} | set(SECRET_ENV) | {ENV_VAR}:
         monkeypatch.delenv(name, raising=False)
+    # No test reaches this machine's own credential store: the keyring package's failing
+    # backend (not secure) unless a test installs its own, and no kept sign-in by default.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     # setenv then delenv: monkeypatch restores the variable the extension may set.
     monkeypatch.setenv(ENV_VAR, "")
     monkeypatch.delenv(ENV_VAR)

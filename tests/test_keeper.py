@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ts_notebook.keeper import MIN_DELAY, ArmTimer, Keeper, Notify, Refresh, Revoke
+from ts_notebook.keeper import MIN_DELAY, ArmTimer, Forget, Keep, Keeper, Notify, Refresh, Revoke
 from ts_notebook.tokens import RETRY_AFTER, TokenSet
 
 T0 = 1_000_000.0
@@ -24,7 +24,8 @@ def keeper() -> Keeper:
 
 def test_a_sign_in_is_announced_and_renewed_before_it_expires():
     k = Keeper()
-    assert k.signed_in(tokens(1), T0) == [Notify(), ArmTimer(1200 - 120)]  # two minutes early
+    first = tokens(1)
+    assert k.signed_in(first, T0) == [Notify(), ArmTimer(1200 - 120), Keep(first)]  # two minutes early
 
 
 @pytest.mark.parametrize(("lifetime", "delay"), [(3, 2.0), (1, MIN_DELAY), (0.2, MIN_DELAY)],
@@ -98,9 +99,9 @@ def test_a_failure_for_good_signs_out_with_the_reason(keeper):
 def test_a_refresh_that_returns_after_sign_out_revokes_the_token_it_brought(keeper):
     first = keeper.tokens
     keeper.timer_fired()
-    assert keeper.signed_out() == [Notify(), ArmTimer(None), Revoke("r1")]
+    assert keeper.signed_out() == [Notify(), ArmTimer(None), Forget(), Revoke("r1")]
 
-    assert keeper.refreshed(first, tokens(2, refresh="r2"), T0) == [Revoke("r2")]
+    assert keeper.refreshed(first, tokens(2, refresh="r2"), T0) == [Revoke("r2"), Forget("r2")]
     assert keeper.refreshed(first, tokens(3, refresh="r1"), T0) == []  # not rotated: revoked already
     assert keeper.tokens is None
 
@@ -117,14 +118,16 @@ def test_a_new_sign_in_revokes_the_old_refresh_token_first_and_keeps_its_access_
 
     assert keeper.replacing() == [Notify(), ArmTimer(None), Revoke("r1")]
     assert keeper.tokens.access_token == old.access_token and keeper.tokens.refresh_token is None
-    assert keeper.signed_in(tokens(2, refresh="r2"), T0) == [Notify(), ArmTimer(1080)]
+    second = tokens(2, refresh="r2")
+    assert keeper.signed_in(second, T0) == [Notify(), ArmTimer(1080), Keep(second)]
 
 
 def test_a_sign_in_that_finished_beside_another_is_revoked_by_the_later(keeper):
     keeper.replacing()  # two tabs: the first retires r1 ...
     assert keeper.replacing() == []  # ... the second finds nothing left to retire
     keeper.signed_in(tokens(2, refresh="r2"), T0)
-    assert keeper.signed_in(tokens(3, refresh="r3"), T0) == [Notify(), ArmTimer(1080), Revoke("r2")]
+    third = tokens(3, refresh="r3")
+    assert keeper.signed_in(third, T0) == [Notify(), ArmTimer(1080), Keep(third), Revoke("r2")]
 
 
 def test_a_sign_in_that_did_not_complete_only_says_why(keeper):
@@ -136,3 +139,34 @@ def test_a_refresh_without_a_refresh_token_is_asked_of_the_provider_which_ends_i
     k = Keeper()
     k.signed_in(tokens(1, refresh=None), T0)
     assert k.refresh_wanted("a1") == [Refresh(k.tokens)]
+
+
+def test_a_kept_sign_in_that_is_due_is_used_at_once_and_renewed_at_once():
+    k = Keeper()
+    kept = tokens(1, now=T0 - 86000)  # long expired
+    assert k.restored(kept, T0) == [Notify(), Refresh(kept)]
+    assert k.tokens is kept and k.refresh_wanted("a1") == []  # the renewal under way serves everyone
+    assert k.refreshed(kept, tokens(2), T0)[:2] == [Notify(), ArmTimer(1080)]
+
+
+def test_a_kept_sign_in_another_process_just_renewed_is_used_as_it_is():
+    k = Keeper()
+    assert k.restored(tokens(1, now=T0 - 60), T0) == [Notify(), ArmTimer(1200 - 120 - 60)]
+
+
+def test_a_kept_sign_in_found_after_a_new_one_is_ignored(keeper):
+    assert keeper.restored(tokens(9), T0) == [] and keeper.tokens.access_token == "a1"
+
+
+def test_tokens_another_process_renewed_are_taken_up_and_never_revoked(keeper):
+    first = keeper.tokens
+    keeper.timer_fired()
+    theirs = tokens(2, refresh="r2")
+    assert keeper.refreshed(first, theirs, T0, fetched=False) == [Notify(), ArmTimer(1080)]
+    keeper.timer_fired()
+    keeper.signed_out()
+    assert keeper.refreshed(theirs, tokens(3, refresh="r3"), T0, fetched=False) == []  # another process's
+
+
+def test_a_sign_in_without_a_refresh_token_is_not_kept():
+    assert Keeper().signed_in(tokens(1, refresh=None), T0) == [Notify(), ArmTimer(None)]

@@ -56,7 +56,14 @@ TABLE: tuple[Setting, ...] = (
             "Base URL of the simulator API (ts.sim)."),
     Setting("env", "TS_ENV", "live",
             "Which API ts.session talks to: live or sim (ts.sim is always the simulator)."),
+    Setting("token_store", "TS_TOKEN_STORE", None,
+            "Where the sign-in is kept across restarts: keyring (the OS credential store), file (a "
+            "0600 file under the Jupyter data directory) or none. Unset: keyring when a secure one "
+            "is available, else none."),
 )
+
+# Where a sign-in may be kept across restarts (TS_TOKEN_STORE; see ts_notebook.store).
+TOKEN_STORES = ("keyring", "file", "none")
 
 # Variables that name or hold the client secret: the server extension removes them from its
 # environment so that kernels, which inherit it, never see them.
@@ -101,6 +108,7 @@ class Settings:
     api_url: str
     sim_api_url: str
     env: str
+    token_store: str | None = None
 
     @classmethod
     def load(
@@ -143,6 +151,9 @@ class Settings:
         env = (raw["env"] or "live").lower()
         if env not in ("live", "sim"):
             raise ConfigError(f"TS_ENV must be 'live' or 'sim', not {raw['env']!r}.")
+        store = (raw["token_store"] or "").lower() or None
+        if store not in (None, *TOKEN_STORES):
+            raise ConfigError(f"TS_TOKEN_STORE must be one of {', '.join(TOKEN_STORES)}, not {raw['token_store']!r}.")
         scopes = tuple(dict.fromkeys(["openid", *(raw["scopes"] or "").split()]))
         try:
             ports = tuple(int(p) for p in (raw["relay_ports"] or "").replace(",", " ").split())
@@ -166,6 +177,7 @@ class Settings:
             api_url=raw["api_url"].rstrip("/"),
             sim_api_url=raw["sim_api_url"].rstrip("/"),
             env=env,
+            token_store=store,
         )
 
     def require_client_id(self) -> str:

@@ -1,10 +1,12 @@
 """The token-lifetime policy, written once: a state machine with no clock, no I/O and no lock.
 
 The server's broker (asyncio) and the in-process source (threads) are its drivers. They tell
-it what happened (a sign-in finished, the renewal timer fired, a caller found a token refused,
-a refresh came back or failed, a sign-out) with the time it happened, and carry out the
-actions it answers (tell listeners, arm the timer, refresh these tokens, revoke this refresh
-token), in order. Holding the driver's own lock around each call is the driver's business.
+it what happened (a kept sign-in was found at start, a sign-in finished, the renewal timer
+fired, a caller found a token refused, a refresh came back or failed, a sign-out) with the
+time it happened, and carry out the actions it answers (tell listeners, arm the timer, refresh
+these tokens, revoke this refresh token, keep these tokens, forget the kept ones), in order.
+Holding the driver's own lock around each call is the driver's business. A refresh goes
+through the store (``Memory.renew``), which keeps what it brings under the store's lock.
 
 The policy:
 - renew before expiry (``TokenSet.renew_in``); after a passing failure, retry within the
@@ -18,7 +20,9 @@ The policy:
 - a new sign-in revokes the refresh token it replaces before its code is exchanged (a provider
   that revokes a whole grant at once would take the new one with it), keeps the old access
   token meanwhile, and revokes any sign-in that finished beside it;
-- a sign-out forgets and revokes.
+- a sign-in kept from an earlier run is used, and renewed at once when it is due;
+- a new sign-in is kept; a sign-out forgets and revokes; a refresh token the provider refused
+  for good is forgotten by the store that tried it.
 """
 
 from __future__ import annotations
@@ -58,7 +62,21 @@ class Revoke:
     refresh_token: str
 
 
-Action = Notify | ArmTimer | Refresh | Revoke
+@dataclass(frozen=True)
+class Keep:
+    """Keep ``tokens`` in the store (a new sign-in), replacing what was kept."""
+
+    tokens: TokenSet
+
+
+@dataclass(frozen=True)
+class Forget:
+    """Delete the kept sign-in: only while it holds ``refresh_token``, unless that is None."""
+
+    refresh_token: str | None = None
+
+
+Action = Notify | ArmTimer | Refresh | Revoke | Keep | Forget
 
 
 class Keeper:
@@ -80,11 +98,24 @@ class Keeper:
         self.tokens, self.refreshing = old.without_refresh(), None
         return [Notify(), ArmTimer(None), Revoke(old.refresh_token)]
 
+    def restored(self, tokens: TokenSet, now: float) -> list[Action]:
+        """A sign-in kept by an earlier run was found at start: use it. Renew it at once when
+        it is due (after a restart its access token has usually expired); one another process
+        renewed moments ago is used as it is, and renewed when due."""
+        if self.tokens is not None:
+            return []  # signed in meanwhile
+        if not tokens.due(now):
+            return self._install(tokens, now)
+        self.tokens, self.error, self.refreshing = tokens, None, tokens
+        return [Notify(), Refresh(tokens)]
+
     def signed_in(self, tokens: TokenSet, now: float) -> list[Action]:
-        """A sign-in finished: make ``tokens`` current. A sign-in that finished beside it (after
-        its ``replacing``) is replaced too."""
+        """A sign-in finished: make ``tokens`` current and keep them. A sign-in that finished
+        beside it (after its ``replacing``) is replaced too."""
         overtaken = self.tokens
         actions = self._install(tokens, now)
+        if tokens.refresh_token:  # without one, nothing outlives the access token
+            actions.append(Keep(tokens))
         if overtaken is not None and overtaken.refresh_token and overtaken.refresh_token != tokens.refresh_token:
             actions.append(Revoke(overtaken.refresh_token))
         return actions
@@ -95,10 +126,10 @@ class Keeper:
         return [Notify()]
 
     def signed_out(self) -> list[Action]:
-        """Forget the sign-in everywhere and revoke its refresh token."""
+        """Forget the sign-in everywhere (the kept one too) and revoke its refresh token."""
         old = self.tokens
         self.tokens, self.error, self.refreshing = None, None, None
-        actions: list[Action] = [Notify(), ArmTimer(None)]
+        actions: list[Action] = [Notify(), ArmTimer(None), Forget()]
         if old is not None and old.refresh_token:
             actions.append(Revoke(old.refresh_token))
         return actions
@@ -118,14 +149,16 @@ class Keeper:
             return []
         return self._refresh_unless_under_way()
 
-    def refreshed(self, old: TokenSet, new: TokenSet, now: float) -> list[Action]:
-        """The refresh of ``old`` brought ``new``."""
+    def refreshed(self, old: TokenSet, new: TokenSet, now: float, fetched: bool = True) -> list[Action]:
+        """The refresh of ``old`` brought ``new``: from the provider (``fetched``), or taken
+        over from the store, where another process had kept it."""
         if self.refreshing is old:
             self.refreshing = None
         if self.tokens is old:
             return self._install(new, now)
-        if new.refresh_token and new.refresh_token != old.refresh_token:
-            return [Revoke(new.refresh_token)]  # signed out or in again meanwhile: nobody's token
+        if fetched and new.refresh_token and new.refresh_token != old.refresh_token:
+            # Signed out or in again meanwhile: a rotated token nobody will use.
+            return [Revoke(new.refresh_token), Forget(new.refresh_token)]
         return []
 
     def refresh_failed(self, old: TokenSet, now: float, ended: str | None = None) -> list[Action]:

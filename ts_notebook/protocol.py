@@ -138,10 +138,12 @@ class Snapshot:
     error: str | None = None
     login_pending: bool = False
     configured: bool = True
+    # Where the sign-in is kept across restarts, in words (``Memory.kept``).
+    kept: str = ""
 
     @classmethod
     def of(cls, version: int, tokens: TokenSet | None, settings: Any, error: str | None = None,
-           login_pending: bool = False, configured: bool = True) -> Snapshot:
+           login_pending: bool = False, configured: bool = True, kept: str = "") -> Snapshot:
         """The state of a token keeper (``settings`` gives the API URLs)."""
         t = tokens
         return cls(
@@ -149,7 +151,7 @@ class Snapshot:
             env=settings.env, api_origins=tuple(settings.api_origins), access_token=t.access_token if t else None,
             expires_at=t.expires_at if t else 0.0, lifetime=t.lifetime if t else 1200.0,
             scopes=tuple(t.scopes) if t else (), user=dict(t.user) if t else {}, error=error,
-            login_pending=login_pending, configured=configured,
+            login_pending=login_pending, configured=configured, kept=kept,
         )
 
     def to_wire(self, include_token: bool, now: float | None = None) -> dict[str, Any]:
@@ -158,7 +160,7 @@ class Snapshot:
         data: dict[str, Any] = {
             "version": self.version, "signed_in": self.signed_in, "login_pending": self.login_pending,
             "error": self.error, "api_url": self.api_url, "sim_api_url": self.sim_api_url, "env": self.env,
-            "api_origins": list(self.api_origins), "configured": self.configured,
+            "api_origins": list(self.api_origins), "configured": self.configured, "kept": self.kept,
         }
         if self.signed_in:
             data.update(expires_in=self.expires_at - now, lifetime=self.lifetime, scopes=list(self.scopes),
@@ -190,6 +192,7 @@ class Snapshot:
             error=data.get("error"),
             login_pending=bool(data.get("login_pending")),
             configured=bool(data.get("configured", True)),
+            kept=str(data.get("kept", "")),
         )
 
     def fresh(self, now: float | None = None) -> bool:

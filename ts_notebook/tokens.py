@@ -90,7 +90,14 @@ class TokenSet:
 
     def renew_in(self, now: float | None = None) -> float:
         """Seconds until this token set should be renewed (at least one: never a tight loop)."""
-        return max(1.0, self.seconds_left(now) - min(RENEW_BEFORE, self.lifetime / 3))
+        return max(1.0, self._until_due(now))
+
+    def due(self, now: float | None = None) -> bool:
+        """True once this token set should be renewed."""
+        return self._until_due(now) <= 0
+
+    def _until_due(self, now: float | None) -> float:
+        return self.seconds_left(now) - min(RENEW_BEFORE, self.lifetime / 3)
 
     def without_refresh(self) -> TokenSet:
         """These tokens once their refresh token is revoked: the access token lives out its

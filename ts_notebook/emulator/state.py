@@ -312,7 +312,7 @@ class ProviderState:
     def record_grant(self, grant_type: str | None, error: str | None) -> None:
         """Note one /oauth/token call and its outcome."""
         with self._lock:
-            self._grants.append({"grant_type": grant_type, "ok": error is None, "error": error})
+            self._grants.append({"grant_type": grant_type, "ok": error is None, "error": error, "at": time.time()})
 
     def record_api_call(self, path: str, status: int, token: str | None) -> None:
         """Note one API call; the token is kept only as its :func:`token_id`."""

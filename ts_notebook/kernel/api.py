@@ -91,6 +91,7 @@ class Status:
     env: str = "live"
     api_url: str = ""
     error: str | None = None
+    kept: str = ""
 
     @classmethod
     def of(cls, snap: Snapshot) -> Status:
@@ -103,14 +104,17 @@ class Status:
             env=snap.env,
             api_url=snap.sim_api_url if snap.env == "sim" else snap.api_url,
             error=snap.error,
+            kept=snap.kept,
         )
 
     def __str__(self) -> str:
         if not self.signed_in:
-            return f"Not signed in to TradeStation. {self.error or 'Run %ts_login to sign in.'}"
-        until = time.strftime("%H:%M", time.localtime(self.expires_at))
-        return (f"Signed in to TradeStation as {self.user} ({self.env}: {self.api_url}); "
-                f"scopes: {' '.join(self.scopes)}; token valid until {until}, renewed automatically.")
+            text = f"Not signed in to TradeStation. {self.error or 'Run %ts_login to sign in.'}"
+        else:
+            until = time.strftime("%H:%M", time.localtime(self.expires_at))
+            text = (f"Signed in to TradeStation as {self.user} ({self.env}: {self.api_url}); "
+                    f"scopes: {' '.join(self.scopes)}; token valid until {until}, renewed automatically.")
+        return f"{text}\n{self.kept}" if self.kept else text
 
     def _repr_pretty_(self, p, cycle: bool) -> None:  # type: ignore[no-untyped-def]
         p.text(str(self))
@@ -195,7 +199,7 @@ def _widget_login(src: LocalSource, timeout: float) -> None:
 def _terminal_login(src: LocalSource, paste: bool, timeout: float, open_browser: bool) -> None:
     """Blocks until signed in, timeout or Ctrl-C; the port is freed whatever happens."""
     if src.current().signed_in:
-        print(f"{Status.of(src.current())} Run %ts_logout to sign out.")
+        print(f"{Status.of(src.current())}\nRun %ts_logout to sign out.")
         return
     attempt = _new_login(src, listen=not paste)
     try:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..errors import ConfigError, OAuthError
-from ..keeper import Action, ArmTimer, Keeper, Notify, Refresh, Revoke
+from ..keeper import Action, ArmTimer, Forget, Keep, Keeper, Notify, Refresh, Revoke
 from ..loopback import relay_port
 from ..oauth import (
     OAuthClient,
@@ -36,6 +36,7 @@ from ..oauth import (
     strip_query,
 )
 from ..protocol import Snapshot
+from ..store import open_memory
 from ..tokens import TokenSet
 from .listener import CallbackListener
 from .state import Listener, TokenSource
@@ -181,10 +182,12 @@ class LocalLogin:
 
 class LocalSource(TokenSource):
     """Tokens kept in this process: the keeper's policy carried out with threads (a timer
-    thread, and whichever thread asks for a refresh)."""
+    thread, and whichever thread asks for a refresh). A sign-in kept by an earlier run is
+    taken up and renewed when it is made."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.load()
+        self.memory = open_memory(self.settings)
         self._client: OAuthClient | None = None
         self.keeper = Keeper()
         self._lock = threading.Lock()  # the keeper, the version, the timer and the refresh in flight
@@ -195,6 +198,14 @@ class LocalSource(TokenSource):
         self._inflight: threading.Event | None = None
         self.version = 0
         self.login: LocalLogin | None = None  # the sign-in waiting for its browser, if any
+        self._restore()
+
+    def _restore(self) -> None:
+        tokens, notice = self.memory.restore()
+        if tokens is not None:
+            self._feed(lambda: self.keeper.restored(tokens, time.time()))
+        elif notice:
+            self.set_error(notice)
 
     @property
     def client(self) -> OAuthClient:
@@ -213,7 +224,7 @@ class LocalSource(TokenSource):
         """The current state, without any I/O (as ``BrokerSource.snapshot``)."""
         return Snapshot.of(self.version, self.keeper.tokens, self.settings, self.keeper.error,
                            login_pending=self.login is not None and not self.login.done.is_set(),
-                           configured=bool(self.settings.client_id))
+                           configured=bool(self.settings.client_id), kept=self.memory.kept)
 
     # -- the keeper's actions, on threads -----------------------------------------------------------
 
@@ -238,6 +249,10 @@ class LocalSource(TokenSource):
                 failure = self._refresh(action.tokens, inflight)
             elif isinstance(action, Revoke):
                 self._revoke_quietly(action.refresh_token)
+            elif isinstance(action, Keep):
+                self.memory.remember(action.tokens)
+            elif isinstance(action, Forget):
+                self.memory.forget(action.refresh_token)
         return failure
 
     def _arm(self, delay: float | None) -> None:
@@ -252,7 +267,7 @@ class LocalSource(TokenSource):
 
     def _refresh(self, tokens: TokenSet, done: threading.Event | None) -> Exception | None:
         try:
-            renewed = self.client.refresh(tokens)
+            renewed, fetched = self.memory.renew(tokens, self.client.refresh)
         except Exception as exc:  # whatever failed, the keeper decides: retry, or the sign-in ended
             ended = sign_in_ended(exc)
             log.warning("Renewing the TradeStation token failed (%s)%s",
@@ -261,7 +276,7 @@ class LocalSource(TokenSource):
             self._feed(lambda: self.keeper.refresh_failed(tokens, time.time(), ended))
             return None if ended else exc
         else:
-            self._feed(lambda: self.keeper.refreshed(tokens, renewed, time.time()))
+            self._feed(lambda: self.keeper.refreshed(tokens, renewed, time.time(), fetched))
             return None
         finally:
             if done is not None:

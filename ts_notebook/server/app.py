@@ -93,6 +93,7 @@ class TSNotebookApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp) -> None:  # type: ignore[no-untyped-def]
         # The server may have moved to another port since initialize (port busy, --port=0).
         self._write_runtime_file()
+        await self.broker.restore()
 
     def _write_runtime_file(self) -> None:
         sa = self.serverapp

@@ -17,10 +17,11 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, NotSignedIn, OAuthError, TSError
-from ..keeper import Action, ArmTimer, Keeper, Notify, Refresh, Revoke
+from ..keeper import Action, ArmTimer, Forget, Keep, Keeper, Notify, Refresh, Revoke
 from ..loopback import relay_port
 from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, as_oauth_error, callback_code, same_secret, sign_in_ended
 from ..protocol import Snapshot
+from ..store import Identity, Memory, open_memory
 from ..tokens import TokenSet
 from .relay import LoopbackRelay
 
@@ -75,6 +76,20 @@ class TokenBroker:
         self._pool = ThreadPoolExecutor(max_workers=MAX_PENDING + 4, thread_name_prefix="ts_notebook-broker")
         self.relay = LoopbackRelay(settings.relay_ports, self._relay_target)
         self._opening = 0  # relay logins being started, not yet in _pending
+        # Where the sign-in is kept across restarts (nothing is, without a usable key).
+        self.memory = Memory(None, Identity.of(settings), "no usable API key") if config_error else \
+            open_memory(settings)
+
+    async def restore(self) -> None:
+        """Take up the sign-in kept by an earlier run, if any, and renew it at once; a kept
+        sign-in that cannot be used is reported as the reason nobody is signed in."""
+        tokens, notice = await self._off_loop(self.memory.restore)
+        if tokens is not None:
+            log.info("Signed in to TradeStation as %s, from %s", tokens.display_name, self.memory.backend.where)
+            self._apply(self.keeper.restored(tokens, time.time()))
+        elif notice:
+            log.warning("ts_notebook: %s", notice)
+            self._apply(self.keeper.failed(notice))
 
     # -- change notification -------------------------------------------------------------------
 
@@ -265,7 +280,7 @@ class TokenBroker:
         return self.keeper.error
 
     def _apply(self, actions: list[Action]) -> list[asyncio.Future[None]]:
-        """Carry out the keeper's actions in order; returns the revocations started."""
+        """Carry out the keeper's actions in order; returns the calls started."""
         revocations = []
         for action in actions:
             if isinstance(action, Notify):
@@ -277,10 +292,14 @@ class TokenBroker:
                 self._inflight.add_done_callback(self._refresh_done)
             elif isinstance(action, Revoke):
                 revocations.append(asyncio.ensure_future(self._revoke_quietly(action.refresh_token)))
+            elif isinstance(action, Keep):
+                revocations.append(self._off_loop(self.memory.remember, action.tokens))
+            elif isinstance(action, Forget):
+                revocations.append(self._off_loop(self.memory.forget, action.refresh_token))
         return revocations
 
     async def _carry_out(self, actions: list[Action]) -> None:
-        """Carry out the keeper's actions and wait for the revocations among them."""
+        """Carry out the keeper's actions and wait for the calls among them (revoke, keep, forget)."""
         await asyncio.gather(*self._apply(actions))
 
     def _arm(self, delay: float | None) -> None:
@@ -322,7 +341,7 @@ class TokenBroker:
 
     async def _refresh_once(self, current: TokenSet) -> None:
         try:
-            tokens = await self._off_loop(self.client.refresh, current)
+            tokens, fetched = await self._off_loop(self.memory.renew, current, self.client.refresh)
         except Exception as exc:
             ended = sign_in_ended(exc)
             if ended:
@@ -332,8 +351,9 @@ class TokenBroker:
                             exc.error if isinstance(exc, OAuthError) else type(exc).__name__)
             await self._carry_out(self.keeper.refresh_failed(current, time.time(), ended))
             raise
-        await self._carry_out(self.keeper.refreshed(current, tokens, time.time()))
-        log.info("Renewed the TradeStation access token")
+        await self._carry_out(self.keeper.refreshed(current, tokens, time.time(), fetched))
+        log.info("Renewed the TradeStation access token" if fetched else
+                 "Took up the TradeStation access token another process renewed")
 
     async def logout(self) -> None:
         """Forget the sign-in everywhere and revoke its refresh token at the provider."""
@@ -360,4 +380,5 @@ class TokenBroker:
         """The state every kernel reads (its wire form carries the token only when asked)."""
         return Snapshot.of(self.version, self.keeper.tokens, self.settings, self.error or self.config_error,
                            login_pending=self.login_pending,
-                           configured=bool(self.settings.client_id) and not self.config_error)
+                           configured=bool(self.settings.client_id) and not self.config_error,
+                           kept=self.memory.kept)
