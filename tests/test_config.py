@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from ts_notebook.config import TABLE, Settings, TSNotebook
+from ts_notebook.config import TABLE, Settings
 from ts_notebook.errors import ConfigError
+from ts_notebook.server.app import TSNotebook
 
 
 def traits(**values: str) -> TSNotebook:
@@ -24,12 +25,6 @@ def traits(**values: str) -> TSNotebook:
 ], ids=["argument", "traitlets", "environment", "default"])
 def test_each_setting_is_read_in_one_order(explicit, configured, env, expected):
     assert Settings.load(traits(**configured), environ=env, **explicit).api_url == expected
-
-
-def test_every_row_is_a_traitlet_with_help():
-    for row in TABLE:
-        trait = TSNotebook.class_traits()[row.name]
-        assert trait.metadata["config"] is True and row.env in trait.help
 
 
 def test_the_secret_file_is_read_and_an_explicit_secret_wins(tmp_path):

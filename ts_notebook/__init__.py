@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError, NotSignedIn, OAuthError, TSError
 
 if TYPE_CHECKING:
-    from .kernel.api import Status
+    from .kernel.state import Status
 
 __all__ = [
     "ConfigError", "NotSignedIn", "OAuthError", "TSError",
@@ -65,6 +65,6 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    from .server.app import TSNotebookApp
+    from .server.app import TSNotebook
 
-    return [{"module": "ts_notebook", "app": TSNotebookApp}]
+    return [{"module": "ts_notebook", "app": TSNotebook}]

@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from traitlets import Unicode
-from traitlets.config import Configurable
-
 from .errors import ConfigError
 
 
@@ -69,20 +66,6 @@ TOKEN_STORES = ("keyring", "file", "none")
 # environment so that kernels, which inherit it, never see them.
 SECRET_ENV = ("TS_CLIENT_SECRET", "TS_CLIENT_SECRET_FILE")
 
-# The traitlets face of the table: ``c.TSNotebook.client_id = "..."`` and so on.
-TSNotebook = type(
-    "TSNotebook",
-    (Configurable,),
-    {
-        "__doc__": "ts_notebook settings (c.TSNotebook.*); each falls back to its TS_* variable.",
-        **{
-            s.name: Unicode(None, allow_none=True, help=f"{s.help} Env: {s.env}.").tag(config=True)
-            for s in TABLE
-        },
-    },
-)
-
-
 def origin(url: str) -> str:
     """Return ``scheme://host:port`` of ``url``, with the default port made explicit."""
     parts = urlsplit(url)
@@ -113,11 +96,15 @@ class Settings:
     @classmethod
     def load(
         cls,
-        configurable: Configurable | None = None,
+        configurable: Any = None,
         environ: Mapping[str, str] | None = None,
         **explicit: Any,
     ) -> Settings:
         """Resolve every setting: explicit argument > traitlets > environment > default.
+
+        Args:
+            configurable: the extension app (``c.TSNotebook.*``); its attributes of the same
+                names are read.
 
         Raises:
             ConfigError: a value is malformed or the secret file cannot be read.

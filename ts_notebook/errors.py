@@ -38,12 +38,14 @@ HINTS = {
     "no_refresh_token": "Add offline_access to TS_SCOPES and run %ts_login again",
     "invalid_response": "Check that TS_SIGNIN_URL points at the sign-in service, then try again",
     "invalid_discovery": "Check that TS_SIGNIN_URL is the sign-in service's own address (its issuer), then try again",
+    "invalid_request": "Run %ts_login again",
+    "invalid_address": "Copy the whole address from the browser's address bar and paste it again",
 }
 
 
-def hint(error: str) -> str:
-    """What the user should do after the provider error (or local error code) ``error``."""
-    return HINTS.get(error, "Try again; if it keeps failing, run %ts_login again")
+# What to do after an error nobody foresaw.
+OTHER_HINT = "Try again; if it keeps failing, run %ts_login again"
+
 
 
 class OAuthError(TSError):
@@ -53,10 +55,12 @@ class OAuthError(TSError):
         error: the provider's ``error`` code (``invalid_grant``, ``access_denied`` ...), or a
             local code such as ``network_error``.
         description: the provider's ``error_description``, if any.
-    The message ends with what the user should do next (``hint``).
+    The message ends with what the user should do next: ``hint`` when given, else the hint
+    for ``error`` (:data:`HINTS`).
     """
 
-    def __init__(self, error: str, description: str = "", hint: str = "") -> None:
+    def __init__(self, error: str, description: str = "", hint: str | None = None) -> None:
+        hint = HINTS.get(error, OTHER_HINT) if hint is None else hint
         self.error = error
         self.description = description
         text = f"TradeStation sign-in failed: {error}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jwt
 import requests
 
-from .errors import OAuthError, hint
+from .errors import OAuthError
 
 
 def parse_jwks(resp: requests.Response) -> list[jwt.PyJWK]:
@@ -20,7 +20,7 @@ def parse_jwks(resp: requests.Response) -> list[jwt.PyJWK]:
         doc = None
     entries = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(entries, list):
-        raise OAuthError("invalid_id_token", "the JWKS could not be read", hint("invalid_id_token"))
+        raise OAuthError("invalid_id_token", "the JWKS could not be read")
     keys = []
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("kty") != "RSA" or entry.get("use", "sig") != "sig":
@@ -30,7 +30,7 @@ def parse_jwks(resp: requests.Response) -> list[jwt.PyJWK]:
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):
             continue  # one unusable key does not spoil the others
     if not keys:
-        raise OAuthError("invalid_id_token", "the JWKS lists no usable RSA signing key", hint("invalid_id_token"))
+        raise OAuthError("invalid_id_token", "the JWKS lists no usable RSA signing key")
     return keys
 
 

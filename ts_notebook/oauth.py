@@ -23,7 +23,7 @@ import jwt
 import requests
 
 from .config import Settings
-from .errors import OAuthError, hint
+from .errors import OAuthError
 from .jwks import parse_jwks, pick_key
 from .tokens import TokenSet
 
@@ -56,8 +56,7 @@ def callback_params(address: str) -> dict[str, str]:
     try:
         query = urlsplit(address.strip()).query
     except ValueError as exc:
-        raise OAuthError("invalid_request", "that is not the address the browser ended on",
-                         "Copy the whole address from the browser's address bar and paste it again") from exc
+        raise OAuthError("invalid_address", "that is not the address the browser ended on") from exc
     return {k: v[0] for k, v in parse_qs(query).items()}
 
 
@@ -68,9 +67,9 @@ def callback_code(params: Mapping[str, str]) -> str:
         OAuthError: the provider sent an error (``access_denied`` ...) or no code.
     """
     if params.get("error"):
-        raise OAuthError(params["error"], params.get("error_description", ""), hint(params["error"]))
+        raise OAuthError(params["error"], params.get("error_description", ""))
     if not params.get("code"):
-        raise OAuthError("invalid_request", "the sign-in service sent no code", "Run %ts_login again")
+        raise OAuthError("invalid_request", "the sign-in service sent no code")
     return params["code"]
 
 
@@ -88,7 +87,7 @@ def as_oauth_error(exc: BaseException) -> OAuthError:
     if isinstance(exc, OAuthError):
         return exc
     log.warning("A TradeStation sign-in reply could not be used (%s)", type(exc).__name__)
-    return OAuthError("invalid_response", "the sign-in reply could not be used", hint("invalid_response"))
+    return OAuthError("invalid_response", "the sign-in reply could not be used")
 
 
 def strip_query(url: str) -> str:
@@ -158,10 +157,9 @@ def check_metadata(meta: ProviderMetadata, signin_url: str) -> None:
     """
     fields = (meta.issuer, meta.authorization_endpoint, meta.token_endpoint, meta.revocation_endpoint, meta.jwks_uri)
     if not all(isinstance(f, str) and f for f in fields):
-        raise OAuthError("invalid_discovery", "the discovery document is malformed", hint("invalid_discovery"))
+        raise OAuthError("invalid_discovery", "the discovery document is malformed")
     if meta.issuer.rstrip("/") != signin_url.rstrip("/"):
-        raise OAuthError("invalid_discovery", f"the discovery document names another issuer than {signin_url}",
-                         hint("invalid_discovery"))
+        raise OAuthError("invalid_discovery", f"the discovery document names another issuer than {signin_url}")
     schemes = ("http", "https") if is_loopback_url(meta.issuer) else ("https",)
     for endpoint in fields[1:]:
         try:
@@ -169,8 +167,7 @@ def check_metadata(meta: ProviderMetadata, signin_url: str) -> None:
         except ValueError:
             scheme, netloc = "", ""
         if scheme not in schemes or not netloc:
-            raise OAuthError("invalid_discovery", f"{strip_query(endpoint)} is not an https endpoint",
-                             hint("invalid_discovery"))
+            raise OAuthError("invalid_discovery", f"{strip_query(endpoint)} is not an https endpoint")
 
 
 class OAuthClient:
@@ -276,14 +273,14 @@ class OAuthClient:
         if not isinstance(data.get("id_token"), str) or not data["id_token"]:
             # openid is always asked for, so a reply without an id_token cannot be checked
             # against this login's nonce.
-            raise OAuthError("invalid_id_token", "the sign-in reply has no id_token", hint("invalid_id_token"))
+            raise OAuthError("invalid_id_token", "the sign-in reply has no id_token")
         claims = self.verify_id_token(data["id_token"], pending.nonce)
         return TokenSet.from_response(data, claims=claims)
 
     def refresh(self, tokens: TokenSet) -> TokenSet:
         """Renew the access token; keeps a rotated refresh token (or the old one if not rotated)."""
         if not tokens.refresh_token:
-            raise OAuthError("no_refresh_token", "this sign-in has no refresh token", hint("no_refresh_token"))
+            raise OAuthError("no_refresh_token", "this sign-in has no refresh token")
         data = self._post_token({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
         claims = self.verify_id_token(data["id_token"]) if data.get("id_token") else None
         return TokenSet.from_response(data, previous=tokens, claims=claims)
@@ -322,10 +319,9 @@ class OAuthClient:
                 options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_iat": False},
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise OAuthError("invalid_id_token", str(exc), hint("invalid_id_token")) from exc
+            raise OAuthError("invalid_id_token", str(exc)) from exc
         if nonce is not None and not same_secret(str(claims.get("nonce", "")), nonce):
-            raise OAuthError("invalid_id_token", "the nonce does not match this sign-in",
-                             hint("invalid_id_token"))
+            raise OAuthError("invalid_id_token", "the nonce does not match this sign-in")
         return claims
 
     def _signing_key(self, kid: str | None, jwks_uri: str) -> jwt.PyJWK:
@@ -354,7 +350,7 @@ class OAuthClient:
     def _post_token(self, data: dict[str, str]) -> dict[str, Any]:
         reply = self._post(self.metadata().token_endpoint, self._client_auth(data))
         if not isinstance(reply, dict) or "access_token" not in reply:
-            raise OAuthError("invalid_response", "the token reply has no access_token", hint("invalid_response"))
+            raise OAuthError("invalid_response", "the token reply has no access_token")
         return reply
 
     def _post(self, url: str, data: Mapping[str, str]) -> Any:
@@ -364,15 +360,13 @@ class OAuthClient:
         try:
             return resp.json()
         except ValueError as exc:
-            raise OAuthError("invalid_response", f"{strip_query(url)} did not answer JSON",
-                             hint("invalid_response")) from exc
+            raise OAuthError("invalid_response", f"{strip_query(url)} did not answer JSON") from exc
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
             resp = self.http.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
-            raise OAuthError("network_error", f"could not reach {strip_query(url)} ({type(exc).__name__})",
-                             hint("network_error")) from exc
+            raise OAuthError("network_error", f"could not reach {strip_query(url)} ({type(exc).__name__})") from exc
         if resp.status_code >= 400:
             try:
                 body = resp.json()
@@ -381,5 +375,5 @@ class OAuthClient:
             body = body if isinstance(body, dict) else {}
             error = str(body.get("error") or ("server_error" if resp.status_code >= 500 else "invalid_request"))
             description = str(body.get("error_description") or f"HTTP {resp.status_code} from {strip_query(url)}")
-            raise OAuthError(error, description, hint(error))
+            raise OAuthError(error, description)
         return resp

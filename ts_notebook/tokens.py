@@ -62,8 +62,7 @@ class TokenSet:
         now = time.time() if now is None else now
         access = data.get("access_token")
         if not isinstance(access, str) or not access:
-            raise OAuthError("invalid_response", "the token reply has no access_token",
-                             "Check TS_SIGNIN_URL points at the sign-in service, then sign in again")
+            raise OAuthError("invalid_response", "the token reply has no access_token")
         try:
             lifetime = float(data.get("expires_in", DEFAULT_LIFETIME))
         except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of 400 digits

@@ -17,7 +17,6 @@ import requests
 from ts_notebook import tokens
 from ts_notebook.config import Settings
 from ts_notebook.errors import ConfigError
-from ts_notebook.kernel import api
 from ts_notebook.kernel.local import LocalLogin, LocalSource
 
 from ..conftest import CLIENT_ID
@@ -195,7 +194,7 @@ def test_a_terminal_sign_in_hands_the_browser_the_private_page(make_source, monk
     opened = []
     monkeypatch.setattr("webbrowser.open", opened.append)
 
-    api._terminal_login(make_source(), paste=False, timeout=0.5, open_browser=True)
+    make_source().login(paste=False, timeout=0.5, open_browser=True)  # no frontend here: the terminal flow
 
     start = re.search(r"http://localhost:\d+/start/\S+", capsys.readouterr().out).group(0)  # printed for the user
     assert len(opened) == 1 and opened[0].startswith("file:///") and start not in opened[0]

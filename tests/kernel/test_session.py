@@ -34,6 +34,18 @@ class FixedSource(TokenSource):
             self.snap = replace(self.snap, access_token=self.renew())
         return self.snap
 
+    def login(self, paste=False, timeout=0, open_browser=True) -> None:
+        raise AssertionError("no sign-in here")
+
+    def logout(self) -> Snapshot:
+        return self.snap
+
+    def add_listener(self, listener) -> None:
+        pass
+
+    def remove_listener(self, listener) -> None:
+        pass
+
 
 @pytest.fixture
 def signed_in(client, emulator):  # noqa: F811
@@ -58,6 +70,24 @@ def test_a_refused_token_is_renewed_once_and_the_request_resent(signed_in, emula
     r = TSSession(lambda: signed_in).get("brokerage/accounts", headers={"X-Trace": "1"})
     assert r.status_code == 200 and [h.status_code for h in r.history] == [401]
     assert r.request.headers["X-Trace"] == "1" and signed_in.renewals == 1
+
+
+def test_the_resend_goes_through_the_sessions_own_hooks(signed_in, emulator):
+    session, seen = TSSession(lambda: signed_in), []
+    session.hooks["response"].append(lambda r, **kw: seen.append(r.status_code))
+    emulator.revoke_access_tokens()
+
+    r = session.get("brokerage/accounts")
+
+    assert r.status_code == 200 and seen == [401, 200] and signed_in.renewals == 1
+
+
+def test_ts_auth_on_its_own_renews_and_resends_too(signed_in, emulator):
+    from ts_notebook.kernel.session import TSAuth
+
+    emulator.revoke_access_tokens()
+    r = requests.get(f"{emulator.url}/v3/brokerage/accounts", auth=TSAuth(lambda: signed_in), timeout=10)
+    assert r.status_code == 200 and [h.status_code for h in r.history] == [401] and signed_in.renewals == 1
 
 
 def test_a_401_with_no_newer_token_is_returned_as_is(signed_in, emulator):

@@ -348,7 +348,8 @@ class Emulator:
 
     @property
     def grants(self) -> list[dict[str, Any]]:
-        """One ``{"grant_type", "ok", "error"}`` per /oauth/token call, oldest first."""
+        """One ``{"grant_type", "ok", "error", "at"}`` per /oauth/token call, oldest first (``at``:
+        wall-clock seconds)."""
         return self._state.grants()
 
     @property

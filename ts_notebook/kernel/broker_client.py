@@ -20,8 +20,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..errors import BrokerError
-from ..protocol import ENV_VAR, KEY_HEADER, LONGPOLL, LONGPOLL_GRACE, OtherVersion, RuntimeInfo, Snapshot
-from .state import Listener, TokenSource
+from ..protocol import ENV_VAR, KEY_HEADER, LOGIN, LONGPOLL, LONGPOLL_GRACE, OtherVersion, RuntimeInfo, Snapshot
+from .frontend import display, has_frontend
+from .state import LOGIN_TIMEOUT, Listener, Status, TokenSource, wait_interruptibly
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,33 @@ class BrokerSource(TokenSource):
             if snap is not None and snap.access_token != stale and snap.fresh():
                 return snap
             return self._update(self.client.refresh(stale))
+
+    def login(self, paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True) -> None:
+        """The server signs in: its widget in a notebook (the paste form is in it); in a
+        terminal inside Jupyter, where to sign in, then wait for it."""
+        info = self.client.info
+        if has_frontend():
+            from .widget import LoginWidget
+
+            display(LoginWidget(self, login_path=info.login_path, paste_path=info.callback_path))
+            return
+        if self.current().signed_in:
+            print(Status.of(self.current()))
+            return
+        signed_in = threading.Event()
+        listener = lambda snap: snap.signed_in and signed_in.set()  # noqa: E731
+        self.add_listener(listener)
+        print(f"Open {info.url.rstrip('/')}/{LOGIN} in the browser where you use Jupyter and sign in "
+              "(Ctrl-C to stop waiting).")
+        try:
+            if wait_interruptibly(signed_in, timeout):
+                print(Status.of(self.current()))
+            else:
+                print(f"No sign-in within {timeout:.0f} s. Run %ts_login again.")
+        except KeyboardInterrupt:
+            print("Stopped waiting. Run %ts_login again to sign in.")
+        finally:
+            self.remove_listener(listener)
 
     def logout(self) -> Snapshot:
         """Sign out on the server; every kernel hears of it through its watcher."""

@@ -9,6 +9,7 @@ in this process.
 
 from __future__ import annotations
 
+import getpass
 import html
 import logging
 import os
@@ -38,23 +39,14 @@ from ..oauth import (
 from ..protocol import Snapshot
 from ..store import open_memory
 from ..tokens import TokenSet
+from .frontend import display, has_frontend
 from .listener import CallbackListener
-from .state import Listener, TokenSource
+from .state import LOGIN_TIMEOUT, Listener, Status, TokenSource, wait_interruptibly
 
 log = logging.getLogger(__name__)
 
-# How long %ts_login waits for the browser by default.
-LOGIN_TIMEOUT = 300.0
 # How long a thread waits for another thread's refresh (two token endpoint calls, at most).
 REFRESH_WAIT = 60.0
-
-
-def wait_interruptibly(event: threading.Event, timeout: float) -> bool:
-    """Wait for ``event`` up to ``timeout`` in short steps, so Ctrl-C gets through."""
-    deadline = time.monotonic() + timeout
-    while not event.is_set() and time.monotonic() < deadline:
-        event.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-    return event.is_set()
 
 
 class LocalLogin:
@@ -197,7 +189,8 @@ class LocalSource(TokenSource):
         self._timer: threading.Timer | None = None
         self._inflight: threading.Event | None = None
         self.version = 0
-        self.login: LocalLogin | None = None  # the sign-in waiting for its browser, if any
+        self.pending_login: LocalLogin | None = None  # the sign-in waiting for its browser, if any
+        self._login_lock = threading.Lock()
         self._restore()
 
     def _restore(self) -> None:
@@ -223,7 +216,7 @@ class LocalSource(TokenSource):
     def snapshot(self) -> Snapshot:
         """The current state, without any I/O (as ``BrokerSource.snapshot``)."""
         return Snapshot.of(self.version, self.keeper.tokens, self.settings, self.keeper.error,
-                           login_pending=self.login is not None and not self.login.done.is_set(),
+                           login_pending=self.pending_login is not None and not self.pending_login.done.is_set(),
                            configured=bool(self.settings.client_id), kept=self.memory.kept)
 
     # -- the keeper's actions, on threads -----------------------------------------------------------
@@ -346,6 +339,72 @@ class LocalSource(TokenSource):
         if inflight is not None and self.keeper.refreshing is not None:
             inflight.wait(REFRESH_WAIT)
         return self.snapshot
+
+    # -- signing in ---------------------------------------------------------------------------------
+
+    def login(self, paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True) -> None:
+        """Sign in within this process: the widget in a notebook (the wait runs in the
+        background), else the address in the terminal and a wait for the browser."""
+        if has_frontend() and not paste:
+            self._widget_login(timeout)
+        else:
+            self._terminal_login(paste, timeout, open_browser)
+
+    def _widget_login(self, timeout: float) -> None:
+        from .widget import LoginWidget
+
+        attempt = self._new_login(listen=True)
+        display(LoginWidget(self, login_path=attempt.start_url or "#"))
+
+        def wait_then_release() -> None:
+            finished = attempt.wait(timeout)
+            if self._end_login(attempt) and not finished:  # ended first, so the widget stops "Waiting"
+                self.set_error(f"No sign-in within {timeout:.0f} s. Run %ts_login again.")
+
+        threading.Thread(target=wait_then_release, name="ts_notebook-login", daemon=True).start()
+
+    def _terminal_login(self, paste: bool, timeout: float, open_browser: bool) -> None:
+        """Blocks until signed in, timeout or Ctrl-C; the port is freed whatever happens."""
+        if self.current().signed_in:
+            print(f"{Status.of(self.current())}\nRun %ts_logout to sign out.")
+            return
+        attempt = self._new_login(listen=not paste)
+        try:
+            url = attempt.start_url or attempt.pending.authorize_url
+            print(f"Sign in to TradeStation in your browser:\n  {url}")
+            if paste:
+                # getpass: the address carries the code, which must not echo into a saved output.
+                address = getpass.getpass("Then paste the address your browser ended on: ")
+                attempt.complete_pasted(address)
+            else:
+                if open_browser:
+                    attempt.open_browser()
+                print(f"Waiting for the browser on {attempt.listener.url if attempt.listener else ''} "
+                      "(Ctrl-C to cancel)...", flush=True)
+                if not attempt.wait(timeout):
+                    print(f"No sign-in within {timeout:.0f} s. Run %ts_login again.")
+                    return
+            print(attempt.message or "Sign-in not completed. Run %ts_login again.")
+        except KeyboardInterrupt:
+            print("Sign-in cancelled.")
+        finally:
+            self._end_login(attempt)
+
+    def _new_login(self, listen: bool) -> LocalLogin:
+        with self._login_lock:
+            if self.pending_login is not None:
+                self.pending_login.close()  # a newer %ts_login replaces a waiting one
+            self.pending_login = LocalLogin(self, listen=listen)
+            return self.pending_login
+
+    def _end_login(self, attempt: LocalLogin) -> bool:
+        """Release the attempt's port; True if it was still the current login."""
+        attempt.close()
+        with self._login_lock:
+            current = self.pending_login is attempt
+            if current:
+                self.pending_login = None
+        return current
 
     def logout(self) -> Snapshot:
         """Forget the tokens and revoke the refresh token."""

@@ -11,7 +11,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from ..errors import TSError
 from . import api
-from .local import LOGIN_TIMEOUT
+from .state import LOGIN_TIMEOUT
 
 
 @magics_class

@@ -1,7 +1,9 @@
 """``ts.session``: a requests.Session whose bearer token is always current.
 
 The token comes from the kernel's cached snapshot (no broker call per request). It is sent
-only to the configured API origins, and a 401 triggers one renewal and one resend.
+only to the configured API origins, and a 401 triggers one renewal and one resend: through
+the session's own request path (its hooks, cookies and redirect rules apply to the resend),
+or, for ``ts.auth`` used on its own, from a response hook.
 """
 
 from __future__ import annotations
@@ -32,11 +34,18 @@ def _may_carry_token(url: str, snap: Snapshot) -> bool:
 class TSAuth(AuthBase):
     """Bearer auth from the kernel's token source, for the API origins only.
 
-    Usable on its own: ``requests.get(url, auth=ts.auth)``.
+    Usable on its own: ``requests.get(url, auth=ts.auth)`` (a 401 is then renewed and resent
+    from a response hook).
+
+    Args:
+        source: returns the kernel's token source.
+        resend_on_401: renew and resend from a response hook; a session that resends through
+            its own request path turns this off.
     """
 
-    def __init__(self, source: Callable[[], TokenSource]) -> None:
+    def __init__(self, source: Callable[[], TokenSource], resend_on_401: bool = True) -> None:
         self._source = source
+        self.resend_on_401 = resend_on_401
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         snap = self._source().current()
@@ -45,23 +54,34 @@ class TSAuth(AuthBase):
         if not snap.signed_in:
             raise NotSignedIn(snap.error or "")
         r.headers["Authorization"] = f"Bearer {snap.access_token}"
-        r.register_hook("response", self._renew_on_401)
+        if self.resend_on_401:
+            r.register_hook("response", self._resend_on_401)
         return r
 
-    def _renew_on_401(self, resp: requests.Response, **kwargs: Any) -> requests.Response:
+    def renewed_after(self, resp: requests.Response) -> bool:
+        """After the API refused our bearer (401): renew once, however many threads ask; True
+        when there is a newer token to resend with.
+
+        Raises:
+            NotSignedIn: the sign-in ended (the renewal was refused for good).
+        """
         if resp.status_code != 401:
-            return resp
+            return False
         # Only a request that carried our bearer to an API origin is renewed and resent: a 401
         # from elsewhere (a redirect target, say) must never receive the token.
         sent = str(resp.request.headers.get("Authorization", ""))
         if not sent.startswith("Bearer ") or not _may_carry_token(resp.request.url or "", self._source().current()):
-            return resp
+            return False
         stale = sent[len("Bearer "):]
         snap = self._source().force_refresh(stale)
         if not snap.signed_in:
             raise NotSignedIn(snap.error or "The API refused the token and it could not be renewed")
-        if snap.access_token == stale:
-            return resp  # nothing newer to try: the caller sees the 401
+        return snap.access_token != stale  # else nothing newer to try: the caller sees the 401
+
+    def _resend_on_401(self, resp: requests.Response, **kwargs: Any) -> requests.Response:
+        if not self.renewed_after(resp):
+            return resp
+        snap = self._source().current()
         # Resend once, from a copy: the original request keeps its headers untouched.
         resp.content  # noqa: B018 - read the body so the connection can be reused
         resp.close()
@@ -89,7 +109,7 @@ class TSSession(requests.Session):
         super().__init__()
         self._source = source
         self.sim = sim
-        self.auth = TSAuth(source)
+        self.auth = TSAuth(source, resend_on_401=False)  # resent by request() below
 
     @property
     def base_url(self) -> str:
@@ -103,7 +123,16 @@ class TSSession(requests.Session):
         if not urlsplit(url).scheme:
             url = f"{self.base_url}/{url.lstrip('/')}"
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
-        return super().request(method, url, *args, **kwargs)
+        resp = super().request(method, url, *args, **kwargs)
+        if kwargs.get("auth") is None and isinstance(self.auth, TSAuth) and self.auth.renewed_after(resp):
+            # Once more through this same path (as google-auth's AuthorizedSession does): the
+            # session's hooks, cookies and redirect rules apply to the resend too.
+            resp.content  # noqa: B018 - read the body so the connection can be reused
+            resp.close()
+            again = super().request(method, url, *args, **kwargs)
+            again.history.insert(0, resp)
+            return again
+        return resp
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         """On a redirect, drop the bearer unless the new URL is an API origin."""

@@ -1,35 +1,105 @@
-"""What a kernel knows about the sign-in, and the interface of whatever keeps it current."""
+"""What a kernel knows about the sign-in: the status a person reads, and the interface of
+whatever keeps the sign-in current and signs in."""
 
 from __future__ import annotations
 
+import threading
+import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
 
 from ..protocol import Snapshot
 
 Listener = Callable[[Snapshot], None]
+# How long %ts_login waits for the browser by default.
+LOGIN_TIMEOUT = 300.0
 
 
-class TokenSource:
-    """Keeps a kernel's :class:`Snapshot` current. The broker client is one; the in-process
-    (serverless) flow is another.
+def wait_interruptibly(event: threading.Event, timeout: float) -> bool:
+    """Wait for ``event`` up to ``timeout`` in short steps, so Ctrl-C gets through."""
+    deadline = time.monotonic() + timeout
+    while not event.is_set() and time.monotonic() < deadline:
+        event.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+    return event.is_set()
+
+
+@dataclass(frozen=True)
+class Status:
+    """The sign-in state as a person reads it: no token in it."""
+
+    signed_in: bool
+    user: str = ""
+    scopes: tuple[str, ...] = ()
+    expires_at: float = 0.0
+    env: str = "live"
+    api_url: str = ""
+    error: str | None = None
+    kept: str = ""
+
+    @classmethod
+    def of(cls, snap: Snapshot) -> Status:
+        """Summarise a snapshot."""
+        return cls(
+            signed_in=snap.signed_in,
+            user=snap.display_name if snap.signed_in else "",
+            scopes=snap.scopes,
+            expires_at=snap.expires_at if snap.signed_in else 0.0,
+            env=snap.env,
+            api_url=snap.sim_api_url if snap.env == "sim" else snap.api_url,
+            error=snap.error,
+            kept=snap.kept,
+        )
+
+    def __str__(self) -> str:
+        if not self.signed_in:
+            text = f"Not signed in to TradeStation. {self.error or 'Run %ts_login to sign in.'}"
+        else:
+            until = time.strftime("%H:%M", time.localtime(self.expires_at))
+            text = (f"Signed in to TradeStation as {self.user} ({self.env}: {self.api_url}); "
+                    f"scopes: {' '.join(self.scopes)}; token valid until {until}, renewed automatically.")
+        return f"{text}\n{self.kept}" if self.kept else text
+
+    def _repr_pretty_(self, p, cycle: bool) -> None:  # type: ignore[no-untyped-def]
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        return f"<span>{escape(str(self))}</span>"
+
+
+class TokenSource(ABC):
+    """Keeps a kernel's :class:`Snapshot` current and signs in. The broker client (the Jupyter
+    server signs in) is one; the in-process flow (no server) is another.
     """
 
+    @abstractmethod
     def current(self) -> Snapshot:
         """The cached snapshot, re-read only when it cannot be trusted."""
-        raise NotImplementedError
 
+    @abstractmethod
     def force_refresh(self, stale: str) -> Snapshot:
         """Renew because ``stale`` was refused; one renewal however many threads ask."""
-        raise NotImplementedError
 
+    @abstractmethod
+    def login(self, paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True) -> None:
+        """Sign in: the widget in a notebook, plain text in a terminal.
+
+        Args:
+            paste: ask for the address the browser ended on instead of listening for it (a
+                browser on another machine than this kernel).
+            timeout: seconds to wait for the browser.
+            open_browser: open the sign-in page with the system browser (terminal, no server).
+        """
+
+    @abstractmethod
     def logout(self) -> Snapshot:
         """Sign out everywhere."""
-        raise NotImplementedError
 
+    @abstractmethod
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(snapshot)`` from a background thread on every change."""
-        raise NotImplementedError
 
+    @abstractmethod
     def remove_listener(self, listener: Listener) -> None:
         """Stop calling ``listener``."""
-        raise NotImplementedError

@@ -10,8 +10,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from jupyter_server.extension.application import ExtensionApp
+from traitlets import Unicode
 
-from ..config import SECRET_ENV, Settings, TSNotebook
+from ..config import SECRET_ENV, TABLE, Settings
 from ..errors import ConfigError
 from ..protocol import API, CALLBACK, ENV_VAR, LOGIN, RuntimeInfo
 from . import handlers
@@ -50,16 +51,41 @@ def broker_url(serverapp) -> str:  # type: ignore[no-untyped-def]
     return f"{scheme}://{loopback_host(serverapp.ip)}:{serverapp.port}{serverapp.base_url}"
 
 
-class TSNotebookApp(ExtensionApp):
-    """TradeStation sign-in for this Jupyter server (settings: ``c.TSNotebook.*``)."""
+def setting(name: str) -> Unicode:
+    """The trait of one row of the settings table: its help, and the variable it falls back to."""
+    row = next(s for s in TABLE if s.name == name)
+    default = f" Default: {row.default}." if row.default else ""
+    return Unicode(None, allow_none=True, help=f"{row.help} Env: {row.env}.{default}").tag(config=True)
+
+
+class TSNotebook(ExtensionApp):
+    """TradeStation sign-in for this Jupyter server. Each setting (``c.TSNotebook.<name>``)
+    falls back to its ``TS_*`` environment variable; ``jupyter ts-notebook --help-all`` lists
+    them and ``jupyter ts-notebook --generate-config`` writes them to
+    ``jupyter_ts_notebook_config.py``."""
 
     name = "ts_notebook"
+    description = "TradeStation sign-in for Jupyter: a Jupyter server with the ts_notebook extension."
     load_other_extensions = True
+
+    client_id = setting("client_id")
+    client_secret = setting("client_secret")
+    client_secret_file = setting("client_secret_file")
+    signin_url = setting("signin_url")
+    audience = setting("audience")
+    scopes = setting("scopes")
+    redirect_uri = setting("redirect_uri")
+    hub_public_url = setting("hub_public_url")
+    relay_ports = setting("relay_ports")
+    api_url = setting("api_url")
+    sim_api_url = setting("sim_api_url")
+    env = setting("env")
+    token_store = setting("token_store")
 
     def initialize_settings(self) -> None:
         config_error = None
         try:
-            settings = Settings.load(TSNotebook(parent=self))
+            settings = Settings.load(self)
         except ConfigError as exc:
             config_error = str(exc)
             self.log.error("ts_notebook: %s", exc)
@@ -81,13 +107,14 @@ class TSNotebookApp(ExtensionApp):
                              "%%ts_login will say how to set one")
 
     def initialize_handlers(self) -> None:
+        given = {"broker": self.broker, "key": self.key}
         self.handlers.extend([
-            (f"/{LOGIN}", handlers.LoginHandler),
-            (f"/{CALLBACK}", handlers.CallbackHandler),
-            (f"/{API}/token", handlers.TokenHandler),
-            (f"/{API}/refresh", handlers.RefreshHandler),
-            (f"/{API}/logout", handlers.LogoutHandler),
-            (f"/{API}/status", handlers.StatusHandler),
+            (f"/{LOGIN}", handlers.LoginHandler, given),
+            (f"/{CALLBACK}", handlers.CallbackHandler, given),
+            (f"/{API}/token", handlers.TokenHandler, given),
+            (f"/{API}/refresh", handlers.RefreshHandler, given),
+            (f"/{API}/logout", handlers.LogoutHandler, given),
+            (f"/{API}/status", handlers.StatusHandler, given),
         ])
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:  # type: ignore[no-untyped-def]
@@ -113,3 +140,6 @@ class TSNotebookApp(ExtensionApp):
         self.runtime_file.unlink(missing_ok=True)
         if os.environ.get(ENV_VAR) == str(self.runtime_file):
             del os.environ[ENV_VAR]
+
+
+main = launch_new_instance = TSNotebook.launch_instance

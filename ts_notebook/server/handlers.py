@@ -14,12 +14,11 @@ import json
 import math
 import re
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
-from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
@@ -31,9 +30,6 @@ from ..pages import result_page
 from ..protocol import CALLBACK, KEY_HEADER, LONGPOLL, LONGPOLL_MAX
 from ..redirects import choose_redirect_uri
 from .broker import LoginRejected, TokenBroker
-
-if TYPE_CHECKING:
-    from .app import TSNotebookApp
 
 # A Host header as a browser sends it: a name or address and an optional port, nothing else.
 HOST = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
@@ -51,20 +47,26 @@ def is_owner(user: Any) -> bool:
     return bool(user) and (here is None or getattr(user, "username", None) == here.user)
 
 
-class _Base(ExtensionHandlerMixin, JupyterHandler):
+class Refused(web.HTTPError):
+    """A request refused with a result page: its status, title and what to do. Every page
+    but success is one of these, rendered by ``write_error``."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(status, detail)
+        self.title, self.detail = title, detail
+
+
+class _Base(JupyterHandler):
+    """The browser pages: given the broker by the app."""
+
+    def initialize(self, broker: TokenBroker, key: str) -> None:
+        self.broker = broker
+
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         if self.current_user and not is_owner(self.current_user):
-            self.send_page(403, "Not your sign-in", "Only the owner of this Jupyter server can sign it "
-                           "in to TradeStation. Open your own server and run %ts_login there.")
-
-    @property
-    def app(self) -> TSNotebookApp:
-        return self.extensionapp  # type: ignore[return-value]
-
-    @property
-    def broker(self) -> TokenBroker:
-        return self.app.broker
+            raise Refused(403, "Not your sign-in", "Only the owner of this Jupyter server can sign it in to "
+                          "TradeStation. Open your own server and run %ts_login there.")
 
     @property
     def cookie_name(self) -> str:
@@ -86,14 +88,15 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
         copied into a URL.
 
         Raises:
-            HTTPError: 400 for a malformed Host header.
+            Refused: 400 for a malformed Host header.
         """
         return self._host().group(0)
 
     def _host(self) -> re.Match[str]:
         match = HOST.fullmatch(self.request.host or "")
         if match is None:
-            raise web.HTTPError(400, "The request's Host header is malformed. Open Jupyter by its usual address.")
+            raise Refused(400, "TradeStation sign-in",
+                          "The request's Host header is malformed. Open Jupyter by its usual address.")
         return match
 
     def own_callback(self) -> str:
@@ -104,7 +107,11 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
         """True when the browser reached this server as localhost, 127.0.0.1 or [::1]."""
         return self._host().group("host").strip("[]") in LOOPBACK_NAMES
 
-    def send_page(self, status: int, title: str, detail: str, ok: bool = False) -> None:
+    def send_page(self, title: str, detail: str) -> None:
+        """The success page."""
+        self._page(200, title, detail, ok=True)
+
+    def _page(self, status: int, title: str, detail: str, ok: bool) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
@@ -112,17 +119,22 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
         # tornado's default logs the whole URI, and a callback's query carries the code.
+        if isinstance(value, Refused):
+            self.log.info("ts_notebook: %s %s refused (%d)", self.request.method, self.request.path,
+                          value.status_code)
+            return
         self.log.warning("ts_notebook: %s %s failed: %s", self.request.method, self.request.path,
                          typ.__name__ if typ else "error")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        # Never a traceback page: a short message, whatever went wrong.
+        """Every page but success: a refusal's own, else a short message, never a traceback."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, Refused):
+            self._page(status_code, exc.title, exc.detail, ok=False)
+            return
         detail = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else (
             f"Something went wrong (HTTP {status_code}). Close this tab and run %ts_login again.")
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(result_page("TradeStation sign-in", detail, ok=False))
+        self._page(status_code, "TradeStation sign-in", detail, ok=False)
 
 
 class LoginHandler(_Base):
@@ -134,9 +146,8 @@ class LoginHandler(_Base):
         if self.request.headers.get("Sec-Fetch-Site", "none") not in allowed:
             # Another site's page must not start sign-ins here: each one holds the relay's
             # port and a place in the pending table, and could push a real one out.
-            self.send_page(403, "Sign-in not started", "Another website tried to start a TradeStation sign-in "
-                           "here. To sign in, run %ts_login in your notebook and click its button.")
-            return
+            raise Refused(403, "Sign-in not started", "Another website tried to start a TradeStation sign-in "
+                          "here. To sign in, run %ts_login in your notebook and click its button.")
         browser_key = self.get_cookie(self.cookie_name) or ""
         if len(browser_key) < 32:  # reuse this browser's key so two open logins both work
             browser_key = secrets.token_urlsafe(32)
@@ -148,8 +159,7 @@ class LoginHandler(_Base):
         try:
             pending = await self.broker.begin_login(redirect_uri, browser_key, return_to, prefix)
         except (ConfigError, OAuthError) as exc:
-            self.send_page(400 if isinstance(exc, ConfigError) else 502, "Cannot start the sign-in", str(exc))
-            return
+            raise Refused(400 if isinstance(exc, ConfigError) else 502, "Cannot start the sign-in", str(exc)) from exc
         self.set_private_cookie(self.cookie_name, browser_key)
         self.redirect(pending.authorize_url)
 
@@ -174,25 +184,19 @@ class CallbackHandler(_Base):
             return
         try:
             params = self.callback_params()
-        except OAuthError as exc:
-            self.send_page(400, "Sign-in not accepted", str(exc))
-            return
-        if self.forward_to_named_server(params):
-            return
-        try:
+            if self.forward_to_named_server(params):
+                return
             pending = self.broker.take_pending(params.get("state", ""), self.get_cookie(self.cookie_name))
         except LoginRejected as exc:
-            self.send_page(400, "Sign-in not accepted", str(exc))
-            return
+            raise Refused(400, "Sign-in not accepted", str(exc)) from exc
         self._forget_cookie_if_done()
         try:
             tokens = await self.broker.complete_login(pending, params)
         except OAuthError as exc:
-            self.send_page(400 if exc.permanent or exc.error == "invalid_request" else 502,
-                           "Sign-in not completed", str(exc))
-            return
-        self.send_page(200, f"Signed in to TradeStation as {tokens.display_name}.",
-                       "You can close this tab and go back to your notebook.", ok=True)
+            raise Refused(400 if exc.permanent or exc.error == "invalid_request" else 502,
+                          "Sign-in not completed", str(exc)) from exc
+        self.send_page(f"Signed in to TradeStation as {tokens.display_name}.",
+                       "You can close this tab and go back to your notebook.")
 
     @property
     def resume_cookie(self) -> str:
@@ -217,7 +221,7 @@ class CallbackHandler(_Base):
         (the hub's user-redirect lands on the default server unless its hook routes it).
 
         Raises:
-            HTTPError: 400 when state names no server a callback may go to (``..``, ``a/b``).
+            LoginRejected: state names no server a callback may go to (``..``, ``a/b``).
         """
         here = hub.HubServer.here()
         if here is None:
@@ -226,7 +230,7 @@ class CallbackHandler(_Base):
         if server is None or server == here.server_name:
             return False
         if not hub.forwardable(server):
-            raise web.HTTPError(400, "This sign-in names no server of yours, so it goes nowhere. "
+            raise LoginRejected("This sign-in names no server of yours, so it goes nowhere. "
                                 "Run %ts_login in your notebook and click the sign-in button again.")
         self.redirect(f"{here.callback_of(server)}?{urlencode(params)}")
         return True
@@ -234,7 +238,11 @@ class CallbackHandler(_Base):
     def callback_params(self) -> dict[str, str]:
         """The callback's query; or that of ``auth_response``, the address a browser ended on
         when it could not reach the relay, pasted into the widget's form; or the query that
-        waited in a cookie while the browser signed in to Jupyter again."""
+        waited in a cookie while the browser signed in to Jupyter again.
+
+        Raises:
+            LoginRejected: the query is not a callback's (or the provider's error, said plainly).
+        """
         query = self.request.query
         saved = self.get_cookie(self.resume_cookie)
         if saved:
@@ -243,12 +251,15 @@ class CallbackHandler(_Base):
             try:
                 query = base64.urlsafe_b64decode(saved.encode()).decode()
             except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-                raise OAuthError("invalid_request", "the saved sign-in could not be read",
-                                 "Run %ts_login again") from exc
-        params = callback_params("?" + query)
-        # Named so that Jupyter's request log scrubs it ("auth" is one of its secret words).
-        pasted = params.get("auth_response")
-        return callback_params(pasted) if pasted else params
+                raise LoginRejected("TradeStation sign-in failed: the saved sign-in could not be read. "
+                                    "Run %ts_login again") from exc
+        try:
+            params = callback_params("?" + query)
+            # Named so that Jupyter's request log scrubs it ("auth" is one of its secret words).
+            pasted = params.get("auth_response")
+            return callback_params(pasted) if pasted else params
+        except OAuthError as exc:
+            raise LoginRejected(str(exc)) from exc
 
     def _forget_cookie_if_done(self) -> None:
         key = self.get_cookie(self.cookie_name) or ""
@@ -256,17 +267,16 @@ class CallbackHandler(_Base):
             self.clear_cookie(self.cookie_name, path=self.cookie_path)
 
 
-class _API(ExtensionHandlerMixin, APIHandler):
+class _API(APIHandler):
     """Base of the kernel API: runtime key or the server owner, JSON in and out, no caching."""
 
-    @property
-    def broker(self) -> TokenBroker:
-        return self.extensionapp.broker  # type: ignore[attr-defined]
+    def initialize(self, broker: TokenBroker, key: str) -> None:
+        self.broker, self.key = broker, key
 
     @property
     def key_ok(self) -> bool:
         given = self.request.headers.get(KEY_HEADER, "")
-        return bool(given) and same_secret(given, self.extensionapp.key)  # type: ignore[attr-defined]
+        return bool(given) and same_secret(given, self.key)
 
     def set_cors_headers(self) -> None:
         """No CORS here, whatever ``allow_origin`` the server has for other routes."""

@@ -1,0 +1,43 @@
+"""The magics in an IPython shell of this process: every failure is one line that says what
+to do, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from ts_notebook.kernel import api
+
+
+@pytest.fixture
+def shell(monkeypatch):
+    monkeypatch.setattr(api, "_source", None)
+    monkeypatch.setattr(api, "_objects", {})
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "ts_notebook")
+    yield ip
+    ip.run_line_magic("unload_ext", "ts_notebook")
+
+
+def test_a_bad_option_prints_the_usage_in_one_line(shell, capsys):
+    shell.run_line_magic("ts_login", "--bogus")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Usage: %ts_login [--paste] [--no-browser] [--timeout SECONDS]" in err
+
+
+def test_status_without_a_key_says_not_signed_in_and_where_nothing_is_kept(shell, capsys):
+    status = shell.run_line_magic("ts_status", "")
+    assert str(status).startswith("Not signed in to TradeStation. Run %ts_login to sign in.")
+    assert "Sign-in not kept across restarts (no secure system keyring here)" in str(status)
+
+
+def test_login_without_a_key_says_how_to_set_one(shell, capsys):
+    shell.run_line_magic("ts_login", "--no-browser --timeout 1")
+    err = capsys.readouterr().err
+    assert err.startswith("ts_notebook: No TradeStation API key is set. Set TS_CLIENT_ID") and "Traceback" not in err
+
+
+def test_the_package_is_in_the_namespace_as_ts(shell):
+    import ts_notebook
+
+    assert shell.user_ns["ts"] is ts_notebook
