@@ -19,19 +19,40 @@ from ts_notebook.protocol import RuntimeInfo
 
 def server_env(em: Emulator, secret: str, tmp: Path, **extra: str) -> dict[str, str]:
     """The environment of a server (and the kernels it starts) signed in against ``em``."""
-    return {**os.environ, "TS_CLIENT_ID": em.client_id, "TS_CLIENT_SECRET": secret, "TS_SIGNIN_URL": em.url,
-            "TS_API_URL": f"{em.url}/v3", "TS_SIM_API_URL": f"{em.url}/sim/v3", "JUPYTER_RUNTIME_DIR": str(tmp),
-            **extra}
+    return {
+        **os.environ,
+        "TS_CLIENT_ID": em.client_id,
+        "TS_CLIENT_SECRET": secret,
+        "TS_SIGNIN_URL": em.url,
+        "TS_API_URL": f"{em.url}/v3",
+        "TS_SIM_API_URL": f"{em.url}/sim/v3",
+        "JUPYTER_RUNTIME_DIR": str(tmp),
+        **extra,
+    }
 
 
-def start_server(em: Emulator, secret: str, tmp: Path, port: int | None = None,
-                 **extra: str) -> tuple[subprocess.Popen, str, str, RuntimeInfo]:
+def start_server(
+    em: Emulator, secret: str, tmp: Path, port: int | None = None, **extra: str
+) -> tuple[subprocess.Popen, str, str, RuntimeInfo]:
     """A `jupyter server` with ts_notebook; returns it, its URL, its token and runtime info."""
     port, token = port or free_port(), secrets.token_hex(16)
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--allow-root", "--no-browser",
-                             "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
-                             f"--ServerApp.root_dir={tmp}"], env=server_env(em, secret, tmp, **extra),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "server",
+            "--allow-root",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={tmp}",
+        ],
+        env=server_env(em, secret, tmp, **extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/"
     for _ in range(300):
         files = list(tmp.glob("ts_notebook-*.json"))

@@ -57,8 +57,12 @@ def to_callback(url: str, token: str, username: str) -> tuple[requests.Session, 
     b.headers["Authorization"] = f"token {token}"
     authorize = b.get(f"{url}ts_notebook/login", allow_redirects=False, timeout=30).headers["Location"]
     form = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
-    r = b.post(authorize.split("?", 1)[0], data={**form, "username": username, "decision": "allow"},
-               allow_redirects=False, timeout=30)
+    r = b.post(
+        authorize.split("?", 1)[0],
+        data={**form, "username": username, "decision": "allow"},
+        allow_redirects=False,
+        timeout=30,
+    )
     return b, r.headers["Location"]
 
 
@@ -86,14 +90,19 @@ def slow_provider(url: str, token: str, key: str, em: Emulator, logins: int, del
         loaded = poll_status(url, key, min(delay, 20))
         ended = [r.result() for r in results]
     em.token_delay = 0
-    print(f"status while {logins} sign-ins wait on a {delay:.0f} s token endpoint: "
-          f"p50 {p(loaded, 50):.1f} ms, p99 {p(loaded, 99):.1f} ms ({len(loaded)} calls)")
-    print(f"status with nothing waiting (baseline):               "
-          f"p50 {p(baseline, 50):.1f} ms, p99 {p(baseline, 99):.1f} ms ({len(baseline)} calls)")
+    print(
+        f"status while {logins} sign-ins wait on a {delay:.0f} s token endpoint: "
+        f"p50 {p(loaded, 50):.1f} ms, p99 {p(loaded, 99):.1f} ms ({len(loaded)} calls)"
+    )
+    print(
+        f"status with nothing waiting (baseline):               "
+        f"p50 {p(baseline, 50):.1f} ms, p99 {p(baseline, 99):.1f} ms ({len(baseline)} calls)"
+    )
     print(f"p99 ratio (loaded / baseline): {p(loaded, 99) / p(baseline, 99):.2f}")
     waits = sorted(w for _, w in ended)
-    print(f"the {logins} sign-ins waited median {statistics.median(waits):.1f} s, "
-          f"longest {waits[-1]:.1f} s, and ended:")
+    print(
+        f"the {logins} sign-ins waited median {statistics.median(waits):.1f} s, longest {waits[-1]:.1f} s, and ended:"
+    )
     for outcome, count in Counter(s for s, _ in ended).most_common():
         print(f"  {count:3d} x {outcome}")
 
@@ -120,8 +129,7 @@ print(json.dumps(seen))
 """
 
 
-def across_an_expiry(url: str, token: str, em: Emulator, secret: str, tmp: Path, kernels: int,
-                     threads: int) -> None:
+def across_an_expiry(url: str, token: str, em: Emulator, secret: str, tmp: Path, kernels: int, threads: int) -> None:
     env = server_env(em, secret, tmp, **{ENV_VAR: str(next(tmp.glob("ts_notebook-*.json")))})
     managers = [KernelManager(kernel_name="python3") for _ in range(kernels)]
     clients = []
@@ -141,16 +149,19 @@ def across_an_expiry(url: str, token: str, em: Emulator, secret: str, tmp: Path,
 
         def run(kc) -> Counter:
             out: list[str] = []
-            kc.execute_interactive(code, timeout=120, output_hook=lambda m: m["msg_type"] == "stream"
-                                   and out.append(m["content"]["text"]))
+            kc.execute_interactive(
+                code, timeout=120, output_hook=lambda m: m["msg_type"] == "stream" and out.append(m["content"]["text"])
+            )
             return Counter(json.loads("".join(out)))
 
         with ThreadPoolExecutor(kernels) as pool:
             seen = sum(pool.map(run, clients), Counter())
         renewals = sum(g["grant_type"] == "refresh_token" for g in em.grants) - before
         failed = sum(n for outcome, n in seen.items() if outcome != "200")
-        print(f"{kernels} kernels x {threads} threads for 11 s across an expiry: {renewals} refresh grant(s) at the "
-              f"provider (goal 1); {sum(seen.values())} requests, {failed} failed (goal 0): {dict(seen)}")
+        print(
+            f"{kernels} kernels x {threads} threads for 11 s across an expiry: {renewals} refresh grant(s) at the "
+            f"provider (goal 1); {sum(seen.values())} requests, {failed} failed (goal 0): {dict(seen)}"
+        )
     finally:
         for kc, km in zip(clients, managers, strict=False):
             kc.stop_channels()

@@ -64,8 +64,10 @@ def main() -> None:
                 trips.append(trip)
                 ratios.append(push / trip)
             print(f"{args.kernels} kernels, {args.rounds} rounds")
-            print(f"median: change seen by all kernels {statistics.median(pushes) * 1e3:.2f} ms; "
-                  f"one plain status round trip {statistics.median(trips) * 1e3:.2f} ms")
+            print(
+                f"median: change seen by all kernels {statistics.median(pushes) * 1e3:.2f} ms; "
+                f"one plain status round trip {statistics.median(trips) * 1e3:.2f} ms"
+            )
             print(f"median ratio (all kernels informed / one round trip): {statistics.median(ratios):.2f}")
         finally:
             proc.terminate()

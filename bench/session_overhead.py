@@ -23,12 +23,24 @@ from ts_notebook.kernel.session import TSSession
 
 def signed_in_source(em: Emulator, secret: str) -> LocalSource:
     """An in-process token source signed in through the emulator's real sign-in page."""
-    source = LocalSource(Settings.load(environ={}, client_id="bench", client_secret=secret, signin_url=em.url,
-                                       api_url=f"{em.url}/v3", sim_api_url=f"{em.url}/sim/v3"))
+    source = LocalSource(
+        Settings.load(
+            environ={},
+            client_id="bench",
+            client_secret=secret,
+            signin_url=em.url,
+            api_url=f"{em.url}/v3",
+            sim_api_url=f"{em.url}/sim/v3",
+        )
+    )
     pending = source.client.begin_login("http://localhost:31022")
     query = {k: v[0] for k, v in parse_qs(urlsplit(pending.authorize_url).query).items()}
-    r = requests.post(f"{em.url}/authorize", data={**query, "username": "bench", "decision": "allow"},
-                      allow_redirects=False, timeout=10)
+    r = requests.post(
+        f"{em.url}/authorize",
+        data={**query, "username": "bench", "decision": "allow"},
+        allow_redirects=False,
+        timeout=10,
+    )
     code = parse_qs(urlsplit(r.headers["Location"]).query)["code"][0]
     source.install(source.client.exchange(pending, code))
     return source
@@ -58,10 +70,14 @@ def main() -> None:
             base = timed(plain, url, args.requests)
             ours = timed(ts_session, "brokerage/accounts", args.requests)
             ratios.append(ours / base)
-            print(f"plain {base * 1e3:7.3f} ms/request   ts.session {ours * 1e3:7.3f} ms/request   "
-                  f"ratio {ours / base:5.2f}")
-        print(f"median ratio ts.session / plain: {statistics.median(ratios):.2f} "
-              f"({args.rounds} rounds of {args.requests} requests)")
+            print(
+                f"plain {base * 1e3:7.3f} ms/request   ts.session {ours * 1e3:7.3f} ms/request   "
+                f"ratio {ours / base:5.2f}"
+            )
+        print(
+            f"median ratio ts.session / plain: {statistics.median(ratios):.2f} "
+            f"({args.rounds} rounds of {args.requests} requests)"
+        )
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ class Kernel:
     def buttons(self, description: str) -> list[str]:
         """Comm ids of the Button widgets with this description."""
         return [
-            m["content"]["comm_id"] for m in self.messages
+            m["content"]["comm_id"]
+            for m in self.messages
             if m["msg_type"] == "comm_open"
             and m["content"]["data"]["state"].get("_model_name") == "ButtonModel"
             and m["content"]["data"]["state"].get("description") == description
@@ -111,8 +112,9 @@ class Kernel:
 
     def click(self, comm_id: str) -> None:
         """Send the message a frontend sends when a button is clicked."""
-        msg = self.client.session.msg("comm_msg", {
-            "comm_id": comm_id, "data": {"method": "custom", "content": {"event": "click"}}})
+        msg = self.client.session.msg(
+            "comm_msg", {"comm_id": comm_id, "data": {"method": "custom", "content": {"event": "click"}}}
+        )
         self.client.shell_channel.send(msg)
 
     def login_link(self) -> str:
@@ -189,8 +191,12 @@ class Browser:
 
     def submit_login(self, page: requests.Response) -> requests.Response:
         """On Jupyter's login page, enter the token and press Log in (its ?next= is kept)."""
-        r = self.http.post(page.url, data={"password": self.token, "_xsrf": self.http.cookies.get("_xsrf", "")},
-                           allow_redirects=False, timeout=30)
+        r = self.http.post(
+            page.url,
+            data={"password": self.token, "_xsrf": self.http.cookies.get("_xsrf", "")},
+            allow_redirects=False,
+            timeout=30,
+        )
         return self._follow(r)
 
     def submit(self, page: requests.Response, button: str, **values: str) -> requests.Response:
@@ -201,8 +207,9 @@ class Browser:
         r = self.http.post(urljoin(page.url, form.action), data=data, allow_redirects=False, timeout=30)
         return self._follow(r)
 
-    def sign_in_to_tradestation(self, login_link: str, decision: str = "allow",
-                                username: str = "analyst") -> requests.Response:
+    def sign_in_to_tradestation(
+        self, login_link: str, decision: str = "allow", username: str = "analyst"
+    ) -> requests.Response:
         """Click the widget's link, then Allow (or Deny) on the sign-in page; return the last page."""
         page = self.get(login_link)
         assert "username" in page.text, page.text[:500]
@@ -230,8 +237,9 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def run_in_kernel(http: requests.Session, server_url: str, code: str, ws_base: str | None = None,
-                  **ws_options: Any) -> str:
+def run_in_kernel(
+    http: requests.Session, server_url: str, code: str, ws_base: str | None = None, **ws_options: Any
+) -> str:
     """Start a kernel through a server's REST API, run ``code`` over its websocket as a
     frontend does, and return what it printed (an error as ``Name: value``).
 
@@ -243,16 +251,35 @@ def run_in_kernel(http: requests.Session, server_url: str, code: str, ws_base: s
     kernel = http.post(f"{server_url}api/kernels", json={"name": "python3"}, timeout=60).json()
     base = ws_base or server_url.replace("http", "ws", 1)
     headers = [f"{k}: {v}" for k, v in http.headers.items() if k.lower() == "authorization"]
-    ws = websocket.create_connection(f"{base}api/kernels/{kernel['id']}/channels", header=headers, timeout=60,
-                                     **ws_options)
+    ws = websocket.create_connection(
+        f"{base}api/kernels/{kernel['id']}/channels", header=headers, timeout=60, **ws_options
+    )
     try:
         msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
-                       "session": uuid.uuid4().hex, "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False,
-                        "user_expressions": {}, "allow_stdin": False}}))
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "msg_type": "execute_request",
+                        "username": "test",
+                        "session": uuid.uuid4().hex,
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                    },
+                }
+            )
+        )
         out = []
         while True:
             msg = json.loads(ws.recv())

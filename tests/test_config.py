@@ -16,13 +16,21 @@ def traits(**values: str) -> TSNotebook:
     return TSNotebook(config=Config({"TSNotebook": values}))
 
 
-@pytest.mark.parametrize(("explicit", "configured", "env", "expected"), [
-    ({"api_url": "https://a.example/v3"}, {"api_url": "https://b.example/v3"},
-     {"TS_API_URL": "https://c.example/v3"}, "https://a.example/v3"),
-    ({}, {"api_url": "https://b.example/v3"}, {"TS_API_URL": "https://c.example/v3"}, "https://b.example/v3"),
-    ({}, {}, {"TS_API_URL": "https://c.example/v3/"}, "https://c.example/v3"),
-    ({}, {}, {}, "https://api.tradestation.com/v3"),
-], ids=["argument", "traitlets", "environment", "default"])
+@pytest.mark.parametrize(
+    ("explicit", "configured", "env", "expected"),
+    [
+        (
+            {"api_url": "https://a.example/v3"},
+            {"api_url": "https://b.example/v3"},
+            {"TS_API_URL": "https://c.example/v3"},
+            "https://a.example/v3",
+        ),
+        ({}, {"api_url": "https://b.example/v3"}, {"TS_API_URL": "https://c.example/v3"}, "https://b.example/v3"),
+        ({}, {}, {"TS_API_URL": "https://c.example/v3/"}, "https://c.example/v3"),
+        ({}, {}, {}, "https://api.tradestation.com/v3"),
+    ],
+    ids=["argument", "traitlets", "environment", "default"],
+)
 def test_each_setting_is_read_in_one_order(explicit, configured, env, expected):
     assert Settings.load(traits(**configured), environ=env, **explicit).api_url == expected
 
@@ -34,11 +42,15 @@ def test_the_secret_file_is_read_and_an_explicit_secret_wins(tmp_path):
     assert Settings.load(environ={"TS_CLIENT_SECRET_FILE": str(path), "TS_CLIENT_SECRET": "env"}).client_secret == "env"
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"TS_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "Cannot read the client secret file"),
-    ({"TS_ENV": "paper"}, "TS_ENV must be 'live' or 'sim'"),
-    ({"TS_API_URL": "api.tradestation.com"}, "is not an http(s) URL"),
-], ids=["secret-file", "env", "url"])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TS_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "Cannot read the client secret file"),
+        ({"TS_ENV": "paper"}, "TS_ENV must be 'live' or 'sim'"),
+        ({"TS_API_URL": "api.tradestation.com"}, "is not an http(s) URL"),
+    ],
+    ids=["secret-file", "env", "url"],
+)
 def test_bad_values_say_what_to_fix(env, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Settings.load(environ=env)

@@ -23,7 +23,9 @@ def test_an_unforeseen_error_gets_the_general_hint_and_a_given_hint_wins():
     assert str(OAuthError("invalid_grant", "", "Do this")) == "TradeStation sign-in failed: invalid_grant. Do this"
 
 
-@pytest.mark.parametrize("code, permanent", [("invalid_grant", True), ("no_refresh_token", True),
-                                             ("server_error", False), ("network_error", False)])
+@pytest.mark.parametrize(
+    "code, permanent",
+    [("invalid_grant", True), ("no_refresh_token", True), ("server_error", False), ("network_error", False)],
+)
 def test_only_a_dead_grant_is_permanent(code, permanent):
     assert OAuthError(code).permanent is permanent

@@ -23,8 +23,9 @@ def jwk() -> dict:
     return json.loads(json.dumps(shared_signing_key().public_jwk()))
 
 
-@pytest.mark.parametrize("body", ["[]", "{}", '{"keys": "x"}', '{"keys": [1, "k", {"kty": "EC"}]}', '"text"',
-                                  "not json"])
+@pytest.mark.parametrize(
+    "body", ["[]", "{}", '{"keys": "x"}', '{"keys": [1, "k", {"kty": "EC"}]}', '"text"', "not json"]
+)
 def test_a_reply_without_a_usable_rsa_key_is_invalid_id_token(body):
     with pytest.raises(OAuthError) as caught:
         parse_jwks(reply(body))

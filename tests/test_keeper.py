@@ -11,8 +11,7 @@ T0 = 1_000_000.0
 
 
 def tokens(n: int, lifetime: float = 1200, now: float = T0, refresh: str | None = "r1") -> TokenSet:
-    return TokenSet.from_response({"access_token": f"a{n}", "expires_in": lifetime, "refresh_token": refresh},
-                                  now=now)
+    return TokenSet.from_response({"access_token": f"a{n}", "expires_in": lifetime, "refresh_token": refresh}, now=now)
 
 
 @pytest.fixture
@@ -28,8 +27,11 @@ def test_a_sign_in_is_announced_and_renewed_before_it_expires():
     assert k.signed_in(first, T0) == [Notify(), ArmTimer(1200 - 120), Keep(first)]  # two minutes early
 
 
-@pytest.mark.parametrize(("lifetime", "delay"), [(3, 2.0), (1, MIN_DELAY), (0.2, MIN_DELAY)],
-                         ids=["short", "one-second", "shorter-than-the-floor"])
+@pytest.mark.parametrize(
+    ("lifetime", "delay"),
+    [(3, 2.0), (1, MIN_DELAY), (0.2, MIN_DELAY)],
+    ids=["short", "one-second", "shorter-than-the-floor"],
+)
 def test_timers_never_fire_closer_than_the_floor(lifetime, delay):
     assert Keeper().signed_in(tokens(1, lifetime), T0)[1] == ArmTimer(pytest.approx(delay))
 
@@ -74,9 +76,11 @@ def test_the_timer_firing_during_a_refresh_adds_none(keeper):
     assert keeper.timer_fired() == []
 
 
-@pytest.mark.parametrize(("at", "delay"), [(T0 + 1080, 15.0), (T0 + 1190, 5.0), (T0 + 1198.5, MIN_DELAY),
-                                          (T0 + 1300, RETRY_AFTER)],
-                         ids=["two-minutes-left", "ten-seconds-left", "a-second-and-a-half-left", "already-expired"])
+@pytest.mark.parametrize(
+    ("at", "delay"),
+    [(T0 + 1080, 15.0), (T0 + 1190, 5.0), (T0 + 1198.5, MIN_DELAY), (T0 + 1300, RETRY_AFTER)],
+    ids=["two-minutes-left", "ten-seconds-left", "a-second-and-a-half-left", "already-expired"],
+)
 def test_a_passing_failure_is_retried_within_the_token_life_then_every_retry_after(keeper, at, delay):
     first = keeper.tokens
     keeper.timer_fired()
@@ -90,8 +94,10 @@ def test_a_failure_for_good_signs_out_with_the_reason(keeper):
     first = keeper.tokens
     keeper.timer_fired()
 
-    assert keeper.refresh_failed(first, T0, ended="Your sign-in has ended. Run %ts_login.") == \
-        [Notify(), ArmTimer(None)]
+    assert keeper.refresh_failed(first, T0, ended="Your sign-in has ended. Run %ts_login.") == [
+        Notify(),
+        ArmTimer(None),
+    ]
     assert keeper.tokens is None and keeper.error == "Your sign-in has ended. Run %ts_login."
     assert keeper.refresh_wanted("a1") == [] and keeper.timer_fired() == []  # no loop
 

@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_installed_package_enables_its_server_extension():
-    out = subprocess.run([sys.executable, "-m", "jupyter", "server", "extension", "list"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter", "server", "extension", "list"], capture_output=True, text=True, timeout=120
+    )
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
     assert re.search(r"ts_notebook enabled", text) and re.search(r"ts_notebook \S+ OK", text), text
 
@@ -39,8 +40,14 @@ def launched(tmp_path):
     env["JUPYTER_RUNTIME_DIR"] = str(tmp_path)  # keep the runtime file away from the user's
     log_path = tmp_path / "lab.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "ts_notebook", "lab", "--no-browser", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ts_notebook", "lab", "--no-browser", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         token = None
         deadline = time.monotonic() + 120
@@ -49,8 +56,9 @@ def launched(tmp_path):
             m = re.search(rf"http://127\.0\.0\.1:{port}/lab\S*\?token=(\w+)", log_path.read_text())
             token = m.group(1) if m else None
         assert token, "JupyterLab did not start"
-        yield SimpleNamespace(proc=proc, url=f"http://127.0.0.1:{port}/", token=token, log=log_path.read_text,
-                              runtime_dir=tmp_path)
+        yield SimpleNamespace(
+            proc=proc, url=f"http://127.0.0.1:{port}/", token=token, log=log_path.read_text, runtime_dir=tmp_path
+        )
     finally:
         if proc.poll() is None:
             proc.terminate()  # the launcher stops Jupyter, then itself; SIGKILL would orphan Jupyter
@@ -62,8 +70,10 @@ def launched(tmp_path):
 
 def test_python_m_ts_notebook_serves_lab_on_the_emulator_and_signs_in(launched):
     base, token = launched.url, launched.token
-    assert requests.get(f"{base}lab/tree/notebooks/quickstart.ipynb", params={"token": token},
-                        timeout=30).status_code == 200
+    assert (
+        requests.get(f"{base}lab/tree/notebooks/quickstart.ipynb", params={"token": token}, timeout=30).status_code
+        == 200
+    )
 
     browser = Browser(base, token)
     browser.sign_in_to_jupyter()

@@ -21,16 +21,18 @@ REDIRECT = "http://localhost:31022"
 
 @pytest.fixture
 def client(emulator, client_secret) -> OAuthClient:
-    return OAuthClient(Settings.load(environ={}, client_id=CLIENT_ID, client_secret=client_secret,
-                                     signin_url=emulator.url))
+    return OAuthClient(
+        Settings.load(environ={}, client_id=CLIENT_ID, client_secret=client_secret, signin_url=emulator.url)
+    )
 
 
 def approve(pending: PendingLogin, decision: str = "allow") -> dict[str, str]:
     """Press Allow (or Deny) on the emulator's page; return the callback's query."""
     query = {k: v[0] for k, v in parse_qs(urlsplit(pending.authorize_url).query).items()}
     base = pending.authorize_url.split("?", 1)[0]
-    r = requests.post(base, data={**query, "username": "analyst", "decision": decision},
-                      allow_redirects=False, timeout=10)
+    r = requests.post(
+        base, data={**query, "username": "analyst", "decision": decision}, allow_redirects=False, timeout=10
+    )
     assert r.status_code == 302, r.text
     location = r.headers["Location"]
     assert location.startswith(REDIRECT)
@@ -56,7 +58,10 @@ def test_discovery_falls_back_to_the_documented_paths():
     client = OAuthClient(Settings.load(environ={}, client_id="x", signin_url=dead), timeout=(1, 1))
     meta = client.metadata()
     assert (meta.issuer, meta.token_endpoint, meta.revocation_endpoint) == (
-        f"{dead}/", f"{dead}/oauth/token", f"{dead}/oauth/revoke")
+        f"{dead}/",
+        f"{dead}/oauth/token",
+        f"{dead}/oauth/revoke",
+    )
     assert client.begin_login(REDIRECT).authorize_url.startswith(f"{dead}/authorize?")
 
 
@@ -154,8 +159,11 @@ def test_a_network_failure_is_a_passing_oauth_error(client, emulator):
     assert "?" not in str(exc.value)  # no query string in the message
 
 
-@pytest.mark.parametrize("jwks", [[], {}, {"keys": "x"}, {"keys": [1, "k", {"kty": "EC"}]}, "text"],
-                         ids=["list", "empty", "keys-not-a-list", "no-rsa-key", "string"])
+@pytest.mark.parametrize(
+    "jwks",
+    [[], {}, {"keys": "x"}, {"keys": [1, "k", {"kty": "EC"}]}, "text"],
+    ids=["list", "empty", "keys-not-a-list", "no-rsa-key", "string"],
+)
 def test_a_malformed_jwks_is_an_oauth_error(client, emulator, jwks):
     pending = client.begin_login(REDIRECT)
     code = approve(pending)["code"]
@@ -189,10 +197,14 @@ def test_a_provider_clock_minutes_off_still_signs_in(client, emulator, skew):
     assert client.exchange(pending, approve(pending)["code"]).display_name == "analyst"
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"issuer": "https://evil.example/"}, "names another issuer"),
-    ({"issuer": 5}, "malformed"),
-], ids=["other-issuer", "issuer-not-text"])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"issuer": "https://evil.example/"}, "names another issuer"),
+        ({"issuer": 5}, "malformed"),
+    ],
+    ids=["other-issuer", "issuer-not-text"],
+)
 def test_discovery_for_another_issuer_is_refused(client, emulator, overrides, message):
     emulator.discovery_overrides = overrides
     with pytest.raises(OAuthError, match=message) as exc:
@@ -204,10 +216,15 @@ def test_discovery_endpoints_must_be_https_unless_the_issuer_is_this_machine(emu
     # The emulator on 127.0.0.1 may use http; a remote issuer may not.
     meta = OAuthClient(Settings.load(environ={}, client_id=CLIENT_ID, signin_url=emulator.url)).metadata()
     assert meta.token_endpoint.startswith("http://127.0.0.1:")
-    remote = ProviderMetadata("https://signin.example/", "https://signin.example/authorize",
-                              "http://signin.example/oauth/token", "https://signin.example/oauth/revoke",
-                              "https://signin.example/jwks.json")
+    remote = ProviderMetadata(
+        "https://signin.example/",
+        "https://signin.example/authorize",
+        "http://signin.example/oauth/token",
+        "https://signin.example/oauth/revoke",
+        "https://signin.example/jwks.json",
+    )
     with pytest.raises(OAuthError, match="is not an https endpoint"):
         check_metadata(remote, "https://signin.example")
-    check_metadata(dataclasses.replace(remote, token_endpoint="https://signin.example/oauth/token"),
-                   "https://signin.example")
+    check_metadata(
+        dataclasses.replace(remote, token_endpoint="https://signin.example/oauth/token"), "https://signin.example"
+    )

@@ -13,21 +13,27 @@ from ts_notebook.tokens import TokenSet
 
 
 def test_the_runtime_file_is_private_and_reads_back(tmp_path):
-    info = RuntimeInfo(url="https://127.0.0.1:8888/base/", base_url="/base/", key="k" * 43, pid=123,
-                       cert_sha256="ab" * 32)
+    info = RuntimeInfo(
+        url="https://127.0.0.1:8888/base/", base_url="/base/", key="k" * 43, pid=123, cert_sha256="ab" * 32
+    )
     path = tmp_path / "runtime" / "ts_notebook-1.json"
 
     info.write(path)
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert RuntimeInfo.read(path) == info
-    assert info.login_path == "/base/ts_notebook/login" and info.api_url("token") == \
-        "https://127.0.0.1:8888/base/ts_notebook/api/token"
+    assert (
+        info.login_path == "/base/ts_notebook/login"
+        and info.api_url("token") == "https://127.0.0.1:8888/base/ts_notebook/api/token"
+    )
     assert "k" * 43 not in repr(info)
 
 
-@pytest.mark.parametrize("content", [{"protocol": VERSION + 1, "url": "u", "key": "k"}, {"protocol": VERSION}, []],
-                         ids=["newer", "no-url", "not-an-object"])
+@pytest.mark.parametrize(
+    "content",
+    [{"protocol": VERSION + 1, "url": "u", "key": "k"}, {"protocol": VERSION}, []],
+    ids=["newer", "no-url", "not-an-object"],
+)
 def test_a_runtime_file_of_another_version_says_so(tmp_path, content):
     path = tmp_path / "f.json"
     path.write_text(json.dumps(content))
@@ -37,8 +43,9 @@ def test_a_runtime_file_of_another_version_says_so(tmp_path, content):
 
 def test_the_snapshot_travels_with_the_token_only_when_asked_and_expiry_as_seconds_left():
     settings = Settings.load(environ={}, client_id="c", api_url="https://api.example/v3")
-    tokens = TokenSet.from_response({"access_token": "secret-a", "expires_in": 1200, "scope": "openid x"},
-                                    claims={"name": "Ann"}, now=1000.0)
+    tokens = TokenSet.from_response(
+        {"access_token": "secret-a", "expires_in": 1200, "scope": "openid x"}, claims={"name": "Ann"}, now=1000.0
+    )
     snap = Snapshot.of(7, tokens, settings, login_pending=True)
 
     status = snap.to_wire(include_token=False, now=1100.0)

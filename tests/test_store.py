@@ -23,8 +23,11 @@ NOW = 1_000_000.0
 
 
 def tokens(n: int, refresh: str = "r1", now: float = NOW, lifetime: float = 1200) -> TokenSet:
-    return TokenSet.from_response({"access_token": f"a{n}", "expires_in": lifetime, "refresh_token": refresh,
-                                   "scope": "openid offline_access"}, claims={"name": "Ann"}, now=now)
+    return TokenSet.from_response(
+        {"access_token": f"a{n}", "expires_in": lifetime, "refresh_token": refresh, "scope": "openid offline_access"},
+        claims={"name": "Ann"},
+        now=now,
+    )
 
 
 def settings(**explicit: str) -> Settings:
@@ -96,8 +99,9 @@ def test_a_refused_store_is_left_alone_and_renewal_still_works(memory, data_dir)
     assert "not kept across restarts: The sign-in store" in memory.kept
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"format": 1, "issuer": "https://signin.example.com"',
-                                     "[]", '{"format": 99}', ""])
+@pytest.mark.parametrize(
+    "content", ["{not json", '{"format": 1, "issuer": "https://signin.example.com"', "[]", '{"format": 99}', ""]
+)
 def test_a_damaged_store_is_one_line_and_signed_out(memory, data_dir, content):
     memory.remember(tokens(1))
     (data_dir / "signin.json").write_text(content)
@@ -115,11 +119,14 @@ def test_a_damaged_store_is_replaced_by_the_next_sign_in(memory, data_dir):
     assert open_memory(settings(token_store="file")).restore()[0].access_token == "a1"
 
 
-@pytest.mark.parametrize("other, says", [
-    ({"signin_url": "https://other.example.com"}, "another sign-in service"),
-    ({"client_id": "other-key"}, "another API key"),
-    ({"scopes": "openid MarketData"}, "another set of scopes"),
-])
+@pytest.mark.parametrize(
+    "other, says",
+    [
+        ({"signin_url": "https://other.example.com"}, "another sign-in service"),
+        ({"client_id": "other-key"}, "another API key"),
+        ({"scopes": "openid MarketData"}, "another set of scopes"),
+    ],
+)
 def test_a_sign_in_kept_for_another_issuer_key_or_scopes_is_not_used(memory, other, says):
     memory.remember(tokens(1))
 
@@ -157,8 +164,9 @@ def test_a_renewal_of_kept_tokens_that_are_due_spends_the_kept_refresh_token(mem
     memory.remember(tokens(2, refresh="r2", now=NOW - 1100))  # due: ten minutes from expiry... and less
     spent = []
 
-    renewed, fetched = memory.renew(tokens(1), lambda t: spent.append(t.refresh_token) or tokens(3, refresh="r3"),
-                                    now=lambda: NOW)
+    renewed, fetched = memory.renew(
+        tokens(1), lambda t: spent.append(t.refresh_token) or tokens(3, refresh="r3"), now=lambda: NOW
+    )
 
     assert spent == ["r2"] and fetched and renewed.refresh_token == "r3"
     assert open_memory(settings(token_store="file")).restore()[0].refresh_token == "r3"
@@ -208,8 +216,9 @@ def test_threads_of_one_process_renew_one_at_a_time(memory):
             inside[0] -= 1
         return tokens(int(t.access_token[1:]) + 1, refresh=f"r{int(t.access_token[1:]) + 1}", now=NOW - 1100)
 
-    threads = [threading.Thread(target=memory.renew, args=(tokens(1), refresh), kwargs={"now": lambda: NOW})
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=memory.renew, args=(tokens(1), refresh), kwargs={"now": lambda: NOW}) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -261,8 +270,10 @@ def test_the_default_is_a_secure_keyring_when_there_is_one(os_keyring):
     memory.forget()  # nothing there: no error
 
 
-@pytest.mark.parametrize("choice, says", [(None, "no secure system keyring here"),
-                                          ("keyring", "TS_TOKEN_STORE=keyring, but no secure system keyring")])
+@pytest.mark.parametrize(
+    "choice, says",
+    [(None, "no secure system keyring here"), ("keyring", "TS_TOKEN_STORE=keyring, but no secure system keyring")],
+)
 def test_without_a_secure_keyring_nothing_is_kept_and_status_says_how_to_keep_it(data_dir, choice, says):
     previous = keyring.get_keyring()
     keyring.set_keyring(fail.Keyring())
@@ -290,8 +301,16 @@ def test_an_unknown_store_is_a_clear_setting_error():
 
 def test_the_identity_ignores_the_order_of_scopes():
     a = Identity.of(settings(scopes="ReadAccount MarketData"))
-    assert a.mismatch({"issuer": "https://signin.example.com/", "client_id": "key",
-                       "scopes": ["MarketData", "ReadAccount", "openid"]}) is None
+    assert (
+        a.mismatch(
+            {
+                "issuer": "https://signin.example.com/",
+                "client_id": "key",
+                "scopes": ["MarketData", "ReadAccount", "openid"],
+            }
+        )
+        is None
+    )
 
 
 def test_file_backend_refuses_a_symlinked_store(data_dir, tmp_path):

@@ -11,8 +11,11 @@ from ts_notebook.tokens import MAX_LIFETIME, TokenSet, is_fresh
 
 
 def test_a_refresh_reply_without_a_refresh_token_keeps_the_old_one():
-    first = TokenSet.from_response({"access_token": "a1", "refresh_token": "r1", "expires_in": 1200,
-                                    "scope": "openid ReadAccount"}, claims={"name": "Ann", "nonce": "n"}, now=0)
+    first = TokenSet.from_response(
+        {"access_token": "a1", "refresh_token": "r1", "expires_in": 1200, "scope": "openid ReadAccount"},
+        claims={"name": "Ann", "nonce": "n"},
+        now=0,
+    )
     second = TokenSet.from_response({"access_token": "a2", "expires_in": 1200}, previous=first, now=100)
     rotated = TokenSet.from_response({"access_token": "a3", "refresh_token": "r2"}, previous=second, now=200)
 
@@ -21,9 +24,16 @@ def test_a_refresh_reply_without_a_refresh_token_keeps_the_old_one():
     assert second.expires_at == 1300
 
 
-@pytest.mark.parametrize(("lifetime", "now", "expired"), [
-    (1200, 1169, False), (1200, 1171, True), (4, 2.9, False), (4, 3.1, True),
-], ids=["long-fresh", "long-within-skew", "short-fresh", "short-within-skew"])
+@pytest.mark.parametrize(
+    ("lifetime", "now", "expired"),
+    [
+        (1200, 1169, False),
+        (1200, 1171, True),
+        (4, 2.9, False),
+        (4, 3.1, True),
+    ],
+    ids=["long-fresh", "long-within-skew", "short-fresh", "short-within-skew"],
+)
 def test_expiry_counts_a_skew_scaled_to_the_lifetime(lifetime, now, expired):
     t = TokenSet.from_response({"access_token": "a", "expires_in": lifetime}, now=0)
     assert is_fresh(t.expires_at, t.lifetime, now=now) is not expired
@@ -56,8 +66,11 @@ def test_tokens_that_are_not_text_are_no_tokens():
     assert t.refresh_token is None and t.id_token is None
 
 
-@pytest.mark.parametrize(("left", "expected"), [(100, 15.0), (10, 5.0), (0.4, 15.0), (-50, 15.0)],
-                         ids=["long-left", "short-left", "about-to-expire", "expired"])
+@pytest.mark.parametrize(
+    ("left", "expected"),
+    [(100, 15.0), (10, 5.0), (0.4, 15.0), (-50, 15.0)],
+    ids=["long-left", "short-left", "about-to-expire", "expired"],
+)
 def test_a_failed_renewal_is_retried_within_the_tokens_life_then_every_retry_after(left, expected):
     t = TokenSet.from_response({"access_token": "a", "expires_in": 1200}, now=0)
     t.expires_at = time.time() + left

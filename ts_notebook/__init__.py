@@ -21,8 +21,16 @@ if TYPE_CHECKING:
     from .kernel.state import Status
 
 __all__ = [
-    "ConfigError", "NotSignedIn", "OAuthError", "TSError",
-    "auth", "login", "logout", "session", "sim", "status",
+    "ConfigError",
+    "NotSignedIn",
+    "OAuthError",
+    "TSError",
+    "auth",
+    "login",
+    "logout",
+    "session",
+    "sim",
+    "status",
 ]
 __version__ = "0.1.0"
 

@@ -27,36 +27,63 @@ class Setting:
 
 
 TABLE: tuple[Setting, ...] = (
-    Setting("client_id", "TS_CLIENT_ID", None,
-            "API key (client id) of your TradeStation application."),
-    Setting("client_secret", "TS_CLIENT_SECRET", None,
-            "Its client secret. Leave unset for a PKCE-only key."),
-    Setting("client_secret_file", "TS_CLIENT_SECRET_FILE", None,
-            "A file holding the client secret (a mounted secret), instead of TS_CLIENT_SECRET."),
-    Setting("signin_url", "TS_SIGNIN_URL", "https://signin.tradestation.com",
-            "Issuer base URL of the sign-in service (OpenID Connect discovery is read from it)."),
-    Setting("audience", "TS_AUDIENCE", "https://api.tradestation.com",
-            "The audience asked for at sign-in."),
-    Setting("scopes", "TS_SCOPES", "openid profile offline_access MarketData ReadAccount",
-            "Space-separated scopes to ask for (case sensitive); openid is always added."),
-    Setting("redirect_uri", "TS_REDIRECT_URI", None,
-            "Callback URL registered for your key. Unset: chosen per deployment (see README)."),
-    Setting("hub_public_url", "TS_HUB_PUBLIC_URL", None,
-            "JupyterHub only: the hub's public URL, whose origin starts the one callback URL "
-            "(default: JUPYTERHUB_PUBLIC_HUB_URL, else the address the browser used)."),
-    Setting("relay_ports", "TS_RELAY_PORTS", "31022 3000 3001 8080",
-            "Ports tried in order for the http://localhost:PORT callback of a key with no "
-            "registered URL, when Jupyter is reached on localhost and no redirect URI is set."),
-    Setting("api_url", "TS_API_URL", "https://api.tradestation.com/v3",
-            "Base URL of the live API."),
-    Setting("sim_api_url", "TS_SIM_API_URL", "https://sim-api.tradestation.com/v3",
-            "Base URL of the simulator API (ts.sim)."),
-    Setting("env", "TS_ENV", "live",
-            "Which API ts.session talks to: live or sim (ts.sim is always the simulator)."),
-    Setting("token_store", "TS_TOKEN_STORE", None,
-            "Where the sign-in is kept across restarts: keyring (the OS credential store), file (a "
-            "0600 file under the Jupyter data directory) or none. Unset: keyring when a secure one "
-            "is available, else none."),
+    Setting("client_id", "TS_CLIENT_ID", None, "API key (client id) of your TradeStation application."),
+    Setting("client_secret", "TS_CLIENT_SECRET", None, "Its client secret. Leave unset for a PKCE-only key."),
+    Setting(
+        "client_secret_file",
+        "TS_CLIENT_SECRET_FILE",
+        None,
+        "A file holding the client secret (a mounted secret), instead of TS_CLIENT_SECRET.",
+    ),
+    Setting(
+        "signin_url",
+        "TS_SIGNIN_URL",
+        "https://signin.tradestation.com",
+        "Issuer base URL of the sign-in service (OpenID Connect discovery is read from it).",
+    ),
+    Setting("audience", "TS_AUDIENCE", "https://api.tradestation.com", "The audience asked for at sign-in."),
+    Setting(
+        "scopes",
+        "TS_SCOPES",
+        "openid profile offline_access MarketData ReadAccount",
+        "Space-separated scopes to ask for (case sensitive); openid is always added.",
+    ),
+    Setting(
+        "redirect_uri",
+        "TS_REDIRECT_URI",
+        None,
+        "Callback URL registered for your key. Unset: chosen per deployment (see README).",
+    ),
+    Setting(
+        "hub_public_url",
+        "TS_HUB_PUBLIC_URL",
+        None,
+        "JupyterHub only: the hub's public URL, whose origin starts the one callback URL "
+        "(default: JUPYTERHUB_PUBLIC_HUB_URL, else the address the browser used).",
+    ),
+    Setting(
+        "relay_ports",
+        "TS_RELAY_PORTS",
+        "31022 3000 3001 8080",
+        "Ports tried in order for the http://localhost:PORT callback of a key with no "
+        "registered URL, when Jupyter is reached on localhost and no redirect URI is set.",
+    ),
+    Setting("api_url", "TS_API_URL", "https://api.tradestation.com/v3", "Base URL of the live API."),
+    Setting(
+        "sim_api_url",
+        "TS_SIM_API_URL",
+        "https://sim-api.tradestation.com/v3",
+        "Base URL of the simulator API (ts.sim).",
+    ),
+    Setting("env", "TS_ENV", "live", "Which API ts.session talks to: live or sim (ts.sim is always the simulator)."),
+    Setting(
+        "token_store",
+        "TS_TOKEN_STORE",
+        None,
+        "Where the sign-in is kept across restarts: keyring (the OS credential store), file (a "
+        "0600 file under the Jupyter data directory) or none. Unset: keyring when a secure one "
+        "is available, else none.",
+    ),
 )
 
 # Where a sign-in may be kept across restarts (TS_TOKEN_STORE; see ts_notebook.store).
@@ -65,6 +92,7 @@ TOKEN_STORES = ("keyring", "file", "none")
 # Variables that name or hold the client secret: the server extension removes them from its
 # environment so that kernels, which inherit it, never see them.
 SECRET_ENV = ("TS_CLIENT_SECRET", "TS_CLIENT_SECRET_FILE")
+
 
 def origin(url: str) -> str:
     """Return ``scheme://host:port`` of ``url``, with the default port made explicit."""
@@ -147,8 +175,9 @@ class Settings:
         except ValueError:
             ports = ()
         if not ports or not all(0 < p < 65536 for p in ports):
-            raise ConfigError("TS_RELAY_PORTS must list port numbers such as '31022 3000', "
-                              f"not {raw['relay_ports']!r}.")
+            raise ConfigError(
+                f"TS_RELAY_PORTS must list port numbers such as '31022 3000', not {raw['relay_ports']!r}."
+            )
         for name in ("signin_url", "api_url", "sim_api_url", "redirect_uri", "hub_public_url"):
             if raw[name]:
                 origin(raw[name])  # validates the URL

@@ -47,7 +47,6 @@ HINTS = {
 OTHER_HINT = "Try again; if it keeps failing, run %ts_login again"
 
 
-
 class OAuthError(TSError):
     """The sign-in provider refused or failed a request.
 

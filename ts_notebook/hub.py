@@ -42,9 +42,12 @@ class HubServer:
         if not env.get("JUPYTERHUB_SERVICE_PREFIX"):
             return None
         base = env.get("JUPYTERHUB_BASE_URL", "/")
-        return cls(user=env.get("JUPYTERHUB_USER", ""), server_name=env.get("JUPYTERHUB_SERVER_NAME", ""),
-                   base_url=base if base.endswith("/") else base + "/",
-                   public_hub_url=env.get("JUPYTERHUB_PUBLIC_HUB_URL") or None)
+        return cls(
+            user=env.get("JUPYTERHUB_USER", ""),
+            server_name=env.get("JUPYTERHUB_SERVER_NAME", ""),
+            base_url=base if base.endswith("/") else base + "/",
+            public_hub_url=env.get("JUPYTERHUB_PUBLIC_HUB_URL") or None,
+        )
 
     @property
     def state_prefix(self) -> str:

@@ -32,12 +32,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; see ``python -m ts_notebook --help``."""
     parser = argparse.ArgumentParser(prog="python -m ts_notebook", description=__doc__.split("\n\n")[0])
-    parser.add_argument("app", nargs="?", choices=["lab", "notebook"], default="lab",
-                        help="JupyterLab (default) or Jupyter Notebook 7")
+    parser.add_argument(
+        "app", nargs="?", choices=["lab", "notebook"], default="lab", help="JupyterLab (default) or Jupyter Notebook 7"
+    )
     parser.add_argument("--port", type=int, default=0, help="Jupyter's port (default: a free one)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    parser.add_argument("path", nargs="?", default=str(QUICKSTART) if QUICKSTART.exists() else None,
-                        help="notebook to open (default: notebooks/quickstart.ipynb when present)")
+    parser.add_argument(
+        "path",
+        nargs="?",
+        default=str(QUICKSTART) if QUICKSTART.exists() else None,
+        help="notebook to open (default: notebooks/quickstart.ipynb when present)",
+    )
     return parser.parse_args(argv)
 
 
@@ -61,10 +66,20 @@ def main(argv: list[str] | None = None) -> int:
             TS_API_URL=f"{emulator.url}/v3",
             TS_SIM_API_URL=f"{emulator.url}/sim/v3",
         )
-        print(f"No TS_CLIENT_ID set: using the TradeStation emulator at {emulator.url} "
-              "(sign in with any username).", flush=True)
-    cmd = [sys.executable, "-m", "jupyter", args.app, f"--port={port}", "--port-retries=0", "--ip=127.0.0.1",
-           "--ServerApp.open_browser=" + str(not args.no_browser)]
+        print(
+            f"No TS_CLIENT_ID set: using the TradeStation emulator at {emulator.url} (sign in with any username).",
+            flush=True,
+        )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        args.app,
+        f"--port={port}",
+        "--port-retries=0",
+        "--ip=127.0.0.1",
+        "--ServerApp.open_browser=" + str(not args.no_browser),
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     if args.path:

@@ -36,8 +36,13 @@ def relay_port(redirect_uri: str) -> int | None:
         port = parts.port or 80
     except ValueError:
         return None
-    if parts.scheme != "http" or parts.hostname not in LOOPBACK_NAMES or parts.path not in ("", "/") \
-            or parts.query or parts.fragment:
+    if (
+        parts.scheme != "http"
+        or parts.hostname not in LOOPBACK_NAMES
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
         return None
     return port
 

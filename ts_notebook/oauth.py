@@ -42,6 +42,8 @@ FALLBACK_PATHS = {
     "revocation_endpoint": "/oauth/revoke",
     "jwks_uri": "/.well-known/jwks.json",
 }
+
+
 def same_secret(given: str, expected: str) -> bool:
     """Constant-time comparison that takes any text (``compare_digest`` refuses non-ASCII str)."""
     return secrets.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
@@ -215,13 +217,11 @@ class OAuthClient:
                 issuer=doc["issuer"],
                 authorization_endpoint=doc["authorization_endpoint"],
                 token_endpoint=doc["token_endpoint"],
-                revocation_endpoint=doc.get("revocation_endpoint")
-                or base + FALLBACK_PATHS["revocation_endpoint"],
+                revocation_endpoint=doc.get("revocation_endpoint") or base + FALLBACK_PATHS["revocation_endpoint"],
                 jwks_uri=doc["jwks_uri"],
             )
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            log.warning("OpenID discovery at %s failed (%s); using the documented endpoints",
-                        url, type(exc).__name__)
+            log.warning("OpenID discovery at %s failed (%s); using the documented endpoints", url, type(exc).__name__)
             return ProviderMetadata(issuer=base + "/", **{k: base + p for k, p in FALLBACK_PATHS.items()})
         check_metadata(meta, base)
         with self._lock:
@@ -259,17 +259,18 @@ class OAuthClient:
             "code_challenge_method": "S256",
         }
         url = f"{self.metadata().authorization_endpoint}?{urlencode(query)}"
-        return PendingLogin(state=state, verifier=verifier, nonce=nonce,
-                            redirect_uri=redirect_uri, authorize_url=url)
+        return PendingLogin(state=state, verifier=verifier, nonce=nonce, redirect_uri=redirect_uri, authorize_url=url)
 
     def exchange(self, pending: PendingLogin, code: str) -> TokenSet:
         """Trade the callback's ``code`` for tokens and verify the id_token against the nonce."""
-        data = self._post_token({
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": pending.redirect_uri,  # byte for byte what authorize got
-            "code_verifier": pending.verifier,
-        })
+        data = self._post_token(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": pending.redirect_uri,  # byte for byte what authorize got
+                "code_verifier": pending.verifier,
+            }
+        )
         if not isinstance(data.get("id_token"), str) or not data["id_token"]:
             # openid is always asked for, so a reply without an id_token cannot be checked
             # against this login's nonce.
@@ -335,8 +336,11 @@ class OAuthClient:
             self._jwks = keys
             key = pick_key(keys, kid)
         if key is None:
-            raise jwt.InvalidKeyError("the id_token is signed with a key the JWKS does not list"
-                                      if kid else "the id_token names no key and the JWKS has several")
+            raise jwt.InvalidKeyError(
+                "the id_token is signed with a key the JWKS does not list"
+                if kid
+                else "the id_token names no key and the JWKS has several"
+            )
         return key
 
     # -- HTTP ----------------------------------------------------------------------------------

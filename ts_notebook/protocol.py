@@ -95,13 +95,16 @@ class RuntimeInfo:
         """
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        if not isinstance(data, dict) or data.get("protocol") != VERSION or not data.get("url") \
-                or not data.get("key"):
+        if not isinstance(data, dict) or data.get("protocol") != VERSION or not data.get("url") or not data.get("key"):
             raise OtherVersion("a runtime file of another protocol version")
         pid = data.get("pid")
-        return cls(url=str(data["url"]), base_url=str(data.get("base_url", "/")), key=str(data["key"]),
-                   pid=pid if isinstance(pid, int) else None,
-                   cert_sha256=str(data["cert_sha256"]) if data.get("cert_sha256") else None)
+        return cls(
+            url=str(data["url"]),
+            base_url=str(data.get("base_url", "/")),
+            key=str(data["key"]),
+            pid=pid if isinstance(pid, int) else None,
+            cert_sha256=str(data["cert_sha256"]) if data.get("cert_sha256") else None,
+        )
 
     def server_alive(self) -> bool:
         """Whether the process that wrote the file still runs (True when it cannot be told)."""
@@ -142,29 +145,55 @@ class Snapshot:
     kept: str = ""
 
     @classmethod
-    def of(cls, version: int, tokens: TokenSet | None, settings: Any, error: str | None = None,
-           login_pending: bool = False, configured: bool = True, kept: str = "") -> Snapshot:
+    def of(
+        cls,
+        version: int,
+        tokens: TokenSet | None,
+        settings: Any,
+        error: str | None = None,
+        login_pending: bool = False,
+        configured: bool = True,
+        kept: str = "",
+    ) -> Snapshot:
         """The state of a token keeper (``settings`` gives the API URLs)."""
         t = tokens
         return cls(
-            version=version, signed_in=t is not None, api_url=settings.api_url, sim_api_url=settings.sim_api_url,
-            env=settings.env, api_origins=tuple(settings.api_origins), access_token=t.access_token if t else None,
-            expires_at=t.expires_at if t else 0.0, lifetime=t.lifetime if t else 1200.0,
-            scopes=tuple(t.scopes) if t else (), user=dict(t.user) if t else {}, error=error,
-            login_pending=login_pending, configured=configured, kept=kept,
+            version=version,
+            signed_in=t is not None,
+            api_url=settings.api_url,
+            sim_api_url=settings.sim_api_url,
+            env=settings.env,
+            api_origins=tuple(settings.api_origins),
+            access_token=t.access_token if t else None,
+            expires_at=t.expires_at if t else 0.0,
+            lifetime=t.lifetime if t else 1200.0,
+            scopes=tuple(t.scopes) if t else (),
+            user=dict(t.user) if t else {},
+            error=error,
+            login_pending=login_pending,
+            configured=configured,
+            kept=kept,
         )
 
     def to_wire(self, include_token: bool, now: float | None = None) -> dict[str, Any]:
         """The JSON the server sends; the access token only when asked for."""
         now = time.time() if now is None else now
         data: dict[str, Any] = {
-            "version": self.version, "signed_in": self.signed_in, "login_pending": self.login_pending,
-            "error": self.error, "api_url": self.api_url, "sim_api_url": self.sim_api_url, "env": self.env,
-            "api_origins": list(self.api_origins), "configured": self.configured, "kept": self.kept,
+            "version": self.version,
+            "signed_in": self.signed_in,
+            "login_pending": self.login_pending,
+            "error": self.error,
+            "api_url": self.api_url,
+            "sim_api_url": self.sim_api_url,
+            "env": self.env,
+            "api_origins": list(self.api_origins),
+            "configured": self.configured,
+            "kept": self.kept,
         }
         if self.signed_in:
-            data.update(expires_in=self.expires_at - now, lifetime=self.lifetime, scopes=list(self.scopes),
-                        user=dict(self.user))
+            data.update(
+                expires_in=self.expires_at - now, lifetime=self.lifetime, scopes=list(self.scopes), user=dict(self.user)
+            )
             if include_token:
                 data["access_token"] = self.access_token
         return data

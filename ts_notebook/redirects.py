@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def choose_redirect_uri(configured: str | None, hub_callback: str | None, browser_on_this_machine: bool,
-                        own_callback: Callable[[], str]) -> str | None:
+def choose_redirect_uri(
+    configured: str | None, hub_callback: str | None, browser_on_this_machine: bool, own_callback: Callable[[], str]
+) -> str | None:
     """The redirect URI for a sign-in started from a browser on a Jupyter server.
 
     Args:

@@ -42,8 +42,10 @@ FORMAT = 1
 # How long a renewal waits for another process's renewal (two provider calls at most).
 LOCK_TIMEOUT = 90.0
 KEYRING_SERVICE = "ts_notebook"
-ENABLE_FILE = ("Set TS_TOKEN_STORE=file (or c.TSNotebook.token_store = 'file') to keep it in a private file "
-               "under the Jupyter data directory.")
+ENABLE_FILE = (
+    "Set TS_TOKEN_STORE=file (or c.TSNotebook.token_store = 'file') to keep it in a private file "
+    "under the Jupyter data directory."
+)
 
 
 class StoreError(TSError):
@@ -81,10 +83,17 @@ class Identity:
 def to_record(identity: Identity, tokens: TokenSet) -> dict[str, Any]:
     """The JSON record kept for ``tokens``."""
     return {
-        "format": FORMAT, "issuer": identity.issuer, "client_id": identity.client_id,
-        "scopes": list(identity.scopes), "granted": list(tokens.scopes), "user": dict(tokens.user),
-        "refresh_token": tokens.refresh_token, "access_token": tokens.access_token,
-        "expires_at": tokens.expires_at, "lifetime": tokens.lifetime, "saved_at": time.time(),
+        "format": FORMAT,
+        "issuer": identity.issuer,
+        "client_id": identity.client_id,
+        "scopes": list(identity.scopes),
+        "granted": list(tokens.scopes),
+        "user": dict(tokens.user),
+        "refresh_token": tokens.refresh_token,
+        "access_token": tokens.access_token,
+        "expires_at": tokens.expires_at,
+        "lifetime": tokens.lifetime,
+        "saved_at": time.time(),
     }
 
 
@@ -97,9 +106,14 @@ def from_record(record: dict[str, Any]) -> TokenSet:
     refresh, access = record["refresh_token"], record["access_token"]
     if not isinstance(refresh, str) or not refresh or not isinstance(access, str):
         raise ValueError("no refresh token")
-    return TokenSet(access_token=access, expires_at=float(record["expires_at"]), lifetime=float(record["lifetime"]),
-                    refresh_token=refresh, scopes=tuple(str(s) for s in record.get("granted", ())),
-                    user={str(k): str(v) for k, v in dict(record.get("user", {})).items()})
+    return TokenSet(
+        access_token=access,
+        expires_at=float(record["expires_at"]),
+        lifetime=float(record["lifetime"]),
+        refresh_token=refresh,
+        scopes=tuple(str(s) for s in record.get("granted", ())),
+        user={str(k): str(v) for k, v in dict(record.get("user", {})).items()},
+    )
 
 
 class Backend(Protocol):
@@ -129,8 +143,9 @@ def private_folder(folder: Path) -> Path:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         check_private(folder, os.stat(folder))
     except OSError as exc:
-        raise StoreError(f"Cannot use the folder {folder} for the sign-in ({exc.strerror}). Fix it, or set "
-                         "TS_TOKEN_STORE=none.") from exc
+        raise StoreError(
+            f"Cannot use the folder {folder} for the sign-in ({exc.strerror}). Fix it, or set TS_TOKEN_STORE=none."
+        ) from exc
     return folder
 
 
@@ -139,12 +154,16 @@ def check_private(path: Path, st: os.stat_result) -> None:
     if os.name != "posix":
         return
     if st.st_uid != os.geteuid():
-        raise StoreError(f"The sign-in store {path} belongs to another user (uid {st.st_uid}), so it is not used. "
-                         f"Remove it, or set TS_TOKEN_STORE=none.")
+        raise StoreError(
+            f"The sign-in store {path} belongs to another user (uid {st.st_uid}), so it is not used. "
+            f"Remove it, or set TS_TOKEN_STORE=none."
+        )
     if st.st_mode & 0o077:
         mode = "700" if stat.S_ISDIR(st.st_mode) else "600"
-        raise StoreError(f"The sign-in store {path} can be read by other users (mode "
-                         f"{stat.S_IMODE(st.st_mode):03o}), so it is not used. Run: chmod {mode} {path}")
+        raise StoreError(
+            f"The sign-in store {path} can be read by other users (mode "
+            f"{stat.S_IMODE(st.st_mode):03o}), so it is not used. Run: chmod {mode} {path}"
+        )
 
 
 class FileBackend:
@@ -162,8 +181,9 @@ class FileBackend:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StoreError(f"Cannot read the sign-in store {self.path} ({exc.strerror}). Remove it, or set "
-                             "TS_TOKEN_STORE=none.") from exc
+            raise StoreError(
+                f"Cannot read the sign-in store {self.path} ({exc.strerror}). Remove it, or set TS_TOKEN_STORE=none."
+            ) from exc
         with os.fdopen(fd, "rb") as f:
             check_private(self.path, os.fstat(f.fileno()))
             return f.read().decode("utf-8", errors="replace")
@@ -235,8 +255,10 @@ def _file_lock(path: Path) -> Iterator[None]:
         with FileLock(path, timeout=LOCK_TIMEOUT, mode=0o600, thread_local=False, preserve_lock_file=True):
             yield
     except Timeout as exc:
-        raise StoreBusy(f"Another process has held the sign-in store's lock ({path}) for over "
-                         f"{LOCK_TIMEOUT:.0f} s; renewing again shortly.") from exc
+        raise StoreBusy(
+            f"Another process has held the sign-in store's lock ({path}) for over "
+            f"{LOCK_TIMEOUT:.0f} s; renewing again shortly."
+        ) from exc
 
 
 def secure_keyring() -> Any | None:
@@ -305,12 +327,16 @@ class Memory:
                 raise ValueError("not a record of this format")
             mismatch = self.identity.mismatch(record)
             if mismatch:
-                return None, (f"The sign-in kept in {backend.where} is for {mismatch}, so it was not used. "
-                              "Run %ts_login to sign in with the current settings.")
+                return None, (
+                    f"The sign-in kept in {backend.where} is for {mismatch}, so it was not used. "
+                    "Run %ts_login to sign in with the current settings."
+                )
             return from_record(record), None
         except (KeyError, TypeError, ValueError):
-            return None, (f"The sign-in kept in {backend.where} is unreadable (damaged or cut short) and was "
-                          "ignored. Run %ts_login to sign in again.")
+            return None, (
+                f"The sign-in kept in {backend.where} is unreadable (damaged or cut short) and was "
+                "ignored. Run %ts_login to sign in again."
+            )
 
     def _store(self, backend: Backend, tokens: TokenSet) -> None:
         try:
@@ -359,8 +385,9 @@ class Memory:
         except Exception as exc:
             log.warning("ts_notebook: forgetting the kept sign-in failed (%s)", exc)
 
-    def renew(self, tokens: TokenSet, refresh: Callable[[TokenSet], TokenSet],
-              now: Callable[[], float] = time.time) -> tuple[TokenSet, bool]:
+    def renew(
+        self, tokens: TokenSet, refresh: Callable[[TokenSet], TokenSet], now: Callable[[], float] = time.time
+    ) -> tuple[TokenSet, bool]:
         """Renew ``tokens`` with ``refresh``, or take over what another process kept meanwhile.
 
         Returns:
@@ -380,8 +407,9 @@ class Memory:
             self.problem = str(exc)
             return refresh(tokens), True
 
-    def _renew_locked(self, backend: Backend, tokens: TokenSet, refresh: Callable[[TokenSet], TokenSet],
-                      now: float) -> tuple[TokenSet, bool]:
+    def _renew_locked(
+        self, backend: Backend, tokens: TokenSet, refresh: Callable[[TokenSet], TokenSet], now: float
+    ) -> tuple[TokenSet, bool]:
         try:
             kept, _ = self._load(backend)
             refused = False
@@ -401,6 +429,7 @@ class Memory:
         if not refused:
             self._store(backend, renewed)
         return renewed, True
+
 
 def open_memory(settings: Any) -> Memory:
     """The store ``settings.token_store`` names (None: keyring if secure, else none).

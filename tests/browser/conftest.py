@@ -23,8 +23,15 @@ from ts_notebook.launch import free_port
 from ..conftest import CLIENT_ID
 
 CHROMIUM = os.environ.get("TS_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # Screenshots a person can look at after a run.
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
@@ -98,16 +105,32 @@ def jupyter(request, emulator, client_secret, tmp_path):
     emulator.add_redirect_uri(f"http://127.0.0.1:{port}/ts_notebook/callback")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
     env.update(
-        TS_CLIENT_ID=CLIENT_ID, TS_CLIENT_SECRET=client_secret, TS_SIGNIN_URL=emulator.url,
-        TS_API_URL=f"{emulator.url}/v3", TS_SIM_API_URL=f"{emulator.url}/sim/v3",
-        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
+        TS_CLIENT_ID=CLIENT_ID,
+        TS_CLIENT_SECRET=client_secret,
+        TS_SIGNIN_URL=emulator.url,
+        TS_API_URL=f"{emulator.url}/v3",
+        TS_SIM_API_URL=f"{emulator.url}/sim/v3",
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
     )
     quiet_lab(tmp_path)
     log = tmp_path / f"{app}.log"
-    cmd = [sys.executable, "-m", "jupyter", app, "--no-browser", "--allow-root", "--ip=127.0.0.1",
-           f"--port={port}", "--port-retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--log-level=DEBUG"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        app,
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--port-retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--log-level=DEBUG",
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -151,8 +174,12 @@ def browser(request, chromium, tmp_path):
         args.append("--host-resolver-rules=MAP localhost ~NOTFOUND")
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True,
-            args=args, viewport={"width": 1200, "height": 800})
+            str(tmp_path / "chromium-profile"),
+            executable_path=chromium,
+            headless=True,
+            args=args,
+            viewport={"width": 1200, "height": 800},
+        )
         context.set_default_timeout(60_000)
         yield context
         if getattr(request.node, "failed_call", False):

@@ -80,8 +80,9 @@ def authorize_params(em: Emulator, challenge: str | None, **overrides: str) -> d
     return params
 
 
-def consent(em: Emulator, params: dict[str, str], decision: str = "allow",
-            username: str = "analyst") -> requests.Response:
+def consent(
+    em: Emulator, params: dict[str, str], decision: str = "allow", username: str = "analyst"
+) -> requests.Response:
     """GET the sign-in page, then submit its form the way a browser would."""
     page = requests.get(em.url + "/authorize", params=params, timeout=5)
     assert page.status_code == 200, page.text
@@ -110,15 +111,22 @@ def sign_in(em: Emulator, secret: str | None = None, scope: str = SCOPE) -> dict
     verifier, challenge = pkce()
     params = authorize_params(em, challenge, scope=scope)
     code = callback_query(consent(em, params))["code"]
-    resp = token_call(em, {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
-                           "code_verifier": verifier, **client_auth(em, secret)})
+    resp = token_call(
+        em,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": CALLBACK,
+            "code_verifier": verifier,
+            **client_auth(em, secret),
+        },
+    )
     assert resp.status_code == 200, resp.text
     return {**resp.json(), "nonce": params["nonce"]}
 
 
 def refresh(em: Emulator, refresh_token: str, secret: str | None = None) -> requests.Response:
-    return token_call(em, {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                           **client_auth(em, secret)})
+    return token_call(em, {"grant_type": "refresh_token", "refresh_token": refresh_token, **client_auth(em, secret)})
 
 
 def api(em: Emulator, path: str, token: str | None, **kwargs: Any) -> requests.Response:
@@ -197,8 +205,13 @@ def test_code_flow(make_emulator: Callable[..., Emulator], client_kind: str) -> 
     params = authorize_params(em, challenge)
     query = callback_query(consent(em, params, username="bob"))
     assert query["state"] == params["state"]
-    data = {"grant_type": "authorization_code", "code": query["code"], "redirect_uri": CALLBACK,
-            "code_verifier": verifier, "client_id": em.client_id}
+    data = {
+        "grant_type": "authorization_code",
+        "code": query["code"],
+        "redirect_uri": CALLBACK,
+        "code_verifier": verifier,
+        "client_id": em.client_id,
+    }
     if client_kind == "secret-basic":
         resp = token_call(em, data, auth=(em.client_id, SECRET))
     elif client_kind == "secret-json":
@@ -227,8 +240,15 @@ def test_no_refresh_token_without_offline_access(public: Emulator) -> None:
 
 def test_confidential_client_without_pkce(confidential: Emulator) -> None:
     code = callback_query(consent(confidential, authorize_params(confidential, None)))["code"]
-    resp = token_call(confidential, {"grant_type": "authorization_code", "code": code,
-                                     "redirect_uri": CALLBACK, **client_auth(confidential, SECRET)})
+    resp = token_call(
+        confidential,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": CALLBACK,
+            **client_auth(confidential, SECRET),
+        },
+    )
     assert resp.status_code == 200, resp.text
 
 
@@ -256,8 +276,11 @@ def test_deny_redirects_with_access_denied(public: Emulator) -> None:
     resp = consent(public, params, decision="deny")
     location = resp.headers["Location"]
     assert "error_description=User%20did%20not%20authorize%20the%20request" in location
-    assert callback_query(resp) == {"error": "access_denied", "state": params["state"],
-                                    "error_description": "User did not authorize the request"}
+    assert callback_query(resp) == {
+        "error": "access_denied",
+        "state": params["state"],
+        "error_description": "User did not authorize the request",
+    }
 
 
 def test_callback_with_query_gets_ampersand(public: Emulator) -> None:
@@ -278,8 +301,15 @@ def test_callback_with_query_gets_ampersand(public: Emulator) -> None:
         ({"code_challenge_method": "plain"}, "code_challenge_method must be S256"),
         ({"no_pkce": "1"}, "Missing required parameter: code_challenge"),
     ],
-    ids=["trailing-slash", "other-host", "unknown-client", "implicit-flow", "empty-challenge",
-         "plain-pkce", "public-without-pkce"],
+    ids=[
+        "trailing-slash",
+        "other-host",
+        "unknown-client",
+        "implicit-flow",
+        "empty-challenge",
+        "plain-pkce",
+        "public-without-pkce",
+    ],
 )
 def test_authorize_refusals_show_a_page_and_never_redirect(
     public: Emulator, overrides: dict[str, str], message: str
@@ -289,8 +319,12 @@ def test_authorize_refusals_show_a_page_and_never_redirect(
     params.pop("no_pkce", None)
     for resp in (
         requests.get(public.url + "/authorize", params=params, allow_redirects=False, timeout=5),
-        requests.post(public.url + "/authorize", data={**params, "username": "a", "decision": "allow"},
-                      allow_redirects=False, timeout=5),
+        requests.post(
+            public.url + "/authorize",
+            data={**params, "username": "a", "decision": "allow"},
+            allow_redirects=False,
+            timeout=5,
+        ),
     ):
         assert resp.status_code == 400
         assert "Location" not in resp.headers
@@ -307,14 +341,19 @@ def test_authorize_refusals_show_a_page_and_never_redirect(
         ({"grant_type": "password"}, "unsupported_grant_type"),
         ({"grant_type": None}, "invalid_request"),
     ],
-    ids=["wrong-verifier", "missing-verifier", "other-redirect-uri", "unknown-code", "password-grant",
-         "no-grant-type"],
+    ids=["wrong-verifier", "missing-verifier", "other-redirect-uri", "unknown-code", "password-grant", "no-grant-type"],
 )
 def test_bad_code_exchanges(public: Emulator, change: dict[str, str | None], error: str) -> None:
     verifier, challenge = pkce()
     code = callback_query(consent(public, authorize_params(public, challenge)))["code"]
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
-            "code_verifier": verifier, "client_id": public.client_id, **change}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": CALLBACK,
+        "code_verifier": verifier,
+        "client_id": public.client_id,
+        **change,
+    }
     resp = token_call(public, {k: v for k, v in data.items() if v is not None})
     assert (resp.status_code, resp.json()["error"]) == (400, error)
     assert resp.json()["error_description"]
@@ -323,8 +362,13 @@ def test_bad_code_exchanges(public: Emulator, change: dict[str, str | None], err
 def test_replayed_code_is_refused(public: Emulator) -> None:
     verifier, challenge = pkce()
     code = callback_query(consent(public, authorize_params(public, challenge)))["code"]
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
-            "code_verifier": verifier, "client_id": public.client_id}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": CALLBACK,
+        "code_verifier": verifier,
+        "client_id": public.client_id,
+    }
     assert token_call(public, data).status_code == 200
     replay = token_call(public, data)
     assert (replay.status_code, replay.json()["error"]) == (400, "invalid_grant")
@@ -372,19 +416,23 @@ def test_refresh_with_rotation_retires_the_old_token(make_emulator: Callable[...
     assert second["refresh_token"] != first["refresh_token"]
     replay = refresh(em, first["refresh_token"])
     assert (replay.status_code, replay.json()) == (
-        400, {"error": "invalid_grant", "error_description": "Unknown or invalid refresh token."})
+        400,
+        {"error": "invalid_grant", "error_description": "Unknown or invalid refresh token."},
+    )
     assert refresh(em, second["refresh_token"]).status_code == 200
 
 
 def test_revoke_then_refresh_fails(public: Emulator) -> None:
     tokens = sign_in(public)
-    resp = requests.post(public.url + "/oauth/revoke",
-                         data={"client_id": public.client_id, "token": tokens["refresh_token"]}, timeout=5)
+    resp = requests.post(
+        public.url + "/oauth/revoke", data={"client_id": public.client_id, "token": tokens["refresh_token"]}, timeout=5
+    )
     assert (resp.status_code, resp.content) == (200, b"")
     assert refresh(public, tokens["refresh_token"]).json()["error"] == "invalid_grant"
     assert api(public, "/v3/brokerage/accounts", tokens["access_token"]).status_code == 401
-    unknown = requests.post(public.url + "/oauth/revoke", json={"client_id": public.client_id, "token": "nope"},
-                            timeout=5)
+    unknown = requests.post(
+        public.url + "/oauth/revoke", json={"client_id": public.client_id, "token": "nope"}, timeout=5
+    )
     assert unknown.status_code == 200
 
 
@@ -396,7 +444,9 @@ def test_short_lifetime_expires(public: Emulator) -> None:
     time.sleep(0.6)
     expired = api(public, "/v3/brokerage/accounts", tokens["access_token"])
     assert (expired.status_code, expired.json()) == (
-        401, {"Error": "Unauthorized", "Message": "Access token is invalid or expired"})
+        401,
+        {"Error": "Unauthorized", "Message": "Access token is invalid or expired"},
+    )
     assert api(public, "/userinfo", tokens["access_token"]).status_code == 401
     public.access_token_lifetime = 1200
     renewed = refresh(public, tokens["refresh_token"]).json()
@@ -423,7 +473,9 @@ def test_fail_next_token_request_fails_once(public: Emulator) -> None:
     public.fail_next_token_request(error="temporarily_unavailable", status=503, description="busy")
     failed = refresh(public, tokens["refresh_token"])
     assert (failed.status_code, failed.json()) == (
-        503, {"error": "temporarily_unavailable", "error_description": "busy"})
+        503,
+        {"error": "temporarily_unavailable", "error_description": "busy"},
+    )
     assert refresh(public, tokens["refresh_token"]).status_code == 200
     public.fail_next_token_request()
     assert refresh(public, tokens["refresh_token"]).status_code == 500
@@ -442,7 +494,9 @@ def test_api_bases(public: Emulator, base: str, prefix: str) -> None:
     token = sign_in(public)["access_token"]
     accounts = api(public, base + "/brokerage/accounts", token).json()["Accounts"]
     assert [(a["AccountID"], a["AccountType"]) for a in accounts] == [
-        (prefix + "11111111", "Margin"), (prefix + "22222222", "Cash")]
+        (prefix + "11111111", "Margin"),
+        (prefix + "22222222", "Cash"),
+    ]
     quotes = api(public, base + "/marketdata/quotes/AAPL,MSFT", token).json()["Quotes"]
     again = api(public, base + "/marketdata/quotes/MSFT", token).json()["Quotes"]
     assert [q["Symbol"] for q in quotes] == ["AAPL", "MSFT"]
@@ -451,7 +505,9 @@ def test_api_bases(public: Emulator, base: str, prefix: str) -> None:
     assert (missing.status_code, missing.json()["Error"]) == (404, "NotFound")
     anonymous = api(public, base + "/brokerage/accounts", None)
     assert (anonymous.status_code, anonymous.json()) == (
-        401, {"Error": "Unauthorized", "Message": "Access token is missing"})
+        401,
+        {"Error": "Unauthorized", "Message": "Access token is missing"},
+    )
     assert api(public, base + "/brokerage/accounts", "made-up").status_code == 401
 
 
@@ -485,7 +541,10 @@ def test_records(public: Emulator) -> None:
     ]
     calls = public.api_calls
     assert [(c["path"], c["status"]) for c in calls] == [
-        ("/v3/brokerage/accounts", 200), ("/sim/v3/brokerage/accounts", 200), ("/v3/brokerage/accounts", 401)]
+        ("/v3/brokerage/accounts", 200),
+        ("/sim/v3/brokerage/accounts", 200),
+        ("/v3/brokerage/accounts", 401),
+    ]
     assert calls[0]["token_id"] == hashlib.sha256(tokens["access_token"].encode()).hexdigest()[:8]
     assert len({c["token_id"] for c in calls[:2]}) == 2 and calls[2]["token_id"] is None
     seen = public.requests_seen
@@ -493,8 +552,13 @@ def test_records(public: Emulator) -> None:
     assert seen[-2]["authorization"] is True
     assert all(set(r) == {"method", "path", "authorization"} for r in seen)
     issued = public.issued_secrets()
-    for value in (tokens["access_token"], tokens["refresh_token"], tokens["id_token"],
-                  renewed["access_token"], renewed["id_token"]):
+    for value in (
+        tokens["access_token"],
+        tokens["refresh_token"],
+        tokens["id_token"],
+        renewed["access_token"],
+        renewed["id_token"],
+    ):
         assert value in issued
     assert len(issued) == 7  # plus the code and the verifier
     assert "bogus" not in issued
@@ -513,10 +577,18 @@ def test_logs_hold_no_secrets(make_emulator: Callable[..., Emulator], caplog: py
     renewed = refresh(em, tokens["refresh_token"], SECRET).json()
     api(em, "/v3/brokerage/accounts", renewed["access_token"])
     api(em, "/v3/redirect", renewed["access_token"], params={"to": em.url + "/v3/echo"})
-    token_call(em, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-                    "client_id": em.client_id, "client_secret": SECRET})
-    requests.post(em.url + "/oauth/revoke", data={"token": renewed["refresh_token"],
-                                                 **client_auth(em, SECRET)}, timeout=5)
+    token_call(
+        em,
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": em.client_id,
+            "client_secret": SECRET,
+        },
+    )
+    requests.post(
+        em.url + "/oauth/revoke", data={"token": renewed["refresh_token"], **client_auth(em, SECRET)}, timeout=5
+    )
     requests.put(em.url + "/oauth/token", data={"code": tokens["access_token"]}, timeout=5)
     em.stop()  # joins the server thread, so every access log line is written
     emulator_lines = [r for r in caplog.records if r.name.startswith("ts_notebook.emulator")]
@@ -533,13 +605,25 @@ def test_logs_hold_no_secrets(make_emulator: Callable[..., Emulator], caplog: py
         ("POST", "/oauth/token", {"data": "{bad", "headers": {"Content-Type": "application/json"}}, 400),
         ("POST", "/oauth/token", {"json": ["a"]}, 400),
         ("POST", "/oauth/token", {"json": {"grant_type": 1}}, 400),
-        ("POST", "/oauth/token", {"data": b"\xff\xfe", "headers": {
-            "Content-Type": "application/x-www-form-urlencoded"}}, 400),
-        ("POST", "/oauth/token", {"data": "grant_type=a&grant_type=b", "headers": {
-            "Content-Type": "application/x-www-form-urlencoded"}}, 400),
+        (
+            "POST",
+            "/oauth/token",
+            {"data": b"\xff\xfe", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+            400,
+        ),
+        (
+            "POST",
+            "/oauth/token",
+            {"data": "grant_type=a&grant_type=b", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+            400,
+        ),
         ("POST", "/oauth/token", {"data": "hello", "headers": {"Content-Type": "text/plain"}}, 400),
-        ("POST", "/oauth/token", {"data": {"grant_type": "refresh_token"},
-                                  "headers": {"Authorization": "Basic !!!"}}, 401),
+        (
+            "POST",
+            "/oauth/token",
+            {"data": {"grant_type": "refresh_token"}, "headers": {"Authorization": "Basic !!!"}},
+            401,
+        ),
         ("PUT", "/oauth/token", {}, 405),
         ("POST", "/oauth/revoke", {"data": "{", "headers": {"Content-Type": "application/json"}}, 400),
         ("GET", "/authorize?client_id=a&client_id=b", {}, 400),
@@ -549,9 +633,23 @@ def test_logs_hold_no_secrets(make_emulator: Callable[..., Emulator], caplog: py
         ("GET", "/nowhere", {}, 404),
         ("DELETE", "/v3/brokerage/accounts", {}, 401),
     ],
-    ids=["bad-json", "json-list", "json-number", "not-utf8", "repeated-param", "text-plain", "bad-basic",
-         "put-token", "revoke-bad-json", "authorize-repeated", "authorize-not-utf8", "authorize-text",
-         "userinfo-anonymous", "unknown-path", "api-delete"],
+    ids=[
+        "bad-json",
+        "json-list",
+        "json-number",
+        "not-utf8",
+        "repeated-param",
+        "text-plain",
+        "bad-basic",
+        "put-token",
+        "revoke-bad-json",
+        "authorize-repeated",
+        "authorize-not-utf8",
+        "authorize-text",
+        "userinfo-anonymous",
+        "unknown-path",
+        "api-delete",
+    ],
 )
 def test_bad_input_gets_a_short_error(
     public: Emulator, method: str, path: str, kwargs: dict[str, Any], status: int
@@ -585,9 +683,23 @@ def test_cli_serves_until_terminated() -> None:
         port = sock.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TS_CLIENT_SECRET": SECRET}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ts_notebook.emulator", "--port", str(port), "--client-id", "cli-client",
-         "--redirect-uri", "http://127.0.0.1:9999/cb", "--token-lifetime", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "ts_notebook.emulator",
+            "--port",
+            str(port),
+            "--client-id",
+            "cli-client",
+            "--redirect-uri",
+            "http://127.0.0.1:9999/cb",
+            "--token-lifetime",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert select.select([proc.stdout], [], [], 15)[0], "the CLI printed nothing"
@@ -595,12 +707,17 @@ def test_cli_serves_until_terminated() -> None:
         url = f"http://127.0.0.1:{port}"
         assert line == f"TradeStation emulator on {url} (client_id=cli-client)"
         assert requests.get(url + "/.well-known/openid-configuration", timeout=5).json()["issuer"] == url + "/"
-        page = requests.get(url + "/authorize", timeout=5, params={
-            "response_type": "code", "client_id": "cli-client", "redirect_uri": "http://127.0.0.1:9999/cb"})
+        page = requests.get(
+            url + "/authorize",
+            timeout=5,
+            params={"response_type": "code", "client_id": "cli-client", "redirect_uri": "http://127.0.0.1:9999/cb"},
+        )
         assert page.status_code == 200
-        no_secret = requests.post(url + "/oauth/token", data={"grant_type": "refresh_token",
-                                                              "refresh_token": "x", "client_id": "cli-client"},
-                                  timeout=5)
+        no_secret = requests.post(
+            url + "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": "x", "client_id": "cli-client"},
+            timeout=5,
+        )
         assert no_secret.status_code == 401
     finally:
         proc.terminate()

@@ -88,9 +88,15 @@ def test_client_giving_up_during_the_delay(
     tokens = sign_in(emulator, client_secret)
     emulator.token_delay = 0.5
     with pytest.raises(requests.Timeout):
-        requests.post(emulator.url + "/oauth/token", timeout=0.1, data={
-            "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-            **client_auth(emulator, client_secret)})
+        requests.post(
+            emulator.url + "/oauth/token",
+            timeout=0.1,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": tokens["refresh_token"],
+                **client_auth(emulator, client_secret),
+            },
+        )
     wait_for(lambda: len(emulator.grants) == 2)  # the provider still did the work
     emulator.token_delay = 0
     assert emulator.token_delay == 0.0
@@ -106,7 +112,8 @@ def test_fail_next_token_request_times(emulator: Emulator, client_secret: str) -
     emulator.fail_next_token_request(error="temporarily_unavailable", status=503, description="busy", times=3)
     failures = [refresh(emulator, tokens["refresh_token"], client_secret) for _ in range(3)]
     assert {(r.status_code, r.json()["error"], r.json()["error_description"]) for r in failures} == {
-        (503, "temporarily_unavailable", "busy")}
+        (503, "temporarily_unavailable", "busy")
+    }
     assert refresh(emulator, tokens["refresh_token"], client_secret).status_code == 200
     assert [g["error"] for g in emulator.grants] == [None, *["temporarily_unavailable"] * 3, None]
 
@@ -129,9 +136,11 @@ def test_reset_next_token_request_sends_no_reply(emulator: Emulator, client_secr
 def test_reset_is_a_tcp_reset(emulator: Emulator) -> None:
     emulator.reset_next_token_request()
     body = b"grant_type=refresh_token&refresh_token=x"
-    request = (b"POST /oauth/token HTTP/1.1\r\nHost: emulator\r\n"
-               b"Content-Type: application/x-www-form-urlencoded\r\n"
-               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    request = (
+        b"POST /oauth/token HTTP/1.1\r\nHost: emulator\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
     port = int(emulator.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(request)
@@ -140,13 +149,16 @@ def test_reset_is_a_tcp_reset(emulator: Emulator) -> None:
                 pass  # a plain close would end in b"" instead
 
 
-def test_scripted_calls_queue_in_order_and_leave_the_code_unused(
-    emulator: Emulator, client_secret: str
-) -> None:
+def test_scripted_calls_queue_in_order_and_leave_the_code_unused(emulator: Emulator, client_secret: str) -> None:
     verifier, challenge = pkce()
     params = authorize_params(emulator, challenge)
-    data = {"grant_type": "authorization_code", "code": callback_query(consent(emulator, params))["code"],
-            "redirect_uri": CALLBACK, "code_verifier": verifier, **client_auth(emulator, client_secret)}
+    data = {
+        "grant_type": "authorization_code",
+        "code": callback_query(consent(emulator, params))["code"],
+        "redirect_uri": CALLBACK,
+        "code_verifier": verifier,
+        **client_auth(emulator, client_secret),
+    }
     emulator.reset_next_token_request()
     emulator.fail_next_token_request(status=502, times=2)
     with pytest.raises(requests.ConnectionError):
@@ -161,8 +173,9 @@ def test_scripted_calls_queue_in_order_and_leave_the_code_unused(
 def test_malformed_body_does_not_use_up_a_scripted_failure(emulator: Emulator, client_secret: str) -> None:
     tokens = sign_in(emulator, client_secret)
     emulator.fail_next_token_request(status=503)
-    bad = requests.post(emulator.url + "/oauth/token", data="{", timeout=5,
-                        headers={"Content-Type": "application/json"})
+    bad = requests.post(
+        emulator.url + "/oauth/token", data="{", timeout=5, headers={"Content-Type": "application/json"}
+    )
     assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
     assert refresh(emulator, tokens["refresh_token"], client_secret).status_code == 503
 
@@ -239,8 +252,11 @@ def test_overrides_are_private_copies(emulator: Emulator) -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"issuer": "https://evil.example/"}, {"token_endpoint": "http://127.0.0.2/x"},
-     {"jwks_uri": None, "code_challenge_methods_supported": ["plain"], "extra": {"a": 1}}],
+    [
+        {"issuer": "https://evil.example/"},
+        {"token_endpoint": "http://127.0.0.2/x"},
+        {"jwks_uri": None, "code_challenge_methods_supported": ["plain"], "extra": {"a": 1}},
+    ],
     ids=["issuer", "token-endpoint", "odd-values"],
 )
 def test_discovery_overrides(emulator: Emulator, client_secret: str, overrides: dict[str, Any]) -> None:
@@ -258,11 +274,26 @@ def test_discovery_overrides(emulator: Emulator, client_secret: str, overrides: 
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("jwks_override", object()), ("expires_in_override", {1, 2}), ("discovery_overrides", ["issuer"]),
-     ("discovery_overrides", {1: "x"}), ("clock_skew", float("nan")), ("token_delay", -1),
-     ("token_delay", float("nan")), ("token_delay", float("inf"))],
-    ids=["jwks-not-json", "expires-in-not-json", "discovery-not-mapping", "discovery-int-key", "skew-nan",
-         "delay-negative", "delay-nan", "delay-infinite"],
+    [
+        ("jwks_override", object()),
+        ("expires_in_override", {1, 2}),
+        ("discovery_overrides", ["issuer"]),
+        ("discovery_overrides", {1: "x"}),
+        ("clock_skew", float("nan")),
+        ("token_delay", -1),
+        ("token_delay", float("nan")),
+        ("token_delay", float("inf")),
+    ],
+    ids=[
+        "jwks-not-json",
+        "expires-in-not-json",
+        "discovery-not-mapping",
+        "discovery-int-key",
+        "skew-nan",
+        "delay-negative",
+        "delay-nan",
+        "delay-infinite",
+    ],
 )
 def test_bad_settings_are_refused(emulator: Emulator, setting: str, value: Any) -> None:
     before = getattr(emulator, setting)
@@ -274,9 +305,7 @@ def test_bad_settings_are_refused(emulator: Emulator, setting: str, value: Any) 
 # -- expires_in ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "value", [1e308, -5, "soon", 0, [60]], ids=["huge", "negative", "string", "zero", "list"]
-)
+@pytest.mark.parametrize("value", [1e308, -5, "soon", 0, [60]], ids=["huge", "negative", "string", "zero", "list"])
 def test_expires_in_override(emulator: Emulator, client_secret: str, value: Any) -> None:
     emulator.expires_in_override = value
     assert emulator.expires_in_override == value
@@ -378,9 +407,7 @@ def test_settings_change_safely_while_requests_run(emulator: Emulator) -> None:
     assert seen and set(seen) <= {real, (200, overrides["issuer"], overrides["token_endpoint"])}
 
 
-def test_fault_logs_hold_no_secrets(
-    emulator: Emulator, client_secret: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_fault_logs_hold_no_secrets(emulator: Emulator, client_secret: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     tokens = sign_in(emulator, client_secret)
     emulator.reset_next_token_request()

@@ -40,8 +40,12 @@ class Hub:
         """A browser logged in to the hub as ``user``."""
         b = Browser(self.url, "")
         b.http.get(f"{self.url}hub/login", timeout=30)
-        r = b.http.post(f"{self.url}hub/login", data={"username": user, "password": PASSWORD,
-                        "_xsrf": b.http.cookies.get("_xsrf", "")}, allow_redirects=False, timeout=30)
+        r = b.http.post(
+            f"{self.url}hub/login",
+            data={"username": user, "password": PASSWORD, "_xsrf": b.http.cookies.get("_xsrf", "")},
+            allow_redirects=False,
+            timeout=30,
+        )
         assert r.status_code == 302, r.text[:300]
         return b
 
@@ -76,8 +80,11 @@ def hub(hub_emulator, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hub")
     port, proxy_api, hub_port = free_port(), free_port(), free_port()
     env = {
-        "TS_CLIENT_ID": CLIENT_ID, "TS_CLIENT_SECRET": CLIENT_SECRET, "TS_SIGNIN_URL": hub_emulator.url,
-        "TS_API_URL": f"{hub_emulator.url}/v3", "TS_SIM_API_URL": f"{hub_emulator.url}/sim/v3",
+        "TS_CLIENT_ID": CLIENT_ID,
+        "TS_CLIENT_SECRET": CLIENT_SECRET,
+        "TS_SIGNIN_URL": hub_emulator.url,
+        "TS_API_URL": f"{hub_emulator.url}/v3",
+        "TS_SIM_API_URL": f"{hub_emulator.url}/sim/v3",
         "PYTHONPATH": str(ROOT),
     }
     hub_emulator.add_redirect_uri(f"http://127.0.0.1:{port}/hub/user-redirect/ts_notebook/callback")
@@ -103,16 +110,20 @@ c.Spawner.start_timeout = 90
 c.Spawner.http_timeout = 90
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.user_redirect_hook = user_redirect_hook
-c.JupyterHub.db_url = "sqlite:///{tmp / 'hub.sqlite'}"
-c.JupyterHub.cookie_secret_file = {str(tmp / 'cookie_secret')!r}
+c.JupyterHub.db_url = "sqlite:///{tmp / "hub.sqlite"}"
+c.JupyterHub.cookie_secret_file = {str(tmp / "cookie_secret")!r}
 c.JupyterHub.services = [{{"name": "tester", "api_token": {SERVICE_TOKEN!r}}}]
 c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
                              "scopes": ["admin:users", "admin:servers", "access:servers"]}}]
 """)
     log = tmp / "hub.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"],
-                                cwd=tmp, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"],
+            cwd=tmp,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -137,8 +148,9 @@ c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
 def sign_in(hub: Hub, browser: Browser, server_url: str):
     page = browser.get(f"{server_url}ts_notebook/login")
     assert "username" in page.text, page.text[:500]
-    assert "redirect_uri=" + requests.utils.quote(f"{hub.url}hub/user-redirect/ts_notebook/callback", safe="") \
-        in page.url
+    assert (
+        "redirect_uri=" + requests.utils.quote(f"{hub.url}hub/user-redirect/ts_notebook/callback", safe="") in page.url
+    )
     return browser.submit(page, "allow", username="analyst")
 
 
@@ -162,8 +174,10 @@ def test_one_callback_url_signs_in_each_user_to_their_own_server(hub):
 
     # Kernels never see the client secret, though the spawner's environment carried it.
     probe = "import os; print(sorted(k for k in os.environ if k.startswith('TS_')))"
-    assert hub.run(alice_server, probe).strip() == "['TS_API_URL', 'TS_CLIENT_ID', 'TS_NOTEBOOK_BROKER', " \
+    assert (
+        hub.run(alice_server, probe).strip() == "['TS_API_URL', 'TS_CLIENT_ID', 'TS_NOTEBOOK_BROKER', "
         "'TS_SIGNIN_URL', 'TS_SIM_API_URL']"
+    )
 
 
 def test_a_named_server_signs_in_through_the_same_url(hub):
@@ -181,8 +195,9 @@ def test_a_named_server_signs_in_through_the_same_url(hub):
     carol.get(f"{default}lab")  # the hub's OAuth for that server gives this browser its cookie
     page = carol.get(f"{research}ts_notebook/login")
     state = page.url.split("state=", 1)[1].split("&", 1)[0]
-    landed = carol.http.get(f"{default}ts_notebook/callback", params={"state": state, "code": "c"},
-                            allow_redirects=False, timeout=30)
+    landed = carol.http.get(
+        f"{default}ts_notebook/callback", params={"state": state, "code": "c"}, allow_redirects=False, timeout=30
+    )
     assert landed.status_code == 302
     assert landed.headers["Location"].startswith("/user/carol/research/ts_notebook/callback?")
 
@@ -219,8 +234,9 @@ def test_a_callback_naming_an_odd_server_stays_on_the_users_own_server(hub, name
     server = hub.start("alice")
     alice.get(f"{server}lab")  # the hub's OAuth for that server gives this browser its cookie
 
-    direct = alice.http.get(f"{server}ts_notebook/callback", params={"code": "c", "state": f"{name}.Zz"},
-                            allow_redirects=False, timeout=30)
+    direct = alice.http.get(
+        f"{server}ts_notebook/callback", params={"code": "c", "state": f"{name}.Zz"}, allow_redirects=False, timeout=30
+    )
     via_hub = alice.get(f"{hub.url}hub/user-redirect/ts_notebook/callback?code=c&state={name}.Zz")
 
     assert direct.status_code == 400 and "Location" not in direct.headers and "names no server" in direct.text

@@ -20,8 +20,11 @@ def local_env(emulator, client_secret) -> dict[str, str]:
     """The environment of a terminal or kernel that has no Jupyter server behind it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
     env.update(
-        TS_CLIENT_ID=CLIENT_ID, TS_CLIENT_SECRET=client_secret, TS_SIGNIN_URL=emulator.url,
-        TS_API_URL=f"{emulator.url}/v3", TS_SIM_API_URL=f"{emulator.url}/sim/v3",
+        TS_CLIENT_ID=CLIENT_ID,
+        TS_CLIENT_SECRET=client_secret,
+        TS_SIGNIN_URL=emulator.url,
+        TS_API_URL=f"{emulator.url}/v3",
+        TS_SIM_API_URL=f"{emulator.url}/sim/v3",
         BROWSER="true",  # the system browser opener does nothing: the test is the browser
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
@@ -30,8 +33,13 @@ def local_env(emulator, client_secret) -> dict[str, str]:
 
 def spawn_ipython(env: dict[str, str]) -> pexpect.spawn:
     """``ipython`` in a pseudo-terminal, with the extension loaded."""
-    child = pexpect.spawn(sys.executable, ["-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt",
-                                           "--no-confirm-exit"], env=env, encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt", "--no-confirm-exit"],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+    )
     child.expect(PROMPT)
     child.sendline("%load_ext ts_notebook")
     child.expect(PROMPT)
@@ -43,5 +51,3 @@ def ipython(local_env):
     child = spawn_ipython(local_env)
     yield child
     child.terminate(force=True)
-
-

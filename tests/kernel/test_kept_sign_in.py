@@ -101,8 +101,9 @@ async def test_logout_forgets_the_kept_sign_in(local_env, emulator, tmp_path):
         again.terminate(force=True)
 
 
-def test_a_revoked_kept_sign_in_leaves_the_user_signed_out_once(local_env, emulator, client_secret, tmp_path,
-                                                                 monkeypatch):
+def test_a_revoked_kept_sign_in_leaves_the_user_signed_out_once(
+    local_env, emulator, client_secret, tmp_path, monkeypatch
+):
     env = kept_env(local_env, tmp_path)
     monkeypatch.setenv("JUPYTER_DATA_DIR", env["JUPYTER_DATA_DIR"])
     emulator.access_token_lifetime = 1  # due for renewal at the next start
@@ -110,8 +111,11 @@ def test_a_revoked_kept_sign_in_leaves_the_user_signed_out_once(local_env, emula
     emulator.revoke_refresh_tokens()  # revoked at the provider (another device signed out, say)
     time.sleep(1)
 
-    again = LocalSource(Settings.load(environ={}, client_id=CLIENT_ID, client_secret=client_secret,
-                                      signin_url=emulator.url, token_store="file"))
+    again = LocalSource(
+        Settings.load(
+            environ={}, client_id=CLIENT_ID, client_secret=client_secret, signin_url=emulator.url, token_store="file"
+        )
+    )
 
     snap = again.current()
     assert not snap.signed_in and "Run %ts_login" in (snap.error or "")
@@ -125,8 +129,16 @@ def test_processes_sharing_a_store_spend_each_refresh_token_once(local_env, emul
     env = kept_env(local_env, tmp_path)
     sign_in_elsewhere(env)
 
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(RUN_FOR)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(RUN_FOR)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     results = [w.communicate(timeout=120) for w in workers]
 
     for out, err in results:

@@ -66,9 +66,11 @@ async def test_terminal_login_listens_once_then_uses_the_tokens_in_process(ipyth
     ipython.expect(PROMPT)
 
     emulator.revoke_access_tokens()  # every thread gets a 401 at once: one refresh for all
-    ipython.sendline("from concurrent.futures import ThreadPoolExecutor; "
-                     "print(list(ThreadPoolExecutor(8).map(lambda _: ts.session.get('brokerage/accounts')"
-                     ".status_code, range(8))))")
+    ipython.sendline(
+        "from concurrent.futures import ThreadPoolExecutor; "
+        "print(list(ThreadPoolExecutor(8).map(lambda _: ts.session.get('brokerage/accounts')"
+        ".status_code, range(8))))"
+    )
     ipython.expect(r"\[200, 200, 200, 200, 200, 200, 200, 200\]")
     assert [g["grant_type"] for g in emulator.grants] == ["authorization_code", "refresh_token"]
 
@@ -101,8 +103,13 @@ async def test_a_cancelled_or_timed_out_login_frees_the_port(ipython, how):
 
 async def test_a_stale_runtime_file_says_so_in_one_line_and_signs_in_here(local_env, emulator, tmp_path):
     local_env[ENV_VAR] = str(tmp_path / "server-long-gone.json")
-    child = pexpect.spawn(sys.executable, ["-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt",
-                                           "--no-confirm-exit"], env=local_env, encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt", "--no-confirm-exit"],
+        env=local_env,
+        encoding="utf-8",
+        timeout=30,
+    )
     try:
         child.expect(PROMPT)
         child.sendline("%load_ext ts_notebook")
@@ -129,7 +136,9 @@ async def test_a_kernel_with_no_server_shows_the_widget_and_renews_in_process(lo
         out = await kernel.run(
             "import time\ncodes = []\nend = time.time() + 7\nwhile time.time() < end:\n"
             "    codes.append(ts.session.get('brokerage/accounts').status_code)\n    time.sleep(0.2)\n"
-            "print(set(codes))", timeout=60)
+            "print(set(codes))",
+            timeout=60,
+        )
         assert out.stdout.strip() == "{200}", out
         assert len({c["token_id"] for c in emulator.api_calls}) >= 2  # renewed inside the cell
         assert not [s for s in emulator.issued_secrets() if s in kernel.transcript()]
@@ -143,8 +152,9 @@ def test_two_callbacks_at_once_make_one_exchange(emulator, client_secret):
 
     from ..test_oauth import approve
 
-    source = LocalSource(Settings.load(environ={}, client_id=CLIENT_ID, client_secret=client_secret,
-                                       signin_url=emulator.url))
+    source = LocalSource(
+        Settings.load(environ={}, client_id=CLIENT_ID, client_secret=client_secret, signin_url=emulator.url)
+    )
     attempt = LocalLogin(source, listen=False)
     params = approve(attempt.pending)
 

@@ -26,8 +26,17 @@ from ..parts import Browser, fails_once, port_is_free
 @pytest.fixture
 def make_source(emulator, client_secret):
     def make(**settings) -> LocalSource:
-        return LocalSource(Settings.load(environ={}, client_id=CLIENT_ID, client_secret=client_secret,
-                                         signin_url=emulator.url, api_url=f"{emulator.url}/v3", **settings))
+        return LocalSource(
+            Settings.load(
+                environ={},
+                client_id=CLIENT_ID,
+                client_secret=client_secret,
+                signin_url=emulator.url,
+                api_url=f"{emulator.url}/v3",
+                **settings,
+            )
+        )
+
     return make
 
 
@@ -141,8 +150,9 @@ def test_no_unexpected_error_stops_the_in_process_renewal_timer(login, make_sour
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
-def test_a_configured_loopback_address_starts_on_the_same_host_so_the_cookie_comes_back(login, make_source, emulator,
-                                                                                      host):
+def test_a_configured_loopback_address_starts_on_the_same_host_so_the_cookie_comes_back(
+    login, make_source, emulator, host
+):
     emulator.add_redirect_uri(f"http://{host}:3001")  # registered for this key by Client Services
     attempt = login(make_source(redirect_uri=f"http://{host}:3001"))
     assert attempt.start_url.startswith(f"http://{host}:3001/start/")

@@ -51,14 +51,25 @@ class FixedSource(TokenSource):
 def signed_in(client, emulator):  # noqa: F811
     pending = client.begin_login(REDIRECT)
     tokens = client.exchange(pending, approve(pending)["code"])
-    snap = Snapshot(version=1, signed_in=True, api_url=f"{emulator.url}/v3", sim_api_url=f"{emulator.url}/sim/v3",
-                    env="live", api_origins=(emulator.url,), access_token=tokens.access_token,
-                    expires_at=tokens.expires_at, lifetime=tokens.lifetime)
+    snap = Snapshot(
+        version=1,
+        signed_in=True,
+        api_url=f"{emulator.url}/v3",
+        sim_api_url=f"{emulator.url}/sim/v3",
+        env="live",
+        api_origins=(emulator.url,),
+        access_token=tokens.access_token,
+        expires_at=tokens.expires_at,
+        lifetime=tokens.lifetime,
+    )
     return FixedSource(snap, renew=lambda: client.refresh(tokens).access_token)
 
 
-@pytest.mark.parametrize(("env", "sim", "prefix"), [("live", False, "1"), ("sim", False, "SIM"), ("live", True, "SIM")],
-                         ids=["live", "TS_ENV=sim", "ts.sim"])
+@pytest.mark.parametrize(
+    ("env", "sim", "prefix"),
+    [("live", False, "1"), ("sim", False, "SIM"), ("live", True, "SIM")],
+    ids=["live", "TS_ENV=sim", "ts.sim"],
+)
 def test_relative_paths_join_the_api_base(signed_in, env, sim, prefix):
     signed_in.snap = replace(signed_in.snap, env=env)
     accounts = TSSession(lambda: signed_in, sim=sim).get("brokerage/accounts").json()["Accounts"]

@@ -8,13 +8,25 @@ import time
 from ts_notebook.kernel.state import Status, wait_interruptibly
 from ts_notebook.protocol import Snapshot
 
-BASE = dict(version=1, api_url="https://api.example/v3", sim_api_url="https://sim.example/v3", env="live",
-            api_origins=("https://api.example:443",))
+BASE = dict(
+    version=1,
+    api_url="https://api.example/v3",
+    sim_api_url="https://sim.example/v3",
+    env="live",
+    api_origins=("https://api.example:443",),
+)
 
 
 def test_signed_in_names_the_user_scopes_and_where_it_is_kept_but_no_token():
-    snap = Snapshot(signed_in=True, access_token="SECRET-TOKEN", expires_at=time.time() + 600, scopes=("openid",),
-                    user={"name": "Ann"}, kept="Sign-in kept across restarts in the file /x.", **BASE)
+    snap = Snapshot(
+        signed_in=True,
+        access_token="SECRET-TOKEN",
+        expires_at=time.time() + 600,
+        scopes=("openid",),
+        user={"name": "Ann"},
+        kept="Sign-in kept across restarts in the file /x.",
+        **BASE,
+    )
     text = str(Status.of(snap))
     assert text.startswith("Signed in to TradeStation as Ann (live: https://api.example/v3); scopes: openid;")
     assert text.endswith("\nSign-in kept across restarts in the file /x.")

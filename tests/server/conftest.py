@@ -94,22 +94,27 @@ async def sign_in(server, kernel: Kernel, decision: str = "allow"):
     return browser, page
 
 
-
-
 def self_signed(folder: Path, name: str = "jupyter.example.com") -> tuple[Path, Path]:
     """A certificate for ``name`` only: a kernel that checked names would refuse 127.0.0.1."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     certfile, keyfile = folder / "cert.pem", folder / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return certfile, keyfile
 
 
@@ -156,9 +161,15 @@ def server_process(emulator, client_secret, short_dir):
         token = secrets.token_hex(16)
         runtime = short_dir / "runtime"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
-        env.update(TS_CLIENT_ID=CLIENT_ID, TS_CLIENT_SECRET=client_secret, TS_SIGNIN_URL=emulator.url,
-                   TS_API_URL=f"{emulator.url}/v3", TS_SIM_API_URL=f"{emulator.url}/sim/v3",
-                   JUPYTER_RUNTIME_DIR=str(runtime), **(extra_env or {}))
+        env.update(
+            TS_CLIENT_ID=CLIENT_ID,
+            TS_CLIENT_SECRET=client_secret,
+            TS_SIGNIN_URL=emulator.url,
+            TS_API_URL=f"{emulator.url}/v3",
+            TS_SIM_API_URL=f"{emulator.url}/sim/v3",
+            JUPYTER_RUNTIME_DIR=str(runtime),
+            **(extra_env or {}),
+        )
         http = requests.Session()
         http.trust_env = False
         http.headers["Authorization"] = f"token {token}"
@@ -182,16 +193,36 @@ def server_process(emulator, client_secret, short_dir):
             unix.headers.update(http.headers)
             sock = socket.socket(socket.AF_UNIX)
             sockets.append(sock)
-            server = Server(f"http+unix://{quote(str(sock_path), safe='')}/", unix, runtime,
-                            ws_base="ws://localhost/", ws_options={"socket": sock})
+            server = Server(
+                f"http+unix://{quote(str(sock_path), safe='')}/",
+                unix,
+                runtime,
+                ws_base="ws://localhost/",
+                ws_options={"socket": sock},
+            )
             server.connect_socket = lambda: sock.connect(str(sock_path))  # type: ignore[attr-defined]
         log = short_dir / f"{bind}-{len(procs)}.log"
         server.log = log
         with open(log, "w") as out:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "jupyter", "server", "--allow-root", "--no-browser", "--port-retries=0",
-                 f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={short_dir}", *args],
-                env=env, stdout=out, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "jupyter",
+                        "server",
+                        "--allow-root",
+                        "--no-browser",
+                        "--port-retries=0",
+                        f"--IdentityProvider.token={token}",
+                        f"--ServerApp.root_dir={short_dir}",
+                        *args,
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         server.process, server.token = procs[-1], token
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

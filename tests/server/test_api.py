@@ -30,8 +30,11 @@ def api(server, method: str, path: str, key: str | None = "right", **kwargs) -> 
     return requests.request(method, f"{server.url}ts_notebook/api/{path}", headers=headers, timeout=30, **kwargs)
 
 
-@pytest.mark.parametrize(("key", "status"), [(None, 403), ("wrong", 403), ("wrong-é", 403), ("right", 200)],
-                         ids=["no-credentials", "wrong-key", "non-ascii-key", "runtime-key"])
+@pytest.mark.parametrize(
+    ("key", "status"),
+    [(None, 403), ("wrong", 403), ("wrong-é", 403), ("right", 200)],
+    ids=["no-credentials", "wrong-key", "non-ascii-key", "runtime-key"],
+)
 async def test_the_token_api_needs_the_runtime_key(server, emulator, key, status):
     await browser_sign_in(server)
     r = await asyncio.to_thread(api, server, "GET", "token", key=key)
@@ -41,8 +44,14 @@ async def test_the_token_api_needs_the_runtime_key(server, emulator, key, status
 
 async def test_the_api_answers_no_other_origin(server, emulator):
     await browser_sign_in(server)
-    r = await asyncio.to_thread(api, server, "GET", "token", key=None, headers={
-        "Origin": "https://evil.example", "Authorization": f"token {server.token}"})
+    r = await asyncio.to_thread(
+        api,
+        server,
+        "GET",
+        "token",
+        key=None,
+        headers={"Origin": "https://evil.example", "Authorization": f"token {server.token}"},
+    )
     assert r.status_code == 404 and "access_token" not in r.text
     assert "Access-Control-Allow-Origin" not in r.headers
 
@@ -73,8 +82,9 @@ async def test_a_jupyter_user_may_read_the_token_and_a_browser_needs_xsrf_to_sig
     assert server.ext.broker.tokens is not None
 
     xsrf = b.http.cookies.get("_xsrf")
-    ok = await asyncio.to_thread(b.http.post, f"{server.url}ts_notebook/api/logout",
-                                 headers={"X-XSRFToken": xsrf}, timeout=10)
+    ok = await asyncio.to_thread(
+        b.http.post, f"{server.url}ts_notebook/api/logout", headers={"X-XSRFToken": xsrf}, timeout=10
+    )
     assert ok.status_code == 200 and ok.json()["signed_in"] is False
     assert server.ext.broker.tokens is None
 
@@ -94,8 +104,9 @@ async def test_a_long_poll_answers_at_once_on_a_change_and_after_its_timeout_oth
     assert reply["version"] > version  # answered by the change, long before its 25 s timeout
 
 
-@pytest.mark.parametrize("query", ["since=abc", "since=1&timeout=soon", "since=1&timeout=nan"],
-                         ids=["since", "timeout", "nan"])
+@pytest.mark.parametrize(
+    "query", ["since=abc", "since=1&timeout=soon", "since=1&timeout=nan"], ids=["since", "timeout", "nan"]
+)
 async def test_malformed_long_poll_arguments_get_a_message(server, query):
     r = await asyncio.to_thread(api, server, "GET", f"token?{query}")
     assert r.status_code == 400 and "since must be an integer" in r.json()["message"]
@@ -105,9 +116,9 @@ async def test_refresh_is_single_flight_across_concurrent_callers(server, emulat
     await browser_sign_in(server)
     stale = server.ext.broker.tokens.access_token
 
-    replies = await asyncio.gather(*[
-        asyncio.to_thread(api, server, "POST", "refresh", data=json.dumps({"stale": stale})) for _ in range(6)
-    ])
+    replies = await asyncio.gather(
+        *[asyncio.to_thread(api, server, "POST", "refresh", data=json.dumps({"stale": stale})) for _ in range(6)]
+    )
 
     assert {r.status_code for r in replies} == {200}
     tokens = {r.json()["access_token"] for r in replies}
@@ -121,8 +132,7 @@ async def test_the_broker_renews_on_a_timer_and_keeps_a_rotated_refresh_token(se
     await browser_sign_in(server)
     first = server.ext.broker.tokens
 
-    await eventually(lambda: sum(g["grant_type"] == "refresh_token" for g in emulator.grants) >= 2, 10,
-                     "two renewals")
+    await eventually(lambda: sum(g["grant_type"] == "refresh_token" for g in emulator.grants) >= 2, 10, "two renewals")
 
     now = server.ext.broker.tokens
     assert now.refresh_token != first.refresh_token and now.access_token != first.access_token
@@ -145,8 +155,9 @@ async def test_a_renewal_that_fails_for_a_passing_reason_is_retried(server, emul
     await browser_sign_in(server)
     emulator.fail_next_token_request(error="server_error", status=503, description="busy")
 
-    await eventually(lambda: any(g["ok"] and g["grant_type"] == "refresh_token" for g in emulator.grants),
-                     15, "a successful retry")
+    await eventually(
+        lambda: any(g["ok"] and g["grant_type"] == "refresh_token" for g in emulator.grants), 15, "a successful retry"
+    )
 
     assert server.ext.broker.tokens is not None
     assert [g["ok"] for g in emulator.grants[:2]] == [True, False]
@@ -172,7 +183,8 @@ async def test_callback_pages_escape_what_the_provider_sends(server, emulator):
     state = page.url.split("state=", 1)[1].split("&", 1)[0]
 
     r = await asyncio.to_thread(
-        b.get, f"ts_notebook/callback?state={state}&error=access_denied&error_description=%3Cscript%3Ex%3C/script%3E")
+        b.get, f"ts_notebook/callback?state={state}&error=access_denied&error_description=%3Cscript%3Ex%3C/script%3E"
+    )
 
     assert r.status_code == 400
     assert "<script>x" not in r.text and "&lt;script&gt;x" in r.text

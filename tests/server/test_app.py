@@ -16,8 +16,9 @@ from ts_notebook.server.app import TSNotebook, broker_url, loopback_host
 
 def jupyter(*args: str, config_dir) -> str:
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config_dir)}
-    done = subprocess.run([sys.executable, "-m", "jupyter", "ts-notebook", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter", "ts-notebook", *args], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -46,11 +47,21 @@ def test_generate_config_writes_every_setting_and_the_server_reads_that_file(tmp
     server = server_process("ipv4", {"JUPYTER_CONFIG_DIR": str(tmp_path)})
 
     assert "Sign-in not kept across restarts (TS_TOKEN_STORE=none)" in server.run(
-        "import ts_notebook as ts\nprint(ts.status())")
+        "import ts_notebook as ts\nprint(ts.status())"
+    )
 
 
-@pytest.mark.parametrize("ip, host", [("", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("localhost", "127.0.0.1"),
-                                      ("::", "[::1]"), ("10.1.2.3", "10.1.2.3"), ("fe80::1", "[fe80::1]")])
+@pytest.mark.parametrize(
+    "ip, host",
+    [
+        ("", "127.0.0.1"),
+        ("0.0.0.0", "127.0.0.1"),
+        ("localhost", "127.0.0.1"),
+        ("::", "[::1]"),
+        ("10.1.2.3", "10.1.2.3"),
+        ("fe80::1", "[fe80::1]"),
+    ],
+)
 def test_kernels_reach_the_server_on_a_loopback_address_for_each_bind(ip, host):
     assert loopback_host(ip) == host
 
@@ -59,5 +70,6 @@ def test_the_broker_url_follows_the_scheme_socket_and_base_url():
     plain = SimpleNamespace(sock="", certfile="", ip="0.0.0.0", port=8888, base_url="/user/ann/")
     assert broker_url(plain) == "http://127.0.0.1:8888/user/ann/"
     assert broker_url(SimpleNamespace(**{**vars(plain), "certfile": "c.pem"})).startswith("https://")
-    assert broker_url(SimpleNamespace(**{**vars(plain), "sock": "/tmp/j.sock"})) == \
-        "http+unix://%2Ftmp%2Fj.sock/user/ann/"
+    assert (
+        broker_url(SimpleNamespace(**{**vars(plain), "sock": "/tmp/j.sock"})) == "http+unix://%2Ftmp%2Fj.sock/user/ann/"
+    )

@@ -28,8 +28,9 @@ def make_broker(emulator, client_secret, tmp_path, monkeypatch):
     made = []
 
     def make(**explicit: str) -> TokenBroker:
-        settings = Settings.load(environ={}, client_id=CLIENT_ID, client_secret=client_secret,
-                                 signin_url=emulator.url, **explicit)
+        settings = Settings.load(
+            environ={}, client_id=CLIENT_ID, client_secret=client_secret, signin_url=emulator.url, **explicit
+        )
         made.append(TokenBroker(settings))
         return made[-1]
 

@@ -54,8 +54,9 @@ async def test_listeners_hear_each_change_in_order_and_a_broken_one_harms_no_oth
     assert versions == sorted(set(versions))  # no repeats, never backwards
 
 
-@pytest.mark.parametrize("reply", [{}, {"version": "x"}, {"version": 1, "signed_in": True}],
-                         ids=["empty", "bad-version", "missing-fields"])
+@pytest.mark.parametrize(
+    "reply", [{}, {"version": "x"}, {"version": 1, "signed_in": True}], ids=["empty", "bad-version", "missing-fields"]
+)
 def test_a_reply_it_does_not_understand_is_a_broker_error_not_a_crash(reply):
     src = BrokerSource(client=None)  # type: ignore[arg-type] - _update makes no call
     with pytest.raises(BrokerError, match="does not understand"):
@@ -72,9 +73,17 @@ async def test_a_server_that_answers_only_after_a_while_is_waited_for_not_replac
     late.write_text(json.dumps(info))
     env = {**os.environ, ENV_VAR: str(late)}
     kernel = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "-c",
+        sys.executable,
+        "-m",
+        "IPython",
+        "--no-banner",
+        "--colors=NoColor",
+        "-c",
         "from ts_notebook.kernel import api; print(type(api.source()).__name__)",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     await asyncio.sleep(2)
 
     async def forward(reader, writer):

@@ -27,8 +27,9 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(tokens, "RETRY_AFTER", 1.0)  # after expiry a failed renewal is retried each second
 
 
-async def test_a_provider_that_goes_down_and_comes_back_is_renewed_against_again(server, kernels, emulator,
-                                                                                  quick_retries):
+async def test_a_provider_that_goes_down_and_comes_back_is_renewed_against_again(
+    server, kernels, emulator, quick_retries
+):
     emulator.access_token_lifetime = 3
     k = await new_kernel(server, kernels)
     await sign_in(server, k)
@@ -56,8 +57,9 @@ async def test_a_renewal_that_meets_a_fault_still_renews(server, emulator, fault
     else:
         emulator.rotate_signing_key()  # the renewal's id_token names a key the cached JWKS lacks
 
-    await eventually(lambda: server.ext.broker.tokens is not first and server.ext.broker.tokens is not None,
-                     15, "a renewal")
+    await eventually(
+        lambda: server.ext.broker.tokens is not first and server.ext.broker.tokens is not None, 15, "a renewal"
+    )
 
     assert server.ext.broker.error is None
 
@@ -92,8 +94,11 @@ async def test_a_slow_token_endpoint_leaves_the_server_answering(server, emulato
     b = await new_browser(server)
     page = await asyncio.to_thread(b.get, "ts_notebook/login")
     callback = asyncio.ensure_future(asyncio.to_thread(b.submit, page, "allow", username="analyst"))
-    await eventually(lambda: len(emulator.requests_seen) and emulator.requests_seen[-1]["path"] == "/oauth/token",
-                     10, "the exchange to start")
+    await eventually(
+        lambda: len(emulator.requests_seen) and emulator.requests_seen[-1]["path"] == "/oauth/token",
+        10,
+        "the exchange to start",
+    )
 
     status = await asyncio.to_thread(api, server, "GET", "status")
 
@@ -119,8 +124,9 @@ async def test_a_kernel_restarted_mid_login_is_signed_in_when_the_login_complete
 async def test_long_polls_that_disconnect_mid_wait_leave_no_watcher_behind(server):
     version = (await asyncio.to_thread(api, server, "GET", "status")).json()["version"]
     path = f"{server.app.base_url}ts_notebook/api/token?since={version}&timeout=25"
-    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.app.port}\r\n"
-               f"{KEY_HEADER}: {server.ext.key}\r\n\r\n").encode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.app.port}\r\n{KEY_HEADER}: {server.ext.key}\r\n\r\n"
+    ).encode()
     conns = []
     for _ in range(50):  # 50 kernels long-polling
         reader, writer = await asyncio.open_connection("127.0.0.1", server.app.port)

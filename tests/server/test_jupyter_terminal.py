@@ -16,8 +16,13 @@ PROMPT = r"In \[\d+\]: "
 
 async def test_ipython_in_a_jupyter_terminal_waits_for_the_servers_sign_in(server, emulator):
     env = dict(os.environ)  # as a Jupyter terminal has it: TS_NOTEBOOK_BROKER names this server
-    child = pexpect.spawn(sys.executable, ["-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt"],
-                          env=env, encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt"],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+    )
     try:
         await asyncio.to_thread(child.expect, PROMPT)
         child.sendline("%load_ext ts_notebook")

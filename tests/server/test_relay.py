@@ -47,8 +47,9 @@ async def test_a_taken_port_falls_through_to_the_next_default(server, emulator):
 
 async def test_a_state_the_relay_does_not_know_gets_a_page_that_says_so(server, emulator):
     await start_login(server)
-    r = await asyncio.to_thread(requests.get, "http://localhost:31022/?code=x&state=someone-elses",
-                                allow_redirects=False, timeout=10)
+    r = await asyncio.to_thread(
+        requests.get, "http://localhost:31022/?code=x&state=someone-elses", allow_redirects=False, timeout=10
+    )
     assert r.status_code == 400 and "not waiting on this Jupyter server" in r.text
     assert server.ext.broker.tokens is None
 

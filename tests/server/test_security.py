@@ -26,8 +26,12 @@ from .test_signin_loop import ACCOUNTS, assert_no_secrets
 @pytest.fixture
 def on_hub(monkeypatch, server):
     """This server as alice's default server on a JupyterHub."""
-    for name, value in {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/", "JUPYTERHUB_USER": "alice",
-                        "JUPYTERHUB_BASE_URL": "/", "JUPYTERHUB_SERVER_NAME": ""}.items():
+    for name, value in {
+        "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/",
+        "JUPYTERHUB_USER": "alice",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVER_NAME": "",
+    }.items():
         monkeypatch.setenv(name, value)
     server.app.identity_provider.get_user = lambda handler: type("User", (), {"username": "alice"})()
 
@@ -36,8 +40,9 @@ def on_hub(monkeypatch, server):
 async def test_a_callback_naming_an_odd_server_is_refused_not_forwarded(server, on_hub, emulator, name):
     b = await new_browser(server)
 
-    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/callback?code=c&state={name}.Zz",
-                                allow_redirects=False, timeout=10)
+    r = await asyncio.to_thread(
+        b.http.get, f"{server.url}ts_notebook/callback?code=c&state={name}.Zz", allow_redirects=False, timeout=10
+    )
 
     assert r.status_code == 400 and "Location" not in r.headers
     assert "names no server of yours" in r.text or "unknown to this Jupyter server" in r.text
@@ -46,8 +51,9 @@ async def test_a_callback_naming_an_odd_server_is_refused_not_forwarded(server, 
 
 async def test_a_callback_for_a_named_server_of_the_same_user_is_still_forwarded(server, on_hub):
     b = await new_browser(server)
-    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/callback?code=c&state=research-2.Zz",
-                                allow_redirects=False, timeout=10)
+    r = await asyncio.to_thread(
+        b.http.get, f"{server.url}ts_notebook/callback?code=c&state=research-2.Zz", allow_redirects=False, timeout=10
+    )
     assert r.status_code == 302 and r.headers["Location"].startswith("/user/alice/research-2/ts_notebook/callback?")
 
 
@@ -59,16 +65,25 @@ async def test_signing_in_again_revokes_the_refresh_token_it_replaces(server, em
 
     second = server.ext.broker.tokens
     assert second.refresh_token != first.refresh_token
-    reuse = await asyncio.to_thread(requests.post, f"{emulator.url}/oauth/token", timeout=10, data={
-        "grant_type": "refresh_token", "refresh_token": first.refresh_token,
-        "client_id": CLIENT_ID, "client_secret": server.ext.broker.settings.client_secret})
+    reuse = await asyncio.to_thread(
+        requests.post,
+        f"{emulator.url}/oauth/token",
+        timeout=10,
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first.refresh_token,
+            "client_id": CLIENT_ID,
+            "client_secret": server.ext.broker.settings.client_secret,
+        },
+    )
     assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
     snap = (await asyncio.to_thread(api, server, "POST", "refresh", data='{"stale": "x"}')).json()
     assert snap["signed_in"] is True  # the new sign-in lives on
 
 
 async def test_a_callback_after_the_jupyter_session_expired_keeps_code_and_state_out_of_the_log(
-        server, emulator, server_log):
+    server, emulator, server_log
+):
     b, page = await start_login(server)
     for cookie in [c for c in b.http.cookies if c.name.startswith("username-")]:
         b.http.cookies.clear(cookie.domain, cookie.path, cookie.name)  # the Jupyter session has expired
@@ -96,8 +111,11 @@ async def test_a_configured_localhost_callback_is_listened_on_at_exactly_its_por
     assert done.status_code == 200 and "Signed in to TradeStation as analyst" in done.text
 
 
-@pytest.mark.parametrize("jwks", [[], {}, {"keys": "x"}, {"keys": [1, {"kty": "RSA"}]}, "null-like"],
-                         ids=["list", "empty", "keys-not-a-list", "no-usable-key", "string"])
+@pytest.mark.parametrize(
+    "jwks",
+    [[], {}, {"keys": "x"}, {"keys": [1, {"kty": "RSA"}]}, "null-like"],
+    ids=["list", "empty", "keys-not-a-list", "no-usable-key", "string"],
+)
 async def test_a_malformed_jwks_gets_a_page_not_a_500(server, emulator, jwks):
     emulator.rotate_signing_key()  # the id_token's key is unknown, so the JWKS is read
     emulator.jwks_override = jwks
@@ -116,12 +134,18 @@ async def test_no_provider_reply_stops_the_renewal_timer(server, emulator, monke
     emulator.rotate_signing_key()
     emulator.jwks_override = []  # each renewal's id_token now fails to verify
 
-    await eventually(lambda: sum(g["grant_type"] == "refresh_token" for g in emulator.grants) >= 2, 15,
-                     "renewals retried on the timer")
+    await eventually(
+        lambda: sum(g["grant_type"] == "refresh_token" for g in emulator.grants) >= 2,
+        15,
+        "renewals retried on the timer",
+    )
     emulator.jwks_override = None
     before = server.ext.broker.tokens
-    await eventually(lambda: server.ext.broker.tokens is not before and server.ext.broker.tokens is not None, 15,
-                     "a renewal once the JWKS is readable again")
+    await eventually(
+        lambda: server.ext.broker.tokens is not before and server.ext.broker.tokens is not None,
+        15,
+        "a renewal once the JWKS is readable again",
+    )
 
 
 async def test_an_absurd_expires_in_is_cut_to_a_day(server, emulator):
@@ -137,8 +161,13 @@ async def test_an_absurd_expires_in_is_cut_to_a_day(server, emulator):
 async def test_another_site_cannot_start_a_sign_in(server, emulator, site):
     b = await new_browser(server)
 
-    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/login", headers={"Sec-Fetch-Site": site},
-                                allow_redirects=False, timeout=10)
+    r = await asyncio.to_thread(
+        b.http.get,
+        f"{server.url}ts_notebook/login",
+        headers={"Sec-Fetch-Site": site},
+        allow_redirects=False,
+        timeout=10,
+    )
 
     assert r.status_code == 403 and "Another website tried to start" in r.text
     assert not server.ext.broker.relay.listening and not server.ext.broker.login_pending
@@ -148,8 +177,13 @@ async def test_another_site_cannot_start_a_sign_in(server, emulator, site):
 @pytest.mark.parametrize("site", ["same-origin", "none"])
 async def test_the_notebook_and_the_address_bar_may_start_a_sign_in(server, emulator, site):
     b = await new_browser(server)
-    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/login", headers={"Sec-Fetch-Site": site},
-                                allow_redirects=False, timeout=10)
+    r = await asyncio.to_thread(
+        b.http.get,
+        f"{server.url}ts_notebook/login",
+        headers={"Sec-Fetch-Site": site},
+        allow_redirects=False,
+        timeout=10,
+    )
     assert r.status_code == 302 and r.headers["Location"].startswith(f"{emulator.url}/authorize?")
 
 
@@ -166,9 +200,13 @@ class TestAServerOpenToOtherHosts:
         # Whatever a (non-browser) client puts in Host, no URL is built from it unless it is
         # a plain host[:port]. These pass tornado's own Host check; the Jupyter token (not a
         # cookie, whose name follows the Host) signs the client in.
-        r = await asyncio.to_thread(requests.get, f"{server.url}ts_notebook/login", allow_redirects=False,
-                                    timeout=10, headers={"Host": host.format(port=server.app.port),
-                                                         "Authorization": f"token {server.token}"})
+        r = await asyncio.to_thread(
+            requests.get,
+            f"{server.url}ts_notebook/login",
+            allow_redirects=False,
+            timeout=10,
+            headers={"Host": host.format(port=server.app.port), "Authorization": f"token {server.token}"},
+        )
 
         assert r.status_code == 400 and "Location" not in r.headers and "Host header" in r.text
         assert not server.ext.broker.login_pending
@@ -179,13 +217,23 @@ async def test_two_sign_ins_finishing_at_once_leave_one_live_refresh_token(serve
     first = server.ext.broker.tokens
     tabs = [await start_login(server) for _ in range(2)]  # two tabs, both at TradeStation's page
 
-    done = await asyncio.gather(*(asyncio.to_thread(b.submit, page, "allow", username="analyst")
-                                  for b, page in tabs))
+    done = await asyncio.gather(*(asyncio.to_thread(b.submit, page, "allow", username="analyst") for b, page in tabs))
 
     assert all(d.status_code == 200 for d in done) and first.refresh_token
-    live = [s for s in emulator.issued_secrets() if requests.post(f"{emulator.url}/oauth/token", timeout=10, data={
-        "grant_type": "refresh_token", "refresh_token": s, "client_id": CLIENT_ID,
-        "client_secret": server.ext.broker.settings.client_secret}).ok]
+    live = [
+        s
+        for s in emulator.issued_secrets()
+        if requests.post(
+            f"{emulator.url}/oauth/token",
+            timeout=10,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": s,
+                "client_id": CLIENT_ID,
+                "client_secret": server.ext.broker.settings.client_secret,
+            },
+        ).ok
+    ]
     assert live == [server.ext.broker.tokens.refresh_token]  # every replaced one was revoked
 
 
@@ -204,8 +252,10 @@ async def test_a_failed_re_sign_in_leaves_the_kernels_the_access_token_they_had(
     assert server.ext.broker.tokens.refresh_token is None
     assert "temporarily_unavailable" in server.ext.broker.error
     out = await k.run(ACCOUNTS)
-    assert out.error == "NotSignedIn: Your TradeStation sign-in has ended (this sign-in has no refresh token). " \
-        "Run %ts_login to sign in again.", out
+    assert (
+        out.error == "NotSignedIn: Your TradeStation sign-in has ended (this sign-in has no refresh token). "
+        "Run %ts_login to sign in again."
+    ), out
 
 
 async def test_a_number_no_float_holds_is_an_ordinary_lifetime(server, emulator):
@@ -216,14 +266,18 @@ async def test_a_number_no_float_holds_is_an_ordinary_lifetime(server, emulator)
 
 async def test_a_hub_with_users_on_subdomains_may_start_a_sign_in_from_a_sibling_origin(server, on_hub, emulator):
     b = await new_browser(server)
-    r = await asyncio.to_thread(b.http.get, f"{server.url}ts_notebook/login", allow_redirects=False, timeout=10,
-                                headers={"Sec-Fetch-Site": "same-site"})
+    r = await asyncio.to_thread(
+        b.http.get,
+        f"{server.url}ts_notebook/login",
+        allow_redirects=False,
+        timeout=10,
+        headers={"Sec-Fetch-Site": "same-site"},
+    )
     assert r.status_code == 302 and r.headers["Location"].startswith(f"{emulator.url}/authorize?")
 
 
 async def test_a_configured_localhost_port_someone_else_holds_falls_back_to_pasting(server, emulator, caplog):
-    server.ext.broker.settings = dataclasses.replace(server.ext.broker.settings,
-                                                     redirect_uri="http://localhost:3001")
+    server.ext.broker.settings = dataclasses.replace(server.ext.broker.settings, redirect_uri="http://localhost:3001")
     with socket.socket() as squatter:  # another program's server on that port
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", 3001))
@@ -257,7 +311,11 @@ class TestAProxiedServer:
 
     async def test_a_host_name_with_an_underscore_signs_in(self, server, emulator):
         # nginx's `proxy_set_header Host $proxy_host` with an upstream named jupyter_app, say
-        r = await asyncio.to_thread(requests.get, f"{server.url}ts_notebook/login", allow_redirects=False, timeout=10,
-                                    headers={"Host": f"jupyter_app:{server.app.port}",
-                                             "Authorization": f"token {server.token}"})
+        r = await asyncio.to_thread(
+            requests.get,
+            f"{server.url}ts_notebook/login",
+            allow_redirects=False,
+            timeout=10,
+            headers={"Host": f"jupyter_app:{server.app.port}", "Authorization": f"token {server.token}"},
+        )
         assert r.status_code == 302 and "redirect_uri=http%3A%2F%2Fjupyter_app%3A" in r.headers["Location"]

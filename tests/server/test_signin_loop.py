@@ -142,8 +142,12 @@ async def test_a_callback_that_is_not_this_browsers_live_login_is_refused(server
 
     r = await asyncio.to_thread(browser.get, f"ts_notebook/callback?{query}")
 
-    expected = {"unknown": "unknown to this Jupyter server", "missing": "unknown to this Jupyter server",
-                "expired": "expired", "other-browser": "another browser"}[case]
+    expected = {
+        "unknown": "unknown to this Jupyter server",
+        "missing": "unknown to this Jupyter server",
+        "expired": "expired",
+        "other-browser": "another browser",
+    }[case]
     assert r.status_code == 400 and expected in r.text
     assert server.ext.broker.tokens is None
     assert emulator.grants == []
@@ -209,9 +213,17 @@ async def test_a_second_login_while_signed_in_shows_the_state_and_signs_out(serv
     await k.wait_for_widget(r"^Not signed in", since=shown)
     assert server.ext.broker.tokens is None
     token_url = f"{emulator.url}/oauth/token"
-    reuse = await asyncio.to_thread(requests.post, token_url, timeout=10, data={
-        "grant_type": "refresh_token", "refresh_token": refresh_token,
-        "client_id": CLIENT_ID, "client_secret": server.ext.broker.settings.client_secret})
+    reuse = await asyncio.to_thread(
+        requests.post,
+        token_url,
+        timeout=10,
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": CLIENT_ID,
+            "client_secret": server.ext.broker.settings.client_secret,
+        },
+    )
     assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"  # revoked
 
 

@@ -27,12 +27,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="client secret (default: $TS_CLIENT_SECRET; unset = public client that must use PKCE)",
     )
     parser.add_argument(
-        "--redirect-uri", action="append", default=[], metavar="URI",
+        "--redirect-uri",
+        action="append",
+        default=[],
+        metavar="URI",
         help="another allowed callback URL, added to the defaults (repeatable)",
     )
     parser.add_argument("--token-lifetime", type=float, default=1200, help="access token lifetime in seconds")
     parser.add_argument(
-        "--rotate-refresh-tokens", action="store_true",
+        "--rotate-refresh-tokens",
+        action="store_true",
         help="issue a new refresh token on every refresh and retire the old one",
     )
     return parser.parse_args(argv)

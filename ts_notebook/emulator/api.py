@@ -26,12 +26,24 @@ def quote_for(symbol: str) -> dict[str, Any]:
 def accounts_for(username: str, sim: bool) -> dict[str, Any]:
     """Two accounts for ``username``; simulator account ids start with ``SIM``."""
     prefix = "SIM" if sim else ""
-    return {"Accounts": [
-        {"AccountID": prefix + "11111111", "AccountType": "Margin", "Currency": "USD",
-         "Status": "Active", "Alias": username},
-        {"AccountID": prefix + "22222222", "AccountType": "Cash", "Currency": "USD",
-         "Status": "Active", "Alias": username},
-    ]}
+    return {
+        "Accounts": [
+            {
+                "AccountID": prefix + "11111111",
+                "AccountType": "Margin",
+                "Currency": "USD",
+                "Status": "Active",
+                "Alias": username,
+            },
+            {
+                "AccountID": prefix + "22222222",
+                "AccountType": "Cash",
+                "Currency": "USD",
+                "Status": "Active",
+                "Alias": username,
+            },
+        ]
+    }
 
 
 class ApiHandler(BaseHandler):
@@ -66,7 +78,7 @@ class ApiHandler(BaseHandler):
         if route == "brokerage/accounts":
             self._reply(200, accounts_for(record.username, sim), token)
         elif route is not None and route.startswith("marketdata/quotes/"):
-            symbols = [s.strip() for s in route[len("marketdata/quotes/"):].split(",") if s.strip()]
+            symbols = [s.strip() for s in route[len("marketdata/quotes/") :].split(",") if s.strip()]
             if symbols:
                 self._reply(200, {"Quotes": [quote_for(s) for s in symbols]}, token)
             else:

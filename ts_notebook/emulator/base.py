@@ -45,17 +45,12 @@ class BaseHandler(web.RequestHandler):
         self.state = state
 
     def prepare(self) -> None:
-        self.state.record_request(
-            self.request.method or "", self.request.path, "Authorization" in self.request.headers
-        )
+        self.state.record_request(self.request.method or "", self.request.path, "Authorization" in self.request.headers)
 
     def query_params(self) -> dict[str, str]:
         """The query string as single values; raises ``invalid_request`` if malformed."""
         try:
-            pairs = {
-                name: [v.decode("utf-8") for v in values]
-                for name, values in self.request.query_arguments.items()
-            }
+            pairs = {name: [v.decode("utf-8") for v in values] for name, values in self.request.query_arguments.items()}
         except UnicodeDecodeError as exc:
             raise OAuthError("invalid_request", "The query string is not UTF-8") from exc
         return _single_values(pairs)
@@ -81,9 +76,7 @@ class BaseHandler(web.RequestHandler):
             return data
         if content_type == "application/x-www-form-urlencoded":
             return _single_values(parse_qs(text, keep_blank_values=True))
-        raise OAuthError(
-            "invalid_request", "Send application/x-www-form-urlencoded or application/json"
-        )
+        raise OAuthError("invalid_request", "Send application/x-www-form-urlencoded or application/json")
 
     def bearer_token(self) -> str | None:
         """The token of an ``Authorization: Bearer`` header, or None."""
@@ -124,9 +117,7 @@ class BaseHandler(web.RequestHandler):
         # Tornado's version logs the full URI and request headers; keep to method and path.
         if isinstance(value, web.HTTPError):
             return
-        logger.error(
-            "%s %s failed with %s", self.request.method, self.request.path, typ.__name__ if typ else "?"
-        )
+        logger.error("%s %s failed with %s", self.request.method, self.request.path, typ.__name__ if typ else "?")
 
 
 class NotFoundHandler(BaseHandler):

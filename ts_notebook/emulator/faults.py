@@ -99,4 +99,3 @@ class Faults:
         """The outcome scripted for this token call, if any, removed from the queue."""
         with self._lock:
             return self._outcomes.popleft() if self._outcomes else None
-

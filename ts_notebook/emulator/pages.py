@@ -35,8 +35,7 @@ def sign_in_page(params: Mapping[str, str], username: str = "analyst", message: 
         message: A problem to show above the form, e.g. an empty username.
     """
     hidden = "".join(
-        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
-        for name, value in params.items()
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in params.items()
     )
     notice = f'<p class="message" role="alert">{escape(message)}</p>' if message else ""
     body = (

@@ -16,8 +16,15 @@ from .pages import error_page, sign_in_page
 from .state import OAuthError
 
 SCOPES_SUPPORTED = [
-    "openid", "profile", "email", "offline_access",
-    "MarketData", "ReadAccount", "Trade", "OptionSpreads", "Matrix",
+    "openid",
+    "profile",
+    "email",
+    "offline_access",
+    "MarketData",
+    "ReadAccount",
+    "Trade",
+    "OptionSpreads",
+    "Matrix",
 ]
 
 
@@ -88,11 +95,16 @@ class AuthorizeHandler(BaseHandler):
             return
         state = {"state": form["state"]} if "state" in form else {}
         if decision == "deny":
-            self.redirect(with_query(form["redirect_uri"], {
-                "error": "access_denied",
-                "error_description": "User did not authorize the request",
-                **state,
-            }))
+            self.redirect(
+                with_query(
+                    form["redirect_uri"],
+                    {
+                        "error": "access_denied",
+                        "error_description": "User did not authorize the request",
+                        **state,
+                    },
+                )
+            )
         elif decision != "allow":
             self._html(sign_in_page(form, username, "Choose Allow or Deny."))
         elif not username:
@@ -205,12 +217,14 @@ class UserInfoHandler(BaseHandler):
             self.set_header("WWW-Authenticate", 'Bearer error="invalid_token"')
             self.write_json({"error": "invalid_token", "error_description": "Unauthorized"}, 401)
             return
-        self.write_json({
-            "sub": f"auth0|{record.username}",
-            "name": record.username,
-            "nickname": record.username,
-            "email": f"{record.username}@example.com",
-        })
+        self.write_json(
+            {
+                "sub": f"auth0|{record.username}",
+                "name": record.username,
+                "nickname": record.username,
+                "email": f"{record.username}@example.com",
+            }
+        )
 
 
 def client_credentials(handler: BaseHandler, params: dict[str, Any]) -> tuple[str | None, str | None]:

@@ -250,8 +250,9 @@ class ProviderState:
             if record is not None:
                 self._access = {t: a for t, a in self._access.items() if a.family != record.family}
 
-    def _issue(self, *, family: str, username: str, scope: str, nonce: str | None,
-               with_refresh: bool) -> dict[str, Any]:
+    def _issue(
+        self, *, family: str, username: str, scope: str, nonce: str | None, with_refresh: bool
+    ) -> dict[str, Any]:
         # Caller holds the lock.
         faults = self.faults.settings
         lifetime = self.access_token_lifetime
@@ -317,9 +318,7 @@ class ProviderState:
     def record_api_call(self, path: str, status: int, token: str | None) -> None:
         """Note one API call; the token is kept only as its :func:`token_id`."""
         with self._lock:
-            self._api_calls.append(
-                {"path": path, "status": status, "token_id": token_id(token) if token else None}
-            )
+            self._api_calls.append({"path": path, "status": status, "token_id": token_id(token) if token else None})
 
     def grants(self) -> list[dict[str, Any]]:
         """Copies of the /oauth/token records, oldest first."""

@@ -42,8 +42,11 @@ def _pick_source() -> TokenSource:
     if info is None:
         return LocalSource()
     if not info.server_alive():
-        print("ts_notebook: The Jupyter server that started this kernel has stopped. Signing in within this "
-              "process instead.", file=sys.stderr)
+        print(
+            "ts_notebook: The Jupyter server that started this kernel has stopped. Signing in within this "
+            "process instead.",
+            file=sys.stderr,
+        )
         return LocalSource()
     client = BrokerClient(info)
     # A live server that does not answer is never replaced by an in-process sign-in (which

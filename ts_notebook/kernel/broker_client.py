@@ -87,8 +87,11 @@ def failure_reason(exc: BaseException) -> str:
             return f"TLS: {getattr(err, 'verify_message', None) or err.reason or 'handshake failed'}"
         if isinstance(err, OSError) and err.strerror:
             return err.strerror
-        todo += [a for a in (*err.args, getattr(err, "reason", None), err.__cause__, err.__context__)
-                 if isinstance(a, BaseException)]
+        todo += [
+            a
+            for a in (*err.args, getattr(err, "reason", None), err.__cause__, err.__context__)
+            if isinstance(a, BaseException)
+        ]
     return type(exc).__name__
 
 
@@ -150,8 +153,12 @@ class BrokerClient:
         """The state with the access token; with ``since``, wait for a change past it."""
         if since is None:
             return self.call("GET", "token")
-        return self.call("GET", "token", params={"since": since, "timeout": LONGPOLL},
-                         timeout=(CALL_TIMEOUT[0], LONGPOLL + LONGPOLL_GRACE))
+        return self.call(
+            "GET",
+            "token",
+            params={"since": since, "timeout": LONGPOLL},
+            timeout=(CALL_TIMEOUT[0], LONGPOLL + LONGPOLL_GRACE),
+        )
 
     def refresh(self, stale: str) -> dict[str, Any]:
         """Ask for a renewal because ``stale`` was refused."""
@@ -186,8 +193,10 @@ class BrokerSource(TokenSource):
         try:
             snap = Snapshot.from_wire(data)
         except (KeyError, TypeError, ValueError) as exc:
-            raise BrokerError("The Jupyter server sent a reply this ts_notebook does not understand. "
-                              "Install the same version in the server's and the kernel's environment.") from exc
+            raise BrokerError(
+                "The Jupyter server sent a reply this ts_notebook does not understand. "
+                "Install the same version in the server's and the kernel's environment."
+            ) from exc
         with self._lock:
             if self._snapshot is not None and snap.version < self._snapshot.version:
                 return self._snapshot  # an older answer that arrived late (versions only grow)
@@ -265,8 +274,10 @@ class BrokerSource(TokenSource):
         signed_in = threading.Event()
         listener = lambda snap: snap.signed_in and signed_in.set()  # noqa: E731
         self.add_listener(listener)
-        print(f"Open {info.url.rstrip('/')}/{LOGIN} in the browser where you use Jupyter and sign in "
-              "(Ctrl-C to stop waiting).")
+        print(
+            f"Open {info.url.rstrip('/')}/{LOGIN} in the browser where you use Jupyter and sign in "
+            "(Ctrl-C to stop waiting)."
+        )
         try:
             if wait_interruptibly(signed_in, timeout):
                 print(Status.of(self.current()))

@@ -55,20 +55,26 @@ class CallbackListener:
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 if path == "/start" or path.startswith("/start/"):
-                    target = login.start(path[len("/start/"):])
+                    target = login.start(path[len("/start/") :])
                     if target is not None:
                         self.send_response(302)
                         self.send_header("Location", target)
-                        self.send_header("Set-Cookie", f"{cookie}={login.browser_key}; Path=/; HttpOnly; "
-                                         f"SameSite=Lax; Max-Age={int(PENDING_TTL)}")
+                        self.send_header(
+                            "Set-Cookie",
+                            f"{cookie}={login.browser_key}; Path=/; HttpOnly; SameSite=Lax; Max-Age={int(PENDING_TTL)}",
+                        )
                         self.send_header("Cache-Control", "no-store")
                         self.end_headers()
                         return
-                    ok, title, detail = False, "Sign-in not started", login.message or (
-                        "This is not the address of a sign-in waiting here. Run %ts_login again.")
+                    ok, title, detail = (
+                        False,
+                        "Sign-in not started",
+                        login.message or ("This is not the address of a sign-in waiting here. Run %ts_login again."),
+                    )
                 else:
-                    ok, title, detail = login.complete(callback_params(self.path),
-                                                       cookie_value(self.headers.get("Cookie", ""), cookie))
+                    ok, title, detail = login.complete(
+                        callback_params(self.path), cookie_value(self.headers.get("Cookie", ""), cookie)
+                    )
                 body = result_page(title, detail, ok).encode()
                 self.send_response(200 if ok else 400)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -91,8 +97,10 @@ class CallbackListener:
                 self._servers = [_Server(sock, Handler) for sock in sockets]
                 break
         if self.port is None:
-            raise ConfigError(f"Cannot listen for the sign-in callback: ports {list(ports)} are all in use. "
-                              "Free one, or set TS_RELAY_PORTS (or TS_REDIRECT_URI) to a free registered port.")
+            raise ConfigError(
+                f"Cannot listen for the sign-in callback: ports {list(ports)} are all in use. "
+                "Free one, or set TS_RELAY_PORTS (or TS_REDIRECT_URI) to a free registered port."
+            )
         for server in self._servers:
             threading.Thread(target=server.serve_forever, name="ts_notebook-callback", daemon=True).start()
 

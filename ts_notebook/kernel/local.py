@@ -74,9 +74,11 @@ class LocalLogin:
         if redirect and listen:
             port = relay_port(redirect)
             if port is None:
-                raise ConfigError(f"TS_REDIRECT_URI ({strip_query(redirect)}) is not an http://localhost:PORT "
-                                  "address, so this process cannot receive the browser's callback. Run "
-                                  "%ts_login --paste, or set TS_REDIRECT_URI to a registered localhost address.")
+                raise ConfigError(
+                    f"TS_REDIRECT_URI ({strip_query(redirect)}) is not an http://localhost:PORT "
+                    "address, so this process cannot receive the browser's callback. Run "
+                    "%ts_login --paste, or set TS_REDIRECT_URI to a registered localhost address."
+                )
             ports = (port,)
         self.listener = CallbackListener(ports, self) if listen else None
         redirect = redirect or (self.listener.url if self.listener else f"http://localhost:{ports[0]}")
@@ -115,16 +117,24 @@ class LocalLogin:
             if not self._started:
                 self._started = True
                 return self.pending.authorize_url
-        self._end("This sign-in address was opened twice, so the sign-in was cancelled (only one browser may "
-                  "use it). Run %ts_login again.")
+        self._end(
+            "This sign-in address was opened twice, so the sign-in was cancelled (only one browser may "
+            "use it). Run %ts_login again."
+        )
         return None
 
     def complete(self, params: dict[str, str], browser_key: str | None) -> tuple[bool, str, str]:
         """Finish with a callback that reached the listener, from the browser that started
         the login; returns (ok, page title, detail)."""
         if not browser_key or not same_secret(browser_key, self.browser_key):
-            return False, "Sign-in not accepted", ("This sign-in was not started in this browser. Open the address "
-                                                   "%ts_login gave (or click its button) here, or run %ts_login again.")
+            return (
+                False,
+                "Sign-in not accepted",
+                (
+                    "This sign-in was not started in this browser. Open the address "
+                    "%ts_login gave (or click its button) here, or run %ts_login again."
+                ),
+            )
         return self._finish(params)
 
     def complete_pasted(self, address: str) -> None:
@@ -141,8 +151,14 @@ class LocalLogin:
             if self._claimed or self.done.is_set():
                 return False, "Sign-in not accepted", "This sign-in was already finished. Run %ts_login again."
             if not same_secret(params.get("state", ""), self.pending.state) or self.pending.expired():
-                return False, "Sign-in not accepted", ("This address does not belong to the sign-in waiting here "
-                                                       "(unknown or expired). Run %ts_login again.")
+                return (
+                    False,
+                    "Sign-in not accepted",
+                    (
+                        "This address does not belong to the sign-in waiting here "
+                        "(unknown or expired). Run %ts_login again."
+                    ),
+                )
             self._claimed = True
         try:
             tokens = self.source.complete_login(self.pending, params)
@@ -215,9 +231,15 @@ class LocalSource(TokenSource):
     @property
     def snapshot(self) -> Snapshot:
         """The current state, without any I/O (as ``BrokerSource.snapshot``)."""
-        return Snapshot.of(self.version, self.keeper.tokens, self.settings, self.keeper.error,
-                           login_pending=self.pending_login is not None and not self.pending_login.done.is_set(),
-                           configured=bool(self.settings.client_id), kept=self.memory.kept)
+        return Snapshot.of(
+            self.version,
+            self.keeper.tokens,
+            self.settings,
+            self.keeper.error,
+            login_pending=self.pending_login is not None and not self.pending_login.done.is_set(),
+            configured=bool(self.settings.client_id),
+            kept=self.memory.kept,
+        )
 
     # -- the keeper's actions, on threads -----------------------------------------------------------
 
@@ -263,9 +285,11 @@ class LocalSource(TokenSource):
             renewed, fetched = self.memory.renew(tokens, self.client.refresh)
         except Exception as exc:  # whatever failed, the keeper decides: retry, or the sign-in ended
             ended = sign_in_ended(exc)
-            log.warning("Renewing the TradeStation token failed (%s)%s",
-                        exc.error if isinstance(exc, OAuthError) else type(exc).__name__,
-                        "" if ended else "; retrying")
+            log.warning(
+                "Renewing the TradeStation token failed (%s)%s",
+                exc.error if isinstance(exc, OAuthError) else type(exc).__name__,
+                "" if ended else "; retrying",
+            )
             self._feed(lambda: self.keeper.refresh_failed(tokens, time.time(), ended))
             return None if ended else exc
         else:
@@ -379,8 +403,11 @@ class LocalSource(TokenSource):
             else:
                 if open_browser:
                     attempt.open_browser()
-                print(f"Waiting for the browser on {attempt.listener.url if attempt.listener else ''} "
-                      "(Ctrl-C to cancel)...", flush=True)
+                print(
+                    f"Waiting for the browser on {attempt.listener.url if attempt.listener else ''} "
+                    "(Ctrl-C to cancel)...",
+                    flush=True,
+                )
                 if not attempt.wait(timeout):
                     print(f"No sign-in within {timeout:.0f} s. Run %ts_login again.")
                     return

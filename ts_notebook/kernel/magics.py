@@ -19,8 +19,9 @@ class TSMagics(Magics):
     """TradeStation sign-in magics. A failure prints one line that says what to do."""
 
     @magic_arguments()
-    @argument("--paste", action="store_true",
-              help="ask for the address the browser ended on (a browser on another machine)")
+    @argument(
+        "--paste", action="store_true", help="ask for the address the browser ended on (a browser on another machine)"
+    )
     @argument("--no-browser", action="store_true", help="print the sign-in address, do not open a browser")
     @argument("--timeout", type=float, default=LOGIN_TIMEOUT, help="seconds to wait for the browser")
     @line_magic
@@ -29,8 +30,7 @@ class TSMagics(Magics):
         try:
             args = parse_argstring(self.ts_login, line)
         except UsageError as exc:
-            print(f"ts_notebook: {exc}. Usage: %ts_login [--paste] [--no-browser] [--timeout SECONDS]",
-                  file=sys.stderr)
+            print(f"ts_notebook: {exc}. Usage: %ts_login [--paste] [--no-browser] [--timeout SECONDS]", file=sys.stderr)
             return
         _say(lambda: api.login(paste=args.paste, timeout=args.timeout, open_browser=not args.no_browser))
 

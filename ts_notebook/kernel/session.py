@@ -72,7 +72,7 @@ class TSAuth(AuthBase):
         sent = str(resp.request.headers.get("Authorization", ""))
         if not sent.startswith("Bearer ") or not _may_carry_token(resp.request.url or "", self._source().current()):
             return False
-        stale = sent[len("Bearer "):]
+        stale = sent[len("Bearer ") :]
         snap = self._source().force_refresh(stale)
         if not snap.signed_in:
             raise NotSignedIn(snap.error or "The API refused the token and it could not be renewed")
@@ -138,7 +138,8 @@ class TSSession(requests.Session):
         """On a redirect, drop the bearer unless the new URL is an API origin."""
         super().rebuild_auth(prepared_request, response)
         if "Authorization" in prepared_request.headers and not _may_carry_token(
-                prepared_request.url or "", self._source().current()):
+            prepared_request.url or "", self._source().current()
+        ):
             del prepared_request.headers["Authorization"]
 
     def __repr__(self) -> str:

@@ -57,8 +57,10 @@ class Status:
             text = f"Not signed in to TradeStation. {self.error or 'Run %ts_login to sign in.'}"
         else:
             until = time.strftime("%H:%M", time.localtime(self.expires_at))
-            text = (f"Signed in to TradeStation as {self.user} ({self.env}: {self.api_url}); "
-                    f"scopes: {' '.join(self.scopes)}; token valid until {until}, renewed automatically.")
+            text = (
+                f"Signed in to TradeStation as {self.user} ({self.env}: {self.api_url}); "
+                f"scopes: {' '.join(self.scopes)}; token valid until {until}, renewed automatically."
+            )
         return f"{text}\n{self.kept}" if self.kept else text
 
     def _repr_pretty_(self, p, cycle: bool) -> None:  # type: ignore[no-untyped-def]

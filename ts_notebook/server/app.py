@@ -39,7 +39,7 @@ def certificate_sha256(certfile: str) -> str:
     certificate names the server's public host, not the loopback address they use."""
     pem = Path(certfile).read_text(encoding="ascii")
     end = "-----END CERTIFICATE-----"
-    der = ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----"):pem.index(end) + len(end)])
+    der = ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----") : pem.index(end) + len(end)])
     return hashlib.sha256(der).hexdigest()
 
 
@@ -103,19 +103,22 @@ class TSNotebook(ExtensionApp):
         self.runtime_file = Path(self.serverapp.runtime_dir) / f"ts_notebook-{os.getpid()}-{self.serverapp.port}.json"
         self._write_runtime_file()
         if not settings.client_id and not config_error:
-            self.log.warning("ts_notebook: no TradeStation key is set (TS_CLIENT_ID); "
-                             "%%ts_login will say how to set one")
+            self.log.warning(
+                "ts_notebook: no TradeStation key is set (TS_CLIENT_ID); %%ts_login will say how to set one"
+            )
 
     def initialize_handlers(self) -> None:
         given = {"broker": self.broker, "key": self.key}
-        self.handlers.extend([
-            (f"/{LOGIN}", handlers.LoginHandler, given),
-            (f"/{CALLBACK}", handlers.CallbackHandler, given),
-            (f"/{API}/token", handlers.TokenHandler, given),
-            (f"/{API}/refresh", handlers.RefreshHandler, given),
-            (f"/{API}/logout", handlers.LogoutHandler, given),
-            (f"/{API}/status", handlers.StatusHandler, given),
-        ])
+        self.handlers.extend(
+            [
+                (f"/{LOGIN}", handlers.LoginHandler, given),
+                (f"/{CALLBACK}", handlers.CallbackHandler, given),
+                (f"/{API}/token", handlers.TokenHandler, given),
+                (f"/{API}/refresh", handlers.RefreshHandler, given),
+                (f"/{API}/logout", handlers.LogoutHandler, given),
+                (f"/{API}/status", handlers.StatusHandler, given),
+            ]
+        )
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:  # type: ignore[no-untyped-def]
         # The server may have moved to another port since initialize (port busy, --port=0).
@@ -129,10 +132,14 @@ class TSNotebook(ExtensionApp):
             try:
                 cert = certificate_sha256(sa.certfile)
             except (OSError, ValueError) as exc:
-                self.log.error("ts_notebook: cannot read the certificate in %s (%s); kernels will not reach "
-                               "this server", sa.certfile, type(exc).__name__)
-        RuntimeInfo(url=broker_url(sa), base_url=sa.base_url, key=self.key, pid=os.getpid(),
-                    cert_sha256=cert).write(self.runtime_file)
+                self.log.error(
+                    "ts_notebook: cannot read the certificate in %s (%s); kernels will not reach this server",
+                    sa.certfile,
+                    type(exc).__name__,
+                )
+        RuntimeInfo(url=broker_url(sa), base_url=sa.base_url, key=self.key, pid=os.getpid(), cert_sha256=cert).write(
+            self.runtime_file
+        )
         os.environ[ENV_VAR] = str(self.runtime_file)
 
     async def stop_extension(self) -> None:

@@ -77,8 +77,9 @@ class TokenBroker:
         self.relay = LoopbackRelay(settings.relay_ports, self._relay_target)
         self._opening = 0  # relay logins being started, not yet in _pending
         # Where the sign-in is kept across restarts (nothing is, without a usable key).
-        self.memory = Memory(None, Identity.of(settings), "no usable API key") if config_error else \
-            open_memory(settings)
+        self.memory = (
+            Memory(None, Identity.of(settings), "no usable API key") if config_error else open_memory(settings)
+        )
 
     async def restore(self) -> None:
         """Take up the sign-in kept by an earlier run, if any, and renew it at once; a kept
@@ -122,8 +123,9 @@ class TokenBroker:
 
     # -- sign-in ---------------------------------------------------------------------------------
 
-    async def begin_login(self, redirect_uri: str | None, browser_key: str, return_to: str,
-                          state_prefix: str = "") -> PendingLogin:
+    async def begin_login(
+        self, redirect_uri: str | None, browser_key: str, return_to: str, state_prefix: str = ""
+    ) -> PendingLogin:
         """Start a login bound to ``browser_key`` (the value of this browser's login cookie).
 
         Args:
@@ -147,8 +149,11 @@ class TokenBroker:
             elif port is not None:
                 via_relay = self._relay_on(port)
             # No I/O once discovery is cached: then never queued behind a slow exchange.
-            pending = client.begin_login(redirect_uri, state_prefix) if client.discovered else \
-                await self._off_loop(client.begin_login, redirect_uri, state_prefix)
+            pending = (
+                client.begin_login(redirect_uri, state_prefix)
+                if client.discovered
+                else await self._off_loop(client.begin_login, redirect_uri, state_prefix)
+            )
             while len(self._pending) >= MAX_PENDING:
                 self._pending.pop(next(iter(self._pending)))
             self._pending[pending.state] = _Pending(pending, browser_key, return_to, via_relay)
@@ -178,8 +183,12 @@ class TokenBroker:
         try:
             self.relay.open((port,))
         except OSError as exc:
-            log.warning("Cannot listen on port %d of TS_REDIRECT_URI (%s); the browser's address has to be "
-                        "pasted to finish the sign-in", port, exc.strerror)
+            log.warning(
+                "Cannot listen on port %d of TS_REDIRECT_URI (%s); the browser's address has to be "
+                "pasted to finish the sign-in",
+                port,
+                exc.strerror,
+            )
             return False
         return True
 
@@ -347,13 +356,18 @@ class TokenBroker:
             if ended:
                 log.warning("The TradeStation sign-in ended: %s", exc.error)  # type: ignore[attr-defined]
             else:
-                log.warning("Renewing the TradeStation token failed (%s); retrying",
-                            exc.error if isinstance(exc, OAuthError) else type(exc).__name__)
+                log.warning(
+                    "Renewing the TradeStation token failed (%s); retrying",
+                    exc.error if isinstance(exc, OAuthError) else type(exc).__name__,
+                )
             await self._carry_out(self.keeper.refresh_failed(current, time.time(), ended))
             raise
         await self._carry_out(self.keeper.refreshed(current, tokens, time.time(), fetched))
-        log.info("Renewed the TradeStation access token" if fetched else
-                 "Took up the TradeStation access token another process renewed")
+        log.info(
+            "Renewed the TradeStation access token"
+            if fetched
+            else "Took up the TradeStation access token another process renewed"
+        )
 
     async def logout(self) -> None:
         """Forget the sign-in everywhere and revoke its refresh token at the provider."""
@@ -378,7 +392,12 @@ class TokenBroker:
 
     def snapshot(self) -> Snapshot:
         """The state every kernel reads (its wire form carries the token only when asked)."""
-        return Snapshot.of(self.version, self.keeper.tokens, self.settings, self.error or self.config_error,
-                           login_pending=self.login_pending,
-                           configured=bool(self.settings.client_id) and not self.config_error,
-                           kept=self.memory.kept)
+        return Snapshot.of(
+            self.version,
+            self.keeper.tokens,
+            self.settings,
+            self.error or self.config_error,
+            login_pending=self.login_pending,
+            configured=bool(self.settings.client_id) and not self.config_error,
+            kept=self.memory.kept,
+        )

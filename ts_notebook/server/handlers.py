@@ -65,8 +65,12 @@ class _Base(JupyterHandler):
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         if self.current_user and not is_owner(self.current_user):
-            raise Refused(403, "Not your sign-in", "Only the owner of this Jupyter server can sign it in to "
-                          "TradeStation. Open your own server and run %ts_login there.")
+            raise Refused(
+                403,
+                "Not your sign-in",
+                "Only the owner of this Jupyter server can sign it in to "
+                "TradeStation. Open your own server and run %ts_login there.",
+            )
 
     @property
     def cookie_name(self) -> str:
@@ -80,8 +84,15 @@ class _Base(JupyterHandler):
 
     def set_private_cookie(self, name: str, value: str) -> None:
         """A short-lived cookie only this extension's pages receive, never readable by scripts."""
-        self.set_cookie(name, value, path=self.cookie_path, httponly=True, samesite="Lax",
-                        secure=self.request.protocol == "https", max_age=int(PENDING_TTL))
+        self.set_cookie(
+            name,
+            value,
+            path=self.cookie_path,
+            httponly=True,
+            samesite="Lax",
+            secure=self.request.protocol == "https",
+            max_age=int(PENDING_TTL),
+        )
 
     def browser_host(self) -> str:
         """The Host header, when it is a plain ``host[:port]``: anything else is refused, never
@@ -95,8 +106,11 @@ class _Base(JupyterHandler):
     def _host(self) -> re.Match[str]:
         match = HOST.fullmatch(self.request.host or "")
         if match is None:
-            raise Refused(400, "TradeStation sign-in",
-                          "The request's Host header is malformed. Open Jupyter by its usual address.")
+            raise Refused(
+                400,
+                "TradeStation sign-in",
+                "The request's Host header is malformed. Open Jupyter by its usual address.",
+            )
         return match
 
     def own_callback(self) -> str:
@@ -120,11 +134,11 @@ class _Base(JupyterHandler):
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
         # tornado's default logs the whole URI, and a callback's query carries the code.
         if isinstance(value, Refused):
-            self.log.info("ts_notebook: %s %s refused (%d)", self.request.method, self.request.path,
-                          value.status_code)
+            self.log.info("ts_notebook: %s %s refused (%d)", self.request.method, self.request.path, value.status_code)
             return
-        self.log.warning("ts_notebook: %s %s failed: %s", self.request.method, self.request.path,
-                         typ.__name__ if typ else "error")
+        self.log.warning(
+            "ts_notebook: %s %s failed: %s", self.request.method, self.request.path, typ.__name__ if typ else "error"
+        )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every page but success: a refusal's own, else a short message, never a traceback."""
@@ -132,8 +146,11 @@ class _Base(JupyterHandler):
         if isinstance(exc, Refused):
             self._page(status_code, exc.title, exc.detail, ok=False)
             return
-        detail = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else (
-            f"Something went wrong (HTTP {status_code}). Close this tab and run %ts_login again.")
+        detail = (
+            exc.log_message
+            if isinstance(exc, web.HTTPError) and exc.log_message
+            else (f"Something went wrong (HTTP {status_code}). Close this tab and run %ts_login again.")
+        )
         self._page(status_code, "TradeStation sign-in", detail, ok=False)
 
 
@@ -146,8 +163,12 @@ class LoginHandler(_Base):
         if self.request.headers.get("Sec-Fetch-Site", "none") not in allowed:
             # Another site's page must not start sign-ins here: each one holds the relay's
             # port and a place in the pending table, and could push a real one out.
-            raise Refused(403, "Sign-in not started", "Another website tried to start a TradeStation sign-in "
-                          "here. To sign in, run %ts_login in your notebook and click its button.")
+            raise Refused(
+                403,
+                "Sign-in not started",
+                "Another website tried to start a TradeStation sign-in "
+                "here. To sign in, run %ts_login in your notebook and click its button.",
+            )
         browser_key = self.get_cookie(self.cookie_name) or ""
         if len(browser_key) < 32:  # reuse this browser's key so two open logins both work
             browser_key = secrets.token_urlsafe(32)
@@ -170,8 +191,9 @@ class LoginHandler(_Base):
         if here is not None and not settings.redirect_uri:
             proto = self.request.headers.get("X-Forwarded-Proto", self.request.protocol).split(",")[0].strip()
             hub_callback = here.redirect_uri(f"{proto}://{self.browser_host()}", settings.hub_public_url)
-        return choose_redirect_uri(settings.redirect_uri, hub_callback, self.browser_on_this_machine(),
-                                   self.own_callback)
+        return choose_redirect_uri(
+            settings.redirect_uri, hub_callback, self.browser_on_this_machine(), self.own_callback
+        )
 
 
 class CallbackHandler(_Base):
@@ -193,10 +215,13 @@ class CallbackHandler(_Base):
         try:
             tokens = await self.broker.complete_login(pending, params)
         except OAuthError as exc:
-            raise Refused(400 if exc.permanent or exc.error == "invalid_request" else 502,
-                          "Sign-in not completed", str(exc)) from exc
-        self.send_page(f"Signed in to TradeStation as {tokens.display_name}.",
-                       "You can close this tab and go back to your notebook.")
+            raise Refused(
+                400 if exc.permanent or exc.error == "invalid_request" else 502, "Sign-in not completed", str(exc)
+            ) from exc
+        self.send_page(
+            f"Signed in to TradeStation as {tokens.display_name}.",
+            "You can close this tab and go back to your notebook.",
+        )
 
     @property
     def resume_cookie(self) -> str:
@@ -230,8 +255,10 @@ class CallbackHandler(_Base):
         if server is None or server == here.server_name:
             return False
         if not hub.forwardable(server):
-            raise LoginRejected("This sign-in names no server of yours, so it goes nowhere. "
-                                "Run %ts_login in your notebook and click the sign-in button again.")
+            raise LoginRejected(
+                "This sign-in names no server of yours, so it goes nowhere. "
+                "Run %ts_login in your notebook and click the sign-in button again."
+            )
         self.redirect(f"{here.callback_of(server)}?{urlencode(params)}")
         return True
 
@@ -251,8 +278,9 @@ class CallbackHandler(_Base):
             try:
                 query = base64.urlsafe_b64decode(saved.encode()).decode()
             except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-                raise LoginRejected("TradeStation sign-in failed: the saved sign-in could not be read. "
-                                    "Run %ts_login again") from exc
+                raise LoginRejected(
+                    "TradeStation sign-in failed: the saved sign-in could not be read. Run %ts_login again"
+                ) from exc
         try:
             params = callback_params("?" + query)
             # Named so that Jupyter's request log scrubs it ("auth" is one of its secret words).

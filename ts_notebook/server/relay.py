@@ -21,6 +21,7 @@ from ..pages import result_page
 
 log = logging.getLogger(__name__)
 
+
 class _RelayHandler(web.RequestHandler):
     def initialize(self, target: Callable[[str], str | None]) -> None:
         self.target = target
@@ -29,12 +30,16 @@ class _RelayHandler(web.RequestHandler):
         callback = self.target(self.get_query_argument("state", ""))
         if callback is None:
             self.set_status(400)
-            self.finish(result_page("Sign-in not accepted",
-                                    "This sign-in is not waiting on this Jupyter server: it expired, was already "
-                                    "used, or belongs to a server that has stopped. Run %ts_login again.", ok=False))
+            self.finish(
+                result_page(
+                    "Sign-in not accepted",
+                    "This sign-in is not waiting on this Jupyter server: it expired, was already "
+                    "used, or belongs to a server that has stopped. Run %ts_login again.",
+                    ok=False,
+                )
+            )
             return
         self.redirect(f"{callback}?{self.request.query}")
-
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
         # tornado's default logs the whole URI, query (the code) included.
@@ -56,8 +61,7 @@ class LoopbackRelay:
 
     def __init__(self, ports: Sequence[int], target: Callable[[str], str | None]) -> None:
         self.ports = tuple(ports)
-        self._app = web.Application([(r"/(.*)", _RelayHandler, {"target": target})],
-                                    log_function=_log_without_query)
+        self._app = web.Application([(r"/(.*)", _RelayHandler, {"target": target})], log_function=_log_without_query)
         self._server: httpserver.HTTPServer | None = None
         self.port: int | None = None
 
