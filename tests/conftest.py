@@ -29,6 +29,21 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_VAR)
 
 
+def emulator_env(emulator: Emulator, client_secret: str, **more: str) -> dict[str, str]:
+    """This process's environment for a child process (a server, a terminal), its TS_* settings
+    replaced by the emulator's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
+    env.update(
+        TS_CLIENT_ID=CLIENT_ID,
+        TS_CLIENT_SECRET=client_secret,
+        TS_SIGNIN_URL=emulator.url,
+        TS_API_URL=f"{emulator.url}/v3",
+        TS_SIM_API_URL=f"{emulator.url}/sim/v3",
+        **more,
+    )
+    return env
+
+
 @pytest.fixture
 def client_secret() -> str:
     """A fresh secret for each test: never a committed one."""

@@ -291,7 +291,7 @@ class Memory:
     Args:
         backend: where records go; None keeps nothing.
         identity: whose sign-in this is.
-        note: why nothing is kept, when nothing is (for ``%ts_status``).
+        note: why nothing is kept, when nothing is, and what to do (for ``%ts_status``).
     """
 
     def __init__(self, backend: Backend | None, identity: Identity, note: str = "") -> None:
@@ -305,7 +305,7 @@ class Memory:
     def kept(self) -> str:
         """Where the sign-in is kept across restarts, in words."""
         if self.backend is None:
-            return f"Sign-in not kept across restarts ({self.note}). {ENABLE_FILE}"
+            return f"Sign-in not kept across restarts: {self.note}"
         if self.problem:
             return f"Sign-in not kept across restarts: {self.problem}"
         return f"Sign-in kept across restarts in {self.backend.where}."
@@ -440,12 +440,14 @@ def open_memory(settings: Any) -> Memory:
     identity = Identity.of(settings)
     kind = settings.token_store
     if kind == "none":
-        return Memory(None, identity, "TS_TOKEN_STORE=none")
+        return Memory(None, identity, f"TS_TOKEN_STORE=none. {ENABLE_FILE}")
     if kind == "file":
         return Memory(FileBackend(data_folder() / "signin.json"), identity)
     keyring = secure_keyring()
     if keyring is None:
         if kind == "keyring":
-            return Memory(None, identity, "TS_TOKEN_STORE=keyring, but no secure system keyring is available here")
-        return Memory(None, identity, "no secure system keyring here")
+            return Memory(
+                None, identity, f"TS_TOKEN_STORE=keyring, but no secure system keyring is here. {ENABLE_FILE}"
+            )
+        return Memory(None, identity, f"no secure system keyring here. {ENABLE_FILE}")
     return Memory(KeyringBackend(keyring, data_folder() / "keyring.lock"), identity)

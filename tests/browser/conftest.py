@@ -20,7 +20,7 @@ import requests
 
 from ts_notebook.launch import free_port
 
-from ..conftest import CLIENT_ID
+from ..conftest import emulator_env
 
 CHROMIUM = os.environ.get("TS_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -103,13 +103,9 @@ def jupyter(request, emulator, client_secret, tmp_path):
     root.mkdir()
     write_notebook(root / "signin.ipynb")
     emulator.add_redirect_uri(f"http://127.0.0.1:{port}/ts_notebook/callback")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
-    env.update(
-        TS_CLIENT_ID=CLIENT_ID,
-        TS_CLIENT_SECRET=client_secret,
-        TS_SIGNIN_URL=emulator.url,
-        TS_API_URL=f"{emulator.url}/v3",
-        TS_SIM_API_URL=f"{emulator.url}/sim/v3",
+    env = emulator_env(
+        emulator,
+        client_secret,
         JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
         JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
         JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),

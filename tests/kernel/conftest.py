@@ -9,7 +9,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from ..conftest import CLIENT_ID
+from ..conftest import emulator_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = r"In \[\d+\]: "
@@ -18,17 +18,12 @@ PROMPT = r"In \[\d+\]: "
 @pytest.fixture
 def local_env(emulator, client_secret) -> dict[str, str]:
     """The environment of a terminal or kernel that has no Jupyter server behind it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
-    env.update(
-        TS_CLIENT_ID=CLIENT_ID,
-        TS_CLIENT_SECRET=client_secret,
-        TS_SIGNIN_URL=emulator.url,
-        TS_API_URL=f"{emulator.url}/v3",
-        TS_SIM_API_URL=f"{emulator.url}/sim/v3",
+    return emulator_env(
+        emulator,
+        client_secret,
         BROWSER="true",  # the system browser opener does nothing: the test is the browser
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
-    return env
 
 
 def spawn_ipython(env: dict[str, str]) -> pexpect.spawn:

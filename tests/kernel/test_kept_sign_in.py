@@ -143,7 +143,7 @@ def test_processes_sharing_a_store_spend_each_refresh_token_once(local_env, emul
 
     for out, err in results:
         assert json.loads(out)["codes"] == [200], err[-2000:]
-    grants = emulator.grants
+    grants = emulator.timed_grants
     assert [g for g in grants if not g["ok"]] == []  # no refresh token was ever sent twice
     refreshes = [g["at"] for g in grants if g["grant_type"] == "refresh_token"]
     # Tokens live 3 s and are renewed 1 s early: one renewal per 2 s for the three processes

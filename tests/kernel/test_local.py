@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sys
 
-import pexpect
 import pytest
 from jupyter_client.manager import AsyncKernelManager
 
@@ -16,7 +14,7 @@ from ts_notebook.protocol import ENV_VAR
 
 from ..conftest import CLIENT_ID
 from ..parts import Browser, Kernel, port_is_free
-from .conftest import PROMPT
+from .conftest import PROMPT, spawn_ipython
 
 ACCOUNTS = 'print(ts.session.get("brokerage/accounts").json()["Accounts"][0]["AccountID"])'
 
@@ -103,16 +101,8 @@ async def test_a_cancelled_or_timed_out_login_frees_the_port(ipython, how):
 
 async def test_a_stale_runtime_file_says_so_in_one_line_and_signs_in_here(local_env, emulator, tmp_path):
     local_env[ENV_VAR] = str(tmp_path / "server-long-gone.json")
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt", "--no-confirm-exit"],
-        env=local_env,
-        encoding="utf-8",
-        timeout=30,
-    )
+    child = spawn_ipython(local_env)
     try:
-        child.expect(PROMPT)
-        child.sendline("%load_ext ts_notebook")
         child.sendline("%ts_login")
         child.expect(r"ts_notebook: The Jupyter server that started this kernel is gone.*instead\.\r\n")
         url = authorize_url(child)

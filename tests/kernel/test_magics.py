@@ -28,7 +28,7 @@ def test_a_bad_option_prints_the_usage_in_one_line(shell, capsys):
 def test_status_without_a_key_says_not_signed_in_and_where_nothing_is_kept(shell, capsys):
     status = shell.run_line_magic("ts_status", "")
     assert str(status).startswith("Not signed in to TradeStation. Run %ts_login to sign in.")
-    assert "Sign-in not kept across restarts (no secure system keyring here)" in str(status)
+    assert "Sign-in not kept across restarts: no secure system keyring here. Set TS_TOKEN_STORE=file" in str(status)
 
 
 def test_login_without_a_key_says_how_to_set_one(shell, capsys):

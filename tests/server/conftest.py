@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-import os
 import secrets
 import shutil
 import socket
@@ -28,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from ts_notebook.launch import free_port
 
-from ..conftest import CLIENT_ID
+from ..conftest import emulator_env
 from ..parts import Browser, Kernel, run_in_kernel
 
 
@@ -160,16 +159,7 @@ def server_process(emulator, client_secret, short_dir):
     def start(bind: str = "ipv4", extra_env: dict[str, str] | None = None) -> Server:
         token = secrets.token_hex(16)
         runtime = short_dir / "runtime"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
-        env.update(
-            TS_CLIENT_ID=CLIENT_ID,
-            TS_CLIENT_SECRET=client_secret,
-            TS_SIGNIN_URL=emulator.url,
-            TS_API_URL=f"{emulator.url}/v3",
-            TS_SIM_API_URL=f"{emulator.url}/sim/v3",
-            JUPYTER_RUNTIME_DIR=str(runtime),
-            **(extra_env or {}),
-        )
+        env = emulator_env(emulator, client_secret, JUPYTER_RUNTIME_DIR=str(runtime), **(extra_env or {}))
         http = requests.Session()
         http.trust_env = False
         http.headers["Authorization"] = f"token {token}"

@@ -46,7 +46,7 @@ def test_generate_config_writes_every_setting_and_the_server_reads_that_file(tmp
 
     server = server_process("ipv4", {"JUPYTER_CONFIG_DIR": str(tmp_path)})
 
-    assert "Sign-in not kept across restarts (TS_TOKEN_STORE=none)" in server.run(
+    assert "Sign-in not kept across restarts: TS_TOKEN_STORE=none. Set TS_TOKEN_STORE=file" in server.run(
         "import ts_notebook as ts\nprint(ts.status())"
     )
 

@@ -42,7 +42,7 @@ def make_broker(emulator, client_secret, tmp_path, monkeypatch):
 async def sign_in(broker: TokenBroker):
     pending = await broker.begin_login("http://localhost:31022", "browser-key" * 4, "")
     params = await asyncio.to_thread(approve, pending)
-    return await broker.complete_login(broker.take_pending(params["state"], "browser-key" * 4), params)
+    return await broker.finish_login(params, "browser-key" * 4)
 
 
 async def test_many_callers_with_the_refused_token_make_one_refresh(make_broker, emulator):

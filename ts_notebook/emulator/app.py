@@ -348,9 +348,13 @@ class Emulator:
 
     @property
     def grants(self) -> list[dict[str, Any]]:
-        """One ``{"grant_type", "ok", "error", "at"}`` per /oauth/token call, oldest first (``at``:
-        wall-clock seconds)."""
+        """One ``{"grant_type", "ok", "error"}`` per /oauth/token call, oldest first."""
         return self._state.grants()
+
+    @property
+    def timed_grants(self) -> list[dict[str, Any]]:
+        """As :attr:`grants`, each with ``at``: when it was answered (wall-clock seconds)."""
+        return self._state.grants(with_times=True)
 
     @property
     def api_calls(self) -> list[dict[str, Any]]:

@@ -320,10 +320,10 @@ class ProviderState:
         with self._lock:
             self._api_calls.append({"path": path, "status": status, "token_id": token_id(token) if token else None})
 
-    def grants(self) -> list[dict[str, Any]]:
-        """Copies of the /oauth/token records, oldest first."""
+    def grants(self, with_times: bool = False) -> list[dict[str, Any]]:
+        """Copies of the /oauth/token records, oldest first (``at``: wall-clock seconds, if asked)."""
         with self._lock:
-            return [dict(g) for g in self._grants]
+            return [dict(g) if with_times else {k: v for k, v in g.items() if k != "at"} for g in self._grants]
 
     def api_calls(self) -> list[dict[str, Any]]:
         """Copies of the API call records, oldest first."""

@@ -78,7 +78,9 @@ class TokenBroker:
         self._opening = 0  # relay logins being started, not yet in _pending
         # Where the sign-in is kept across restarts (nothing is, without a usable key).
         self.memory = (
-            Memory(None, Identity.of(settings), "no usable API key") if config_error else open_memory(settings)
+            Memory(None, Identity.of(settings), "the settings above need fixing first.")
+            if config_error
+            else open_memory(settings)
         )
 
     async def restore(self) -> None:
@@ -223,6 +225,17 @@ class TokenBroker:
     def has_pending_for(self, browser_key: str) -> bool:
         """True if this browser still has a login waiting for its callback."""
         return any(same_secret(p.browser_key, browser_key) for p in self._pending.values())
+
+    async def finish_login(self, params: dict[str, str], browser_key: str | None) -> TokenSet:
+        """Finish the login a callback's query names, for the browser with ``browser_key``: claim
+        it (single use, unexpired, same browser), then exchange its code.
+
+        Raises:
+            LoginRejected: not a live pending login of this browser; nothing changed.
+            OAuthError: the provider sent an error, or the exchange failed; every widget is
+                told why.
+        """
+        return await self.complete_login(self.take_pending(params.get("state", ""), browser_key), params)
 
     def take_pending(self, state: str, browser_key: str | None) -> PendingLogin:
         """Claim the pending login named by ``state``: single use, unexpired, same browser.

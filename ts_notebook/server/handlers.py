@@ -208,16 +208,15 @@ class CallbackHandler(_Base):
             params = self.callback_params()
             if self.forward_to_named_server(params):
                 return
-            pending = self.broker.take_pending(params.get("state", ""), self.get_cookie(self.cookie_name))
+            tokens = await self.broker.finish_login(params, self.get_cookie(self.cookie_name))
         except LoginRejected as exc:
             raise Refused(400, "Sign-in not accepted", str(exc)) from exc
-        self._forget_cookie_if_done()
-        try:
-            tokens = await self.broker.complete_login(pending, params)
         except OAuthError as exc:
             raise Refused(
                 400 if exc.permanent or exc.error == "invalid_request" else 502, "Sign-in not completed", str(exc)
             ) from exc
+        finally:
+            self._forget_cookie_if_done()
         self.send_page(
             f"Signed in to TradeStation as {tokens.display_name}.",
             "You can close this tab and go back to your notebook.",
