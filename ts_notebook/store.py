@@ -24,7 +24,6 @@ import logging
 import os
 import stat
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -299,7 +298,6 @@ class Memory:
         self.identity = identity
         self.note = note
         self.problem: str | None = None  # the last reason the store could not be used
-        self._threads = threading.Lock()  # the file lock is per process; this one is per thread
 
     @property
     def kept(self) -> str:
@@ -313,7 +311,7 @@ class Memory:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Backend]:
         assert self.backend is not None
-        with self._threads, self.backend.lock():
+        with self.backend.lock():  # a lock file opened anew each time: threads exclude each other too
             yield self.backend
 
     def _load(self, backend: Backend) -> tuple[TokenSet | None, str | None]:

@@ -186,7 +186,7 @@ async def test_callback_pages_escape_what_the_provider_sends(server, emulator):
         b.get, f"ts_notebook/callback?state={state}&error=access_denied&error_description=%3Cscript%3Ex%3C/script%3E"
     )
 
-    assert r.status_code == 400
+    assert r.status_code == 400 and '<h1 class="bad" id="ts-result">Sign-in not completed</h1>' in r.text
     assert "<script>x" not in r.text and "&lt;script&gt;x" in r.text
     assert "&lt;script&gt;" not in server.ext.broker.error and "<script>x" in server.ext.broker.error
 
@@ -201,3 +201,17 @@ async def test_login_without_a_key_says_how_to_set_one(server, ts_config):
     b = await new_browser(server)
     r = await asyncio.to_thread(b.get, "ts_notebook/login")
     assert r.status_code == 400 and "TS_CLIENT_ID" in r.text
+
+
+@pytest.mark.parametrize(
+    "query, title",
+    [
+        ("state=unknown&code=c", "Sign-in not accepted"),  # a state this server never issued
+        ("auth_response=http%3A%2F%2F%5B%3A%3A1", "Sign-in not accepted"),  # a pasted address that is not one
+    ],
+)
+async def test_every_refused_callback_is_one_result_page_with_its_title(server, emulator, query, title):
+    b = await new_browser(server)
+    r = await asyncio.to_thread(b.get, f"ts_notebook/callback?{query}")
+    assert r.status_code == 400 and f'<h1 class="bad" id="ts-result">{title}</h1>' in r.text
+    assert "Traceback" not in r.text and emulator.grants == []
