@@ -151,7 +151,7 @@ def test_a_crash_while_writing_leaves_the_previous_sign_in_whole(memory, data_di
 
 
 def test_a_renewal_takes_up_tokens_another_process_kept_instead_of_spending_its_own(memory):
-    ours, theirs = tokens(1), tokens(2, refresh="r2")
+    ours, theirs = tokens(1), tokens(2, refresh="r2", now=NOW + 10)
     memory.remember(theirs)  # another process renewed r1 and kept r2
     calls = []
 
@@ -161,11 +161,11 @@ def test_a_renewal_takes_up_tokens_another_process_kept_instead_of_spending_its_
 
 
 def test_a_renewal_of_kept_tokens_that_are_due_spends_the_kept_refresh_token(memory):
-    memory.remember(tokens(2, refresh="r2", now=NOW - 1100))  # due: ten minutes from expiry... and less
+    memory.remember(tokens(2, refresh="r2", now=NOW - 1100))  # newer than ours, and due by now
     spent = []
 
     renewed, fetched = memory.renew(
-        tokens(1), lambda t: spent.append(t.refresh_token) or tokens(3, refresh="r3"), now=lambda: NOW
+        tokens(1, now=NOW - 1150), lambda t: spent.append(t.refresh_token) or tokens(3, refresh="r3"), now=lambda: NOW
     )
 
     assert spent == ["r2"] and fetched and renewed.refresh_token == "r3"
@@ -321,3 +321,116 @@ def test_file_backend_refuses_a_symlinked_store(data_dir, tmp_path):
     (data_dir / "signin.json").symlink_to(tmp_path / "elsewhere.json")
     with pytest.raises(Exception, match="Cannot read the sign-in store"):
         backend.read()
+
+
+# -- attacks and failures an attacker's review found -------------------------------------------
+
+
+def spending(log: list[str]):
+    """A provider with rotating refresh tokens: each is good once; reuse is refused."""
+    spent: set[str] = set()
+
+    def refresh(t: TokenSet) -> TokenSet:
+        log.append(t.refresh_token)
+        if t.refresh_token in spent:
+            raise OAuthError("invalid_grant", "refresh token reused")
+        spent.add(t.refresh_token)
+        n = len(spent) + 1
+        return tokens(n, refresh=f"r{n}", now=NOW + 100 * n)
+
+    return refresh
+
+
+def test_a_store_left_behind_by_a_refused_write_is_never_taken_for_newer(memory, data_dir):
+    memory.remember(tokens(1, now=NOW))
+    path = data_dir / "signin.json"
+    path.chmod(0o644)  # a copy restored with the wrong mode: refused, so nothing is written
+    sent: list[str] = []
+    provider = spending(sent)
+    ours, _ = memory.renew(tokens(1, now=NOW), provider, now=lambda: NOW + 1100)
+    path.chmod(0o600)  # the user runs the chmod the message gave
+
+    ours, fetched = memory.renew(ours, provider, now=lambda: NOW + 100 * 2 + 1100)
+
+    assert sent == ["r1", "r2"] and fetched  # r1, spent, is never sent again
+    assert open_memory(settings(token_store="file")).restore()[0].refresh_token == "r3"
+
+
+def test_a_sign_in_whose_keeping_failed_renews_with_its_own_refresh_token(memory, monkeypatch):
+    memory.remember(tokens(1, now=NOW))  # the old sign-in
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+        memory.remember(tokens(2, refresh="r2", now=NOW + 50))  # the new one could not be kept
+    sent: list[str] = []
+
+    renewed, _ = memory.renew(tokens(2, refresh="r2", now=NOW + 50), spending(sent), now=lambda: NOW + 50 + 1100)
+
+    assert sent == ["r2"] and renewed.refresh_token != "r1"
+
+
+def test_a_lock_the_system_cannot_give_is_reported_and_renewal_goes_on(memory, monkeypatch):
+    import filelock
+
+    def no_locks(self, *args, **kwargs):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", no_locks)
+    memory.remember(tokens(1))  # no exception: the sign-in itself is good
+
+    renewed, fetched = memory.renew(tokens(1), lambda t: tokens(2, refresh="r2"), now=lambda: NOW)
+
+    assert fetched and renewed.access_token == "a2" and "Function not implemented" in memory.kept
+
+
+def test_a_keyring_chain_that_would_write_to_plaintext_is_not_secure(data_dir):
+    from keyring.backends import chainer
+
+    class ReadOnlyHelper(MemoryKeyring):
+        priority = 9
+
+        def set_password(self, service, username, password):
+            raise NotImplementedError
+
+    class PlainFile(MemoryKeyring):
+        priority = 0.5
+
+    helper, plain = ReadOnlyHelper(), PlainFile()
+
+    class Chain(chainer.ChainerBackend):
+        backends = [helper, plain]  # as keyring orders them, by priority
+
+    previous = keyring.get_keyring()
+    chain = Chain()
+    keyring.set_keyring(chain)
+    try:
+        memory = open_memory(settings())
+        memory.remember(tokens(1))
+    finally:
+        keyring.set_keyring(previous)
+    assert plain.entries == {}  # the refresh token never reached the plaintext backend
+
+
+@pytest.mark.parametrize(
+    "field, raw", [("expires_at", "1" + "0" * 400), ("expires_at", "NaN"), ("lifetime", "Infinity")]
+)
+def test_a_record_with_absurd_numbers_is_damaged_and_renewal_repairs_it(memory, data_dir, field, raw):
+    memory.remember(tokens(1))
+    path = data_dir / "signin.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: "HERE"}).replace('"HERE"', raw))
+
+    found, notice = open_memory(settings(token_store="file")).restore()
+    renewed, fetched = memory.renew(tokens(1), lambda t: tokens(2, refresh="r2"), now=lambda: NOW)
+
+    assert found is None and "unreadable" in notice
+    assert fetched and open_memory(settings(token_store="file")).restore()[0].access_token == "a2"
+
+
+def test_a_temp_file_left_by_a_crash_is_removed_by_the_next_write(memory, data_dir):
+    memory.remember(tokens(1))
+    left = data_dir / ".signin-crashed.tmp"
+    left.write_text("a secret from a writer killed mid-write")
+    memory.remember(tokens(2, refresh="r2"))
+    assert not left.exists()
+    left.write_text("again")
+    memory.forget()
+    assert not left.exists()

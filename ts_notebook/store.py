@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import stat
 import tempfile
@@ -105,10 +106,13 @@ def from_record(record: dict[str, Any]) -> TokenSet:
     refresh, access = record["refresh_token"], record["access_token"]
     if not isinstance(refresh, str) or not refresh or not isinstance(access, str):
         raise ValueError("no refresh token")
+    expires_at, lifetime = float(record["expires_at"]), float(record["lifetime"])
+    if not (math.isfinite(expires_at) and math.isfinite(lifetime) and lifetime > 0):
+        raise ValueError("not a time")
     return TokenSet(
         access_token=access,
-        expires_at=float(record["expires_at"]),
-        lifetime=float(record["lifetime"]),
+        expires_at=expires_at,
+        lifetime=lifetime,
         refresh_token=refresh,
         scopes=tuple(str(s) for s in record.get("granted", ())),
         user={str(k): str(v) for k, v in dict(record.get("user", {})).items()},
@@ -189,6 +193,7 @@ class FileBackend:
 
     def write(self, text: str) -> None:
         folder = private_folder(self.path.parent)
+        self._remove_leftovers()
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".signin-", suffix=".tmp")  # 0600
         try:
             with os.fdopen(fd, "wb") as f:
@@ -203,9 +208,16 @@ class FileBackend:
         _fsync_folder(folder)
 
     def delete(self) -> None:
+        self._remove_leftovers()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         _fsync_folder(self.path.parent)
+
+    def _remove_leftovers(self) -> None:
+        # Temp files of a writer killed mid-write (under the lock: no writer is running now).
+        for leftover in self.path.parent.glob(".signin-*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
     def lock(self) -> contextlib.AbstractContextManager[Any]:
         return _file_lock(self._lock_path)
@@ -250,14 +262,22 @@ def _file_lock(path: Path) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     private_folder(path.parent)
+    lock = FileLock(path, timeout=LOCK_TIMEOUT, mode=0o600, thread_local=False, preserve_lock_file=True)
     try:
-        with FileLock(path, timeout=LOCK_TIMEOUT, mode=0o600, thread_local=False, preserve_lock_file=True):
-            yield
+        lock.acquire()
     except Timeout as exc:
         raise StoreBusy(
             f"Another process has held the sign-in store's lock ({path}) for over "
             f"{LOCK_TIMEOUT:.0f} s; renewing again shortly."
         ) from exc
+    except OSError as exc:  # no locks on this file system, read-only, full
+        raise StoreError(
+            f"Cannot lock the sign-in store ({path}: {exc.strerror or exc}). Set TS_TOKEN_STORE=none."
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def secure_keyring() -> Any | None:
@@ -271,9 +291,11 @@ def secure_keyring() -> Any | None:
         backend = keyring.get_keyring()
     except Exception:  # a broken keyring configuration is no keyring
         return None
-    parts = backend.backends if isinstance(backend, chainer.ChainerBackend) else [backend]
+    # A chain writes to the first backend that takes a password: keep to the best one alone.
+    if isinstance(backend, chainer.ChainerBackend):
+        backend = max(backend.backends, key=_priority, default=None)
     # keyring's own scale: below 1 are the failing, null and plaintext backends.
-    return backend if any(_priority(b) >= 1 for b in parts) else None
+    return backend if backend is not None and _priority(backend) >= 1 else None
 
 
 def _priority(backend: Any) -> float:
@@ -330,7 +352,7 @@ class Memory:
                     "Run %ts_login to sign in with the current settings."
                 )
             return from_record(record), None
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, ArithmeticError, RecursionError):
             return None, (
                 f"The sign-in kept in {backend.where} is unreadable (damaged or cut short) and was "
                 "ignored. Run %ts_login to sign in again."
@@ -414,7 +436,9 @@ class Memory:
         except StoreError as exc:  # left as it is until the user fixes it
             self.problem, kept, refused = str(exc), None, True
         base = tokens
-        if kept is not None and kept.access_token != tokens.access_token:
+        # Only a newer record is another process's renewal. An older one (a write that failed,
+        # a store refused meanwhile) holds a refresh token that may be spent: never sent.
+        if kept is not None and kept.expires_at > tokens.expires_at:
             if not kept.due(now):
                 return kept, False  # another process renewed: its tokens, nothing sent
             base = kept  # ours was spent by whoever kept these
