@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .kernel.state import Status
 
 __all__ = [
+    "APIError",
     "ConfigError",
     "NotSignedIn",
     "OAuthError",
@@ -41,6 +42,10 @@ def __getattr__(name: str) -> Any:
         from .kernel import api
 
         return getattr(api, name)()
+    if name == "APIError":  # it is also a requests.HTTPError, so it comes with requests
+        from .kernel.replies import APIError
+
+        return APIError
     raise AttributeError(f"module 'ts_notebook' has no attribute {name!r}")
 
 

@@ -77,6 +77,19 @@ TABLE: tuple[Setting, ...] = (
     ),
     Setting("env", "TS_ENV", "live", "Which API ts.session talks to: live or sim (ts.sim is always the simulator)."),
     Setting(
+        "max_retries",
+        "TS_MAX_RETRIES",
+        "3",
+        "How many times ts.session tries a GET (or another idempotent request) again after a 429, "
+        "a 502/503/504 or a dropped connection; 0 turns retries off. A POST is never retried.",
+    ),
+    Setting(
+        "retry_max_wait",
+        "TS_RETRY_MAX_WAIT",
+        "60",
+        "The longest total wait, in seconds, across the retries of one request.",
+    ),
+    Setting(
         "token_store",
         "TS_TOKEN_STORE",
         None,
@@ -120,6 +133,8 @@ class Settings:
     sim_api_url: str
     env: str
     token_store: str | None = None
+    max_retries: int = 3
+    retry_max_wait: float = 60.0
 
     @classmethod
     def load(
@@ -166,6 +181,15 @@ class Settings:
         env = (raw["env"] or "live").lower()
         if env not in ("live", "sim"):
             raise ConfigError(f"TS_ENV must be 'live' or 'sim', not {raw['env']!r}.")
+        try:
+            max_retries, retry_max_wait = int(raw["max_retries"] or 0), float(raw["retry_max_wait"] or 0)
+        except ValueError:
+            max_retries, retry_max_wait = -1, -1.0
+        if not (0 <= max_retries <= 100 and 0 <= retry_max_wait <= 3600):
+            raise ConfigError(
+                "TS_MAX_RETRIES must be a whole number from 0 to 100 and TS_RETRY_MAX_WAIT seconds from 0 to "
+                f"3600, not {raw['max_retries']!r} and {raw['retry_max_wait']!r}."
+            )
         store = (raw["token_store"] or "").lower() or None
         if store not in (None, *TOKEN_STORES):
             raise ConfigError(f"TS_TOKEN_STORE must be one of {', '.join(TOKEN_STORES)}, not {raw['token_store']!r}.")
@@ -194,6 +218,8 @@ class Settings:
             sim_api_url=raw["sim_api_url"].rstrip("/"),
             env=env,
             token_store=store,
+            max_retries=max_retries,
+            retry_max_wait=retry_max_wait,
         )
 
     def require_client_id(self) -> str:

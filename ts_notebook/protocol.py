@@ -143,6 +143,9 @@ class Snapshot:
     configured: bool = True
     # Where the sign-in is kept across restarts, in words (``Memory.kept``).
     kept: str = ""
+    # How ts.session retries (the server's settings reach its kernels here).
+    max_retries: int = 3
+    retry_max_wait: float = 60.0
 
     @classmethod
     def of(
@@ -155,7 +158,7 @@ class Snapshot:
         configured: bool = True,
         kept: str = "",
     ) -> Snapshot:
-        """The state of a token keeper (``settings`` gives the API URLs)."""
+        """The state of a token keeper (``settings`` gives the API URLs and retry limits)."""
         t = tokens
         return cls(
             version=version,
@@ -173,6 +176,8 @@ class Snapshot:
             login_pending=login_pending,
             configured=configured,
             kept=kept,
+            max_retries=settings.max_retries,
+            retry_max_wait=settings.retry_max_wait,
         )
 
     def to_wire(self, include_token: bool, now: float | None = None) -> dict[str, Any]:
@@ -189,6 +194,8 @@ class Snapshot:
             "api_origins": list(self.api_origins),
             "configured": self.configured,
             "kept": self.kept,
+            "max_retries": self.max_retries,
+            "retry_max_wait": self.retry_max_wait,
         }
         if self.signed_in:
             data.update(
@@ -222,6 +229,8 @@ class Snapshot:
             login_pending=bool(data.get("login_pending")),
             configured=bool(data.get("configured", True)),
             kept=str(data.get("kept", "")),
+            max_retries=int(data.get("max_retries", 3)),
+            retry_max_wait=float(data.get("retry_max_wait", 60.0)),
         )
 
     def fresh(self, now: float | None = None) -> bool:

@@ -9,11 +9,13 @@ from dataclasses import replace
 import pytest
 import requests
 
-from ts_notebook.errors import NotSignedIn
+from ts_notebook.errors import NotSignedIn, TSError
 from ts_notebook.kernel import session as session_module
+from ts_notebook.kernel.replies import APIError
 from ts_notebook.kernel.session import TSSession
 from ts_notebook.kernel.state import Snapshot, TokenSource
 
+from ..conftest import CLIENT_ID
 from ..test_oauth import REDIRECT, approve, client  # noqa: F401 - the client fixture
 
 
@@ -61,8 +63,39 @@ def signed_in(client, emulator):  # noqa: F811
         access_token=tokens.access_token,
         expires_at=tokens.expires_at,
         lifetime=tokens.lifetime,
+        scopes=tokens.scopes,
+        max_retries=3,
+        retry_max_wait=10.0,
     )
     return FixedSource(snap, renew=lambda: client.refresh(tokens).access_token)
+
+
+def signed_in_with(emulator, client_secret, scopes: str) -> FixedSource:
+    """A sign-in granted only ``scopes``."""
+    from ts_notebook.config import Settings
+    from ts_notebook.oauth import OAuthClient
+
+    narrow = OAuthClient(
+        Settings.load(
+            environ={}, client_id=CLIENT_ID, client_secret=client_secret, signin_url=emulator.url, scopes=scopes
+        )
+    )
+    pending = narrow.begin_login(REDIRECT)
+    tokens = narrow.exchange(pending, approve(pending)["code"])
+    return FixedSource(
+        Snapshot(
+            version=1,
+            signed_in=True,
+            api_url=f"{emulator.url}/v3",
+            sim_api_url=f"{emulator.url}/sim/v3",
+            env="live",
+            api_origins=(emulator.url,),
+            access_token=tokens.access_token,
+            expires_at=tokens.expires_at,
+            lifetime=tokens.lifetime,
+            scopes=tokens.scopes,
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,3 +159,83 @@ def test_every_call_has_a_timeout(signed_in, monkeypatch):
     with pytest.raises(requests.Timeout):
         TSSession(lambda: signed_in).get(f"http://127.0.0.1:{silent.getsockname()[1]}/")
     silent.close()
+
+
+# -- API errors and retries ------------------------------------------------------------------
+
+
+def test_a_missing_scope_is_one_error_that_names_it_and_how_to_ask_for_it(emulator, client_secret):
+    source = signed_in_with(emulator, client_secret, "openid offline_access ReadAccount")
+    r = TSSession(lambda: source).get("marketdata/quotes/MSFT")
+
+    with pytest.raises(APIError) as caught:
+        r.raise_for_status()
+
+    err = caught.value
+    assert (err.status, err.error, err.endpoint) == (403, "Forbidden", "GET marketdata/quotes/MSFT")
+    assert "lacks the MarketData scope" in str(err) and '%ts_login --scopes "' in str(err)
+    assert "MarketData" in str(err).split("--scopes", 1)[1] and "TS_SCOPES" in str(err)
+    assert isinstance(err, TSError) and isinstance(err, requests.HTTPError) and err.response is r
+
+
+def test_a_404_names_the_symbol_or_account_to_check(signed_in):
+    r = TSSession(lambda: signed_in).get("no/such/route")
+    with pytest.raises(APIError, match=r"404 NotFound on GET no/such/route .*Check the symbol or account id"):
+        r.raise_for_status()
+
+
+def test_a_rate_limited_get_waits_as_the_reply_says_then_succeeds(signed_in, emulator):
+    emulator.rate_limit = (2, 1.0)
+    session = TSSession(lambda: signed_in)
+    codes = [session.get("brokerage/accounts").status_code for _ in range(3)]
+
+    assert codes == [200, 200, 200]
+    statuses = [c["status"] for c in emulator.api_calls if c["path"].endswith("accounts")]
+    assert statuses == [200, 200, 429, 200]  # the third waited out the window once
+
+
+def test_a_rate_limit_that_outlasts_the_retries_says_the_quota(signed_in, emulator):
+    emulator.rate_limit = (1, 30.0)
+    signed_in.snap = replace(signed_in.snap, retry_max_wait=2.0)  # shorter than the 30 s window
+    session = TSSession(lambda: signed_in)
+    session.get("brokerage/accounts")
+
+    r = session.get("brokerage/accounts")
+
+    assert r.status_code == 429
+    with pytest.raises(APIError, match=r"429 TooManyRequests .*Over 1 requests per 30 s for accounts; it resets in"):
+        r.raise_for_status()
+
+
+def test_a_post_is_never_retried(signed_in, emulator):
+    emulator.fail_next_api_request(503, times=1)
+    r = TSSession(lambda: signed_in).post("brokerage/accounts", json={})
+    assert r.status_code == 503 and len(emulator.api_calls) == 1
+
+
+def test_a_gateway_error_on_a_get_is_retried_with_backoff_then_raised_with_the_count(signed_in, emulator):
+    emulator.fail_next_api_request(503, times=2)
+    assert TSSession(lambda: signed_in).get("brokerage/accounts").status_code == 200
+
+    emulator.fail_next_api_request(502, times=10)
+    r = TSSession(lambda: signed_in).get("brokerage/accounts")
+    assert r.status_code == 502 and len(r.history) == 3  # three retries, then the reply
+    with pytest.raises(APIError, match="having trouble .tried 4 times"):
+        r.raise_for_status()
+
+
+def test_a_dropped_connection_on_a_get_is_retried(signed_in, emulator):
+    port = int(emulator.url.rsplit(":", 1)[1])
+    emulator.stop()
+    threading.Timer(0.4, emulator.start).start()  # back before the second retry
+
+    r = TSSession(lambda: signed_in).get(f"http://127.0.0.1:{port}/v3/brokerage/accounts")
+    assert r.status_code in (200, 401)  # answered: tokens of the old run may be gone
+
+
+def test_raise_for_status_is_requests_own_for_other_hosts(signed_in, other_host):
+    r = TSSession(lambda: signed_in).get(f"{other_host.url}/v3/no/such/route")
+    assert r.status_code == 401
+    with pytest.raises(requests.HTTPError) as caught:
+        r.raise_for_status()
+    assert not isinstance(caught.value, APIError)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
+import time
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,20 +50,32 @@ def accounts_for(username: str, sim: bool) -> dict[str, Any]:
     }
 
 
+# The scope each family of routes needs, and the quota it counts against.
+SCOPES = (("marketdata/", "MarketData", "quotes"), ("brokerage/", "ReadAccount", "accounts"))
+
+
+def requirement(route: str) -> tuple[str | None, str]:
+    """(the scope ``route`` needs, the resource its rate limit counts)."""
+    for prefix, scope, resource in SCOPES:
+        if route.startswith(prefix):
+            return scope, resource
+    return None, "other"
+
+
 class ApiHandler(BaseHandler):
     """Every request under ``/v3/`` and ``/sim/v3/``; each one is noted in ``api_calls``."""
 
     error_style = "api"
 
-    def get(self, sim: str | None, route: str | None) -> None:
-        self._dispatch(sim is not None, route or "")
+    async def get(self, sim: str | None, route: str | None) -> None:
+        await self._dispatch(sim is not None, route or "")
 
-    def post(self, sim: str | None, route: str | None) -> None:
-        self._dispatch(sim is not None, None)
+    async def post(self, sim: str | None, route: str | None) -> None:
+        await self._dispatch(sim is not None, None)
 
     put = patch = delete = post
 
-    def _dispatch(self, sim: bool, route: str | None) -> None:
+    async def _dispatch(self, sim: bool, route: str | None) -> None:
         token = self.bearer_token()
         if route == "echo":
             # Open on purpose: it reports whether a bearer header arrived, e.g. after a redirect.
@@ -72,7 +88,37 @@ class ApiHandler(BaseHandler):
         if record is None:
             self._reply(401, {"Error": "Unauthorized", "Message": "Access token is invalid or expired"}, token)
             return
+        if not await self._admitted(route or "", record, token):
+            return
         self._route(sim, route, record, token)
+
+    async def _admitted(self, route: str, record: AccessRecord, token: str) -> bool:
+        """Latency, scripted failures, the scope and the rate limit, as the real API applies them."""
+        faults = self.state.faults.settings
+        if faults.api_delay:
+            await asyncio.sleep(faults.api_delay)
+        status = self.state.faults.take_api_failure()
+        if status is not None:
+            reason = HTTPStatus(status).phrase.replace(" ", "")
+            self._reply(status, {"Error": reason, "Message": "The emulator was told to fail this request"}, token)
+            return False
+        scope, resource = requirement(route)
+        if scope is not None and scope not in record.scope.split():
+            self._reply(403, {"Error": "Forbidden", "Message": f"This request needs the {scope} scope"}, token)
+            return False
+        if faults.rate_limit is not None:
+            limit, period = faults.rate_limit
+            allowed, remaining, reset = self.state.limiter.hit((record.username, resource), limit, period, time.time())
+            self.set_header("X-RateLimit-Limit", str(limit))
+            self.set_header("X-RateLimit-Remaining", str(remaining))
+            self.set_header("X-RateLimit-Reset", str(math.ceil(reset)))
+            self.set_header("X-RateLimit-Period", f"{period:g}")
+            self.set_header("X-RateLimit-Resource", resource)
+            if not allowed:
+                self.set_header("Retry-After", str(math.ceil(reset)))
+                self._reply(429, {"Error": "TooManyRequests", "Message": "Rate limit exceeded"}, token)
+                return False
+        return True
 
     def _route(self, sim: bool, route: str | None, record: AccessRecord, token: str) -> None:
         if route == "brokerage/accounts":

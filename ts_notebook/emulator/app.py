@@ -264,6 +264,50 @@ class Emulator:
         """
         self._state.faults.queue(ConnectionReset(), times)
 
+    def fail_next_api_request(self, status: int = 503, times: int = 1) -> None:
+        """Make the next ``times`` API calls (after the token check) answer ``status`` with
+        TradeStation's error body, instead of their real reply.
+
+        Raises:
+            ValueError: if ``times`` is not a positive integer or ``status`` is not an error.
+        """
+        if not 400 <= status <= 599:
+            raise ValueError("status must be an HTTP error status")
+        self._state.faults.queue_api_failure(status, times)
+
+    @property
+    def api_delay(self) -> float:
+        """Seconds every API call waits before answering (0 = none).
+
+        Raises:
+            ValueError: on setting a negative or non-finite value.
+        """
+        return self._state.faults.settings.api_delay
+
+    @api_delay.setter
+    def api_delay(self, seconds: float) -> None:
+        self._state.faults.update(api_delay=finite_seconds(seconds, "api_delay", allow_negative=False))
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """``(calls, seconds)`` each user may make per resource (quotes, accounts, other) in a
+        rolling window; beyond it the API answers 429 with ``Retry-After`` and the
+        ``X-RateLimit-*`` headers, which every reply carries while a limit is set. None = no limit.
+
+        Raises:
+            ValueError: on setting a limit below 1 or a period that is not a positive number.
+        """
+        return self._state.faults.settings.rate_limit
+
+    @rate_limit.setter
+    def rate_limit(self, value: tuple[int, float] | None) -> None:
+        if value is not None:
+            limit, period = int(value[0]), finite_seconds(value[1], "rate_limit period", allow_negative=False)
+            if limit < 1 or period <= 0:
+                raise ValueError("rate_limit needs at least one call per a positive number of seconds")
+            value = (limit, period)
+        self._state.faults.update(rate_limit=value)
+
     @property
     def token_delay(self) -> float:
         """Seconds every ``/oauth/token`` call waits before answering (0 = none).

@@ -47,6 +47,9 @@ class FaultSettings:
     sign_without_kid: bool = False
     expires_in_override: Any = None
     discovery_overrides: dict[str, Any] = field(default_factory=dict)
+    # The API (/v3): seconds each call waits, and (limit, period seconds) per user and resource.
+    api_delay: float = 0.0
+    rate_limit: tuple[int, float] | None = None
 
 
 def json_copy(value: Any) -> Any:
@@ -77,6 +80,7 @@ class Faults:
         self._lock = lock
         self._settings = FaultSettings()
         self._outcomes: deque[TokenOutcome] = deque()
+        self._api_failures: deque[int] = deque()
 
     @property
     def settings(self) -> FaultSettings:
@@ -99,3 +103,15 @@ class Faults:
         """The outcome scripted for this token call, if any, removed from the queue."""
         with self._lock:
             return self._outcomes.popleft() if self._outcomes else None
+
+    def queue_api_failure(self, status: int, times: int) -> None:
+        """Make the next ``times`` API calls answer ``status`` instead of their real reply."""
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError("times must be a positive integer")
+        with self._lock:
+            self._api_failures.extend([status] * times)
+
+    def take_api_failure(self) -> int | None:
+        """The status scripted for this API call, if any, removed from the queue."""
+        with self._lock:
+            return self._api_failures.popleft() if self._api_failures else None

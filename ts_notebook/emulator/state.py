@@ -20,6 +20,7 @@ from typing import Any
 
 from .faults import Faults
 from .keys import SigningKey
+from .limits import RateLimiter
 
 # Auth0 keeps authorization codes for a minute.
 CODE_LIFETIME = 60.0
@@ -102,6 +103,7 @@ class ProviderState:
         self._refresh: dict[str, _RefreshRecord] = {}
         self._secrets: set[str] = {client_secret} if client_secret else set()
         self.faults = Faults(self._lock)
+        self.limiter = RateLimiter()
         self._grants: list[dict[str, Any]] = []
         self._api_calls: list[dict[str, Any]] = []
         self._requests: list[dict[str, Any]] = []

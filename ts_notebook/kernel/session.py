@@ -8,7 +8,9 @@ or, for ``ts.auth`` used on its own, from a response hook.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,10 +20,26 @@ from requests.auth import AuthBase
 from ..config import origin
 from ..errors import ConfigError, NotSignedIn
 from ..protocol import Snapshot
+from .replies import api_error, retry_wait
 from .state import TokenSource
 
 # (connect, read) seconds for API calls that do not pass their own timeout.
 DEFAULT_TIMEOUT = (5.0, 60.0)
+# Methods a retry cannot do twice (HTTP's idempotent ones); a POST is never retried.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Replies worth the same request again: the rate limit, and a gateway that could not answer.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (1, 2 ...) when the reply names no wait: 0.5 s doubling,
+    at most 8 s."""
+    return min(8.0, 0.5 * 2 ** (attempt - 1))
+
+
+def _raise_for_status(resp: requests.Response, granted: tuple[str, ...], attempts: int) -> None:
+    if resp.status_code >= 400:
+        raise api_error(resp, granted, attempts)
 
 
 def _may_carry_token(url: str, snap: Snapshot) -> bool:
@@ -118,21 +136,53 @@ class TSSession(requests.Session):
         return snap.sim_api_url if self.sim or snap.env == "sim" else snap.api_url
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        """As :meth:`requests.Session.request`, with relative URLs and a default timeout."""
+        """As :meth:`requests.Session.request`, with relative URLs, a default timeout, one
+        renewal and resend after a 401, and, for requests to the API that may be repeated
+        (never a POST), bounded retries after a 429, a 502/503/504 or a dropped connection.
+        The reply's ``raise_for_status()`` raises :class:`APIError`, which says what to do.
+        """
         url = url.decode() if isinstance(url, bytes) else url
+        method = method.decode() if isinstance(method, bytes) else method
         if not urlsplit(url).scheme:
             url = f"{self.base_url}/{url.lstrip('/')}"
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
-        resp = super().request(method, url, *args, **kwargs)
-        if kwargs.get("auth") is None and isinstance(self.auth, TSAuth) and self.auth.renewed_after(resp):
-            # Once more through this same path (as google-auth's AuthorizedSession does): the
-            # session's hooks, cookies and redirect rules apply to the resend too.
+        snap = self._source().current()
+        ours = _may_carry_token(url, snap)
+        retries = snap.max_retries if ours and method.upper() in IDEMPOTENT else 0
+        earlier: list[requests.Response] = []
+        waited, attempt, renewed = 0.0, 0, False
+        while True:
+            attempt += 1
+            try:
+                resp = super().request(method, url, *args, **kwargs)
+            except requests.ConnectionError:
+                pause = backoff(attempt)
+                if attempt > retries or waited + pause > snap.retry_max_wait:
+                    raise
+                time.sleep(pause)
+                waited += pause
+                continue
+            pause = None
+            if not renewed and kwargs.get("auth") is None and isinstance(self.auth, TSAuth):
+                # Once more through this same path (as google-auth's AuthorizedSession does):
+                # the session's hooks, cookies and redirect rules apply to the resend too.
+                renewed = self.auth.renewed_after(resp)
+                pause = 0.0 if renewed else None
+            if pause is None and resp.status_code in RETRY_STATUSES and attempt <= retries:
+                pause = retry_wait(resp) or backoff(attempt)
+                if waited + pause > snap.retry_max_wait:
+                    pause = None
+            if pause is None:
+                resp.history[:0] = earlier
+                if ours:
+                    resp.raise_for_status = partial(_raise_for_status, resp, snap.scopes, attempt)  # type: ignore[method-assign]
+                return resp
             resp.content  # noqa: B018 - read the body so the connection can be reused
             resp.close()
-            again = super().request(method, url, *args, **kwargs)
-            again.history.insert(0, resp)
-            return again
-        return resp
+            earlier.append(resp)
+            if pause:
+                time.sleep(pause)
+                waited += pause
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         """On a redirect, drop the bearer unless the new URL is an API origin."""

@@ -81,6 +81,8 @@ class TSNotebook(ExtensionApp):
     sim_api_url = setting("sim_api_url")
     env = setting("env")
     token_store = setting("token_store")
+    max_retries = setting("max_retries")
+    retry_max_wait = setting("retry_max_wait")
 
     def initialize_settings(self) -> None:
         config_error = None
