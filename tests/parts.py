@@ -226,6 +226,16 @@ async def eventually(check: Callable[[], bool], timeout: float = 10, what: str =
     raise AssertionError(f"{what} did not happen within {timeout}s")
 
 
+def eventually_sync(check: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
+    """Wait for ``check()`` to hold (a test with no event loop of its own)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {timeout}s")
+
+
 def port_is_free(port: int) -> bool:
     """Whether a server could listen on ``port`` now (servers set SO_REUSEADDR)."""
     with socket.socket() as s:

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import threading
+from dataclasses import replace
 
 import keyring
 import pytest
@@ -124,7 +125,7 @@ def test_a_damaged_store_is_replaced_by_the_next_sign_in(memory, data_dir):
     [
         ({"signin_url": "https://other.example.com"}, "another sign-in service"),
         ({"client_id": "other-key"}, "another API key"),
-        ({"scopes": "openid MarketData"}, "another set of scopes"),
+        ({"scopes": "openid profile offline_access MarketData ReadAccount Trade"}, "fewer scopes than TS_SCOPES"),
     ],
 )
 def test_a_sign_in_kept_for_another_issuer_key_or_scopes_is_not_used(memory, other, says):
@@ -297,6 +298,13 @@ def test_none_keeps_nothing(os_keyring):
 def test_an_unknown_store_is_a_clear_setting_error():
     with pytest.raises(ConfigError, match="TS_TOKEN_STORE must be one of keyring, file, none, not 'disk'"):
         settings(token_store="disk")
+
+
+def test_a_sign_in_kept_with_more_scopes_than_ts_scopes_is_used(memory):
+    wider = ("openid", "profile", "offline_access", "MarketData", "ReadAccount", "Trade")
+    memory.remember(replace(tokens(1), requested=wider))
+    found, notice = open_memory(settings(token_store="file")).restore()
+    assert notice is None and set(found.requested) == set(wider)
 
 
 def test_the_identity_ignores_the_order_of_scopes():

@@ -32,6 +32,7 @@ __all__ = [
     "session",
     "sim",
     "status",
+    "stream",
 ]
 __version__ = "0.1.0"
 
@@ -49,11 +50,20 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ts_notebook' has no attribute {name!r}")
 
 
-def login() -> None:
-    """Show the sign-in button (or the signed-in state) for this kernel's Jupyter server."""
+def stream(path: str, **params: Any) -> Any:
+    """``ts.session.iter_stream(path, **params)``: one of TradeStation's streams as an iterator
+    of dicts (``for quote in ts.stream("marketdata/stream/quotes/MSFT"): ...``)."""
     from .kernel import api
 
-    api.login()
+    return api.session().iter_stream(path, **params)
+
+
+def login(scopes: str | None = None) -> None:
+    """Sign in: the button in a notebook, the address in a terminal. ``scopes`` asks for
+    other scopes than TS_SCOPES (``ts.login(scopes="MarketData ReadAccount Trade")``)."""
+    from .kernel import api
+
+    api.login(scopes=scopes)
 
 
 def logout() -> None:

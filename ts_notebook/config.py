@@ -7,6 +7,7 @@ default. Nothing here runs at import time; :meth:`Settings.load` reads when call
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,24 @@ TOKEN_STORES = ("keyring", "file", "none")
 SECRET_ENV = ("TS_CLIENT_SECRET", "TS_CLIENT_SECRET_FILE")
 
 
+SCOPE = re.compile(r"[A-Za-z][A-Za-z0-9_:.-]{0,63}")
+
+
+def parse_scopes(text: str, always: tuple[str, ...] = ("openid",)) -> tuple[str, ...]:
+    """Scopes from space- or comma-separated text, ``always`` first, each once.
+
+    Raises:
+        ConfigError: a word that is not a scope name.
+    """
+    words = text.replace(",", " ").split()
+    bad = [w for w in words if not SCOPE.fullmatch(w)]
+    if bad:
+        raise ConfigError(
+            f"{bad[0]!r} is not a scope name. Give scopes as words, such as: MarketData ReadAccount Trade"
+        )
+    return tuple(dict.fromkeys([*always, *words]))
+
+
 def origin(url: str) -> str:
     """Return ``scheme://host:port`` of ``url``, with the default port made explicit."""
     parts = urlsplit(url)
@@ -193,7 +212,7 @@ class Settings:
         store = (raw["token_store"] or "").lower() or None
         if store not in (None, *TOKEN_STORES):
             raise ConfigError(f"TS_TOKEN_STORE must be one of {', '.join(TOKEN_STORES)}, not {raw['token_store']!r}.")
-        scopes = tuple(dict.fromkeys(["openid", *(raw["scopes"] or "").split()]))
+        scopes = parse_scopes(raw["scopes"] or "")
         try:
             ports = tuple(int(p) for p in (raw["relay_ports"] or "").replace(",", " ").split())
         except ValueError:
@@ -221,6 +240,17 @@ class Settings:
             max_retries=max_retries,
             retry_max_wait=retry_max_wait,
         )
+
+    def login_scopes(self, asked: str | None) -> tuple[str, ...]:
+        """The scopes a sign-in asks for: the setting's, or ``asked`` (``%ts_login --scopes``)
+        with openid, and offline_access when the setting has it (so the sign-in renews).
+
+        Raises:
+            ConfigError: ``asked`` has a word that is not a scope name.
+        """
+        if not asked or not asked.strip():
+            return self.scopes
+        return parse_scopes(asked, always=tuple(s for s in ("openid", "offline_access") if s in self.scopes))
 
     def require_client_id(self) -> str:
         """Return the client id or say how to set it."""

@@ -141,6 +141,7 @@ class PendingLogin:
     nonce: str = field(repr=False)
     redirect_uri: str
     authorize_url: str = field(repr=False)
+    scopes: tuple[str, ...] = ()
     created: float = field(default_factory=time.monotonic)
 
     def expired(self, now: float | None = None) -> bool:
@@ -236,14 +237,18 @@ class OAuthClient:
 
     # -- the authorization code flow ---------------------------------------------------------
 
-    def begin_login(self, redirect_uri: str, state_prefix: str = "") -> PendingLogin:
+    def begin_login(
+        self, redirect_uri: str, state_prefix: str = "", scopes: tuple[str, ...] | None = None
+    ) -> PendingLogin:
         """Create state, PKCE verifier and nonce, and the authorize URL that carries them.
 
         Args:
             redirect_uri: the callback URL, stored and reused byte for byte in the exchange.
             state_prefix: public routing text put before the random part (JupyterHub: which
                 named server the callback belongs to).
+            scopes: the scopes to ask for (default: the setting's).
         """
+        scopes = scopes or self.settings.scopes
         state = state_prefix + secrets.token_urlsafe(32)
         verifier = secrets.token_urlsafe(64)
         nonce = secrets.token_urlsafe(32)
@@ -252,14 +257,16 @@ class OAuthClient:
             "client_id": self.client_id,
             "audience": self.settings.audience,
             "redirect_uri": redirect_uri,
-            "scope": " ".join(self.settings.scopes),
+            "scope": " ".join(scopes),
             "state": state,
             "nonce": nonce,
             "code_challenge": pkce_challenge(verifier),
             "code_challenge_method": "S256",
         }
         url = f"{self.metadata().authorization_endpoint}?{urlencode(query)}"
-        return PendingLogin(state=state, verifier=verifier, nonce=nonce, redirect_uri=redirect_uri, authorize_url=url)
+        return PendingLogin(
+            state=state, verifier=verifier, nonce=nonce, redirect_uri=redirect_uri, authorize_url=url, scopes=scopes
+        )
 
     def exchange(self, pending: PendingLogin, code: str) -> TokenSet:
         """Trade the callback's ``code`` for tokens and verify the id_token against the nonce."""
@@ -276,7 +283,7 @@ class OAuthClient:
             # against this login's nonce.
             raise OAuthError("invalid_id_token", "the sign-in reply has no id_token")
         claims = self.verify_id_token(data["id_token"], pending.nonce)
-        return TokenSet.from_response(data, claims=claims)
+        return TokenSet.from_response(data, claims=claims, requested=pending.scopes)
 
     def refresh(self, tokens: TokenSet) -> TokenSet:
         """Renew the access token; keeps a rotated refresh token (or the old one if not rotated)."""

@@ -7,7 +7,8 @@ when a secure one is available, else none.
 
 What is kept: the refresh token and the access token with its expiry, the issuer, client id
 and scopes they belong to, and the user's name claims; never the client secret. A kept sign-in
-for another issuer, key or scope set is not used.
+for another issuer or key, or one without every scope ``TS_SCOPES`` asks for, is not used (one
+made with more, by ``%ts_login --scopes``, is).
 
 Several processes may share one store (a Jupyter server and terminal IPython sessions of one
 user). Every renewal takes the store's cross-process lock and re-reads it first: a token set
@@ -75,8 +76,8 @@ class Identity:
             return "another sign-in service (TS_SIGNIN_URL)"
         if record.get("client_id") != self.client_id:
             return "another API key (TS_CLIENT_ID)"
-        if tuple(sorted(record.get("scopes") or ())) != self.scopes:
-            return "another set of scopes (TS_SCOPES)"
+        if not set(self.scopes) <= set(record.get("scopes") or ()):
+            return "fewer scopes than TS_SCOPES asks for"
         return None
 
 
@@ -86,7 +87,7 @@ def to_record(identity: Identity, tokens: TokenSet) -> dict[str, Any]:
         "format": FORMAT,
         "issuer": identity.issuer,
         "client_id": identity.client_id,
-        "scopes": list(identity.scopes),
+        "scopes": sorted(tokens.requested or identity.scopes),
         "granted": list(tokens.scopes),
         "user": dict(tokens.user),
         "refresh_token": tokens.refresh_token,
@@ -116,6 +117,7 @@ def from_record(record: dict[str, Any]) -> TokenSet:
         refresh_token=refresh,
         scopes=tuple(str(s) for s in record.get("granted", ())),
         user={str(k): str(v) for k, v in dict(record.get("user", {})).items()},
+        requested=tuple(str(s) for s in record.get("scopes", ())),
     )
 
 

@@ -44,6 +44,8 @@ class TokenSet:
     id_token: str | None = field(default=None, repr=False)
     scopes: tuple[str, ...] = ()
     user: dict[str, str] = field(default_factory=dict)
+    # The scopes the sign-in asked for (``scopes`` is what the provider granted).
+    requested: tuple[str, ...] = ()
 
     @classmethod
     def from_response(
@@ -53,6 +55,7 @@ class TokenSet:
         previous: TokenSet | None = None,
         claims: Mapping[str, Any] | None = None,
         now: float | None = None,
+        requested: tuple[str, ...] = (),
     ) -> TokenSet:
         """Build from a token endpoint reply.
 
@@ -81,6 +84,7 @@ class TokenSet:
             id_token=_text(data.get("id_token")) or (previous.id_token if previous else None),
             scopes=scopes,
             user=user or (dict(previous.user) if previous else {}),
+            requested=requested or (previous.requested if previous else ()),
         )
 
     def seconds_left(self, now: float | None = None) -> float:

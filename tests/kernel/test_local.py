@@ -161,3 +161,21 @@ async def test_a_widget_login_that_times_out_says_so_and_frees_the_port(local_en
         await kernel.wait_for_widget(r"^No sign-in within 1 s\. Run %ts_login again\.$")
         assert kernel.widget_texts()[-1].startswith("No sign-in within 1 s")
         assert port_is_free(31022)
+
+
+def test_an_in_process_sign_in_can_ask_for_other_scopes_and_status_shows_them(emulator, client_secret):
+    from ts_notebook.config import Settings
+    from ts_notebook.kernel.local import LocalLogin, LocalSource
+    from ts_notebook.kernel.state import Status
+
+    from ..test_oauth import approve
+
+    source = LocalSource(
+        Settings.load(environ={}, client_id=CLIENT_ID, client_secret=client_secret, signin_url=emulator.url)
+    )
+    attempt = LocalLogin(source, listen=False, scopes="MarketData Trade")
+    assert "scope=openid+offline_access+MarketData+Trade" in attempt.pending.authorize_url
+    assert attempt.complete(approve(attempt.pending), attempt.browser_key)[0]
+
+    assert source.tokens.requested == ("openid", "offline_access", "MarketData", "Trade")
+    assert "scopes: openid offline_access MarketData Trade;" in str(Status.of(source.current()))

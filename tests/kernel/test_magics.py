@@ -22,7 +22,7 @@ def shell(monkeypatch):
 def test_a_bad_option_prints_the_usage_in_one_line(shell, capsys):
     shell.run_line_magic("ts_login", "--bogus")
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Usage: %ts_login [--paste] [--no-browser] [--timeout SECONDS]" in err
+    assert err.count("\n") == 1 and "Usage: %ts_login [--paste] [--no-browser] [--timeout SECONDS] [--scopes" in err
 
 
 def test_status_without_a_key_says_not_signed_in_and_where_nothing_is_kept(shell, capsys):
@@ -41,3 +41,12 @@ def test_the_package_is_in_the_namespace_as_ts(shell):
     import ts_notebook
 
     assert shell.user_ns["ts"] is ts_notebook
+
+
+def test_a_bad_scope_is_one_line_before_anything_starts(shell, capsys, monkeypatch):
+    monkeypatch.setenv("TS_CLIENT_ID", "some-key")
+    shell.run_line_magic("ts_login", '--no-browser --timeout 1 --scopes "MarketData Tr@de"')
+    err = capsys.readouterr().err
+    assert (
+        err == "ts_notebook: 'Tr@de' is not a scope name. Give scopes as words, such as: MarketData ReadAccount Trade\n"
+    )

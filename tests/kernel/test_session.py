@@ -36,7 +36,7 @@ class FixedSource(TokenSource):
             self.snap = replace(self.snap, access_token=self.renew())
         return self.snap
 
-    def login(self, paste=False, timeout=0, open_browser=True) -> None:
+    def login(self, paste=False, timeout=0, open_browser=True, scopes=None) -> None:
         raise AssertionError("no sign-in here")
 
     def logout(self) -> Snapshot:

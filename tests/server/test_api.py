@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -215,3 +216,15 @@ async def test_every_refused_callback_is_one_result_page_with_its_title(server, 
     r = await asyncio.to_thread(b.get, f"ts_notebook/callback?{query}")
     assert r.status_code == 400 and f'<h1 class="bad" id="ts-result">{title}</h1>' in r.text
     assert "Traceback" not in r.text and emulator.grants == []
+
+
+async def test_a_login_asking_for_other_scopes_sends_them_to_the_provider(server, emulator):
+    b = await new_browser(server)
+    r = await asyncio.to_thread(
+        b.http.get, f"{server.url}ts_notebook/login?scopes=MarketData%20Trade", allow_redirects=False, timeout=10
+    )
+    scope = parse_qs(urlsplit(r.headers["Location"]).query)["scope"][0]
+    assert r.status_code == 302 and scope == "openid offline_access MarketData Trade"
+
+    page = await asyncio.to_thread(b.get, "ts_notebook/login?scopes=Market%3Cb%3E")
+    assert page.status_code == 400 and "is not a scope name" in page.text and "<b>" not in page.text

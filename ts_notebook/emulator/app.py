@@ -19,7 +19,7 @@ from tornado.netutil import bind_sockets
 
 from .api import ApiHandler
 from .base import NotFoundHandler, log_request
-from .faults import ConnectionReset, InjectedFailure, finite_seconds, json_copy
+from .faults import ConnectionReset, InjectedFailure, StreamBreak, finite_seconds, json_copy
 from .keys import new_signing_key, shared_signing_key
 from .provider import (
     AuthorizeHandler,
@@ -30,6 +30,7 @@ from .provider import (
     UserInfoHandler,
 )
 from .state import ProviderState
+from .streams import StreamHandler
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def make_app(state: ProviderState) -> web.Application:
             (r"/oauth/token", TokenHandler, args),
             (r"/oauth/revoke", RevokeHandler, args),
             (r"/userinfo", UserInfoHandler, args),
+            (r"/(sim/)?v3/marketdata/stream/(quotes|barcharts)/([^/]+)", StreamHandler, args),
             (r"/(sim/)?v3(?:/(.*))?", ApiHandler, args),
         ],
         default_handler_class=NotFoundHandler,
@@ -307,6 +309,50 @@ class Emulator:
                 raise ValueError("rate_limit needs at least one call per a positive number of seconds")
             value = (limit, period)
         self._state.faults.update(rate_limit=value)
+
+    def configure_streams(
+        self,
+        interval: float | None = None,
+        heartbeat: float | None = None,
+        goaway_after: int | None | str = "keep",
+        rechunk_seed: int | None | str = "keep",
+    ) -> None:
+        """How streams behave: seconds between updates and between heartbeats when idle, a
+        ``GoAway`` after this many messages on every connection (None: never), and chunks cut
+        at random places from this seed (None: one chunk per message). Unnamed ones stay.
+        """
+        changes: dict[str, Any] = {}
+        if interval is not None:
+            changes["stream_interval"] = finite_seconds(interval, "interval", allow_negative=False) or 0.001
+        if heartbeat is not None:
+            changes["stream_heartbeat"] = finite_seconds(heartbeat, "heartbeat", allow_negative=False) or 0.001
+        if goaway_after != "keep":
+            changes["stream_goaway_after"] = None if goaway_after is None else int(goaway_after)
+        if rechunk_seed != "keep":
+            changes["stream_rechunk_seed"] = None if rechunk_seed is None else int(rechunk_seed)
+        self._state.faults.update(**changes)
+
+    @property
+    def streams_open(self) -> int:
+        """Stream replies the emulator is serving right now (a client that let go ends its own)."""
+        return self._state.streams_open
+
+    @property
+    def streams_opened(self) -> int:
+        """Stream connections served since the start."""
+        return self._state.streams_opened
+
+    def break_next_stream(self, kind: str, after: int = 0, error: str = "DualLogon") -> None:
+        """Make the next stream connection, after ``after`` messages, ``"drop"`` (the
+        connection closes), go ``"silent"`` (no data and no heartbeat, connection kept) or send
+        an ``"error"`` (``error``: ``DualLogon``, ``BadRequest`` ...) and end.
+
+        Raises:
+            ValueError: for another kind or a negative count.
+        """
+        if kind not in ("drop", "silent", "error") or after < 0:
+            raise ValueError("kind is drop, silent or error, and after is not negative")
+        self._state.faults.queue_stream_break(StreamBreak(kind, after, error))
 
     @property
     def token_delay(self) -> float:

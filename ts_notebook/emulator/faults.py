@@ -33,6 +33,17 @@ class ConnectionReset:
     """A token call whose TCP connection is to be dropped without any HTTP reply."""
 
 
+@dataclass(frozen=True)
+class StreamBreak:
+    """What the next stream connection does after ``after`` messages: ``drop`` the connection,
+    fall ``silent`` (no data, no heartbeat, connection kept), or send the ``error`` named
+    (``DualLogon`` ...) and end."""
+
+    kind: str
+    after: int
+    error: str = ""
+
+
 #: What a scripted token call does instead of its real work.
 TokenOutcome = InjectedFailure | ConnectionReset
 
@@ -50,6 +61,12 @@ class FaultSettings:
     # The API (/v3): seconds each call waits, and (limit, period seconds) per user and resource.
     api_delay: float = 0.0
     rate_limit: tuple[int, float] | None = None
+    # Streams: seconds between updates and between heartbeats when idle, a GoAway after this
+    # many messages on every connection (None: never), and random re-chunking from a seed.
+    stream_interval: float = 1.0
+    stream_heartbeat: float = 5.0
+    stream_goaway_after: int | None = None
+    stream_rechunk_seed: int | None = None
 
 
 def json_copy(value: Any) -> Any:
@@ -81,6 +98,7 @@ class Faults:
         self._settings = FaultSettings()
         self._outcomes: deque[TokenOutcome] = deque()
         self._api_failures: deque[int] = deque()
+        self._stream_breaks: deque[StreamBreak] = deque()
 
     @property
     def settings(self) -> FaultSettings:
@@ -115,3 +133,13 @@ class Faults:
         """The status scripted for this API call, if any, removed from the queue."""
         with self._lock:
             return self._api_failures.popleft() if self._api_failures else None
+
+    def queue_stream_break(self, brk: StreamBreak) -> None:
+        """Script the next stream connection (after any already scripted)."""
+        with self._lock:
+            self._stream_breaks.append(brk)
+
+    def take_stream_break(self) -> StreamBreak | None:
+        """What this stream connection was scripted to do, if anything."""
+        with self._lock:
+            return self._stream_breaks.popleft() if self._stream_breaks else None

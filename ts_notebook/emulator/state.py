@@ -104,6 +104,8 @@ class ProviderState:
         self._secrets: set[str] = {client_secret} if client_secret else set()
         self.faults = Faults(self._lock)
         self.limiter = RateLimiter()
+        self.streams_open = 0  # stream replies being served now (changed on the emulator's loop)
+        self.streams_opened = 0
         self._grants: list[dict[str, Any]] = []
         self._api_calls: list[dict[str, Any]] = []
         self._requests: list[dict[str, Any]] = []

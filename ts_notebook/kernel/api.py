@@ -83,9 +83,11 @@ def status() -> Status:
     return Status.of(source().current())
 
 
-def login(paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True) -> None:
+def login(
+    paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True, scopes: str | None = None
+) -> None:
     """Sign in (see :meth:`TokenSource.login`)."""
-    source().login(paste=paste, timeout=timeout, open_browser=open_browser)
+    source().login(paste=paste, timeout=timeout, open_browser=open_browser, scopes=scopes)
 
 
 def logout() -> Status:

@@ -15,10 +15,12 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from ..config import parse_scopes
 from ..errors import BrokerError
 from ..protocol import ENV_VAR, KEY_HEADER, LOGIN, LONGPOLL, LONGPOLL_GRACE, OtherVersion, RuntimeInfo, Snapshot
 from .frontend import display, has_frontend
@@ -259,23 +261,28 @@ class BrokerSource(TokenSource):
                 return snap
             return self._update(self.client.refresh(stale))
 
-    def login(self, paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True) -> None:
+    def login(
+        self, paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True, scopes: str | None = None
+    ) -> None:
         """The server signs in: its widget in a notebook (the paste form is in it); in a
         terminal inside Jupyter, where to sign in, then wait for it."""
         info = self.client.info
+        if scopes:
+            parse_scopes(scopes)  # a bad word is said here, not on the server's page
+        query = f"?{urlencode({'scopes': scopes})}" if scopes else ""
         if has_frontend():
             from .widget import LoginWidget
 
-            display(LoginWidget(self, login_path=info.login_path, paste_path=info.callback_path))
+            display(LoginWidget(self, login_path=info.login_path + query, paste_path=info.callback_path))
             return
-        if self.current().signed_in:
+        if self.current().signed_in and not scopes:
             print(Status.of(self.current()))
             return
         signed_in = threading.Event()
         listener = lambda snap: snap.signed_in and signed_in.set()  # noqa: E731
         self.add_listener(listener)
         print(
-            f"Open {info.url.rstrip('/')}/{LOGIN} in the browser where you use Jupyter and sign in "
+            f"Open {info.url.rstrip('/')}/{LOGIN}{query} in the browser where you use Jupyter and sign in "
             "(Ctrl-C to stop waiting)."
         )
         try:

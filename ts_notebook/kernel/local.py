@@ -58,7 +58,7 @@ class LocalLogin:
     with a code of its own.
     """
 
-    def __init__(self, source: LocalSource, listen: bool = True) -> None:
+    def __init__(self, source: LocalSource, listen: bool = True, scopes: str | None = None) -> None:
         self.source = source
         self.done = threading.Event()
         self.message = ""
@@ -68,7 +68,8 @@ class LocalLogin:
         self._page: Path | None = None
         self._claim = threading.Lock()
         self._claimed = False
-        client = source.client  # a missing key is reported before any port is taken
+        client = source.client  # a missing key (or a bad scope) is reported before any port is taken
+        asked = source.settings.login_scopes(scopes)
         redirect = source.settings.redirect_uri
         ports = source.settings.relay_ports
         if redirect and listen:
@@ -85,7 +86,7 @@ class LocalLogin:
         # The start address is on the callback's own host, so the cookie set there comes back.
         self._origin = f"http://{urlsplit(redirect).netloc}" if listen else ""
         try:
-            self.pending: PendingLogin = client.begin_login(redirect)
+            self.pending: PendingLogin = client.begin_login(redirect, scopes=asked)
         except BaseException:
             self.close()
             raise
@@ -366,18 +367,20 @@ class LocalSource(TokenSource):
 
     # -- signing in ---------------------------------------------------------------------------------
 
-    def login(self, paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True) -> None:
+    def login(
+        self, paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True, scopes: str | None = None
+    ) -> None:
         """Sign in within this process: the widget in a notebook (the wait runs in the
         background), else the address in the terminal and a wait for the browser."""
         if has_frontend() and not paste:
-            self._widget_login(timeout)
+            self._widget_login(timeout, scopes)
         else:
-            self._terminal_login(paste, timeout, open_browser)
+            self._terminal_login(paste, timeout, open_browser, scopes)
 
-    def _widget_login(self, timeout: float) -> None:
+    def _widget_login(self, timeout: float, scopes: str | None) -> None:
         from .widget import LoginWidget
 
-        attempt = self._new_login(listen=True)
+        attempt = self._new_login(listen=True, scopes=scopes)
         display(LoginWidget(self, login_path=attempt.start_url or "#"))
 
         def wait_then_release() -> None:
@@ -387,12 +390,12 @@ class LocalSource(TokenSource):
 
         threading.Thread(target=wait_then_release, name="ts_notebook-login", daemon=True).start()
 
-    def _terminal_login(self, paste: bool, timeout: float, open_browser: bool) -> None:
+    def _terminal_login(self, paste: bool, timeout: float, open_browser: bool, scopes: str | None) -> None:
         """Blocks until signed in, timeout or Ctrl-C; the port is freed whatever happens."""
-        if self.current().signed_in:
+        if self.current().signed_in and not scopes:
             print(f"{Status.of(self.current())}\nRun %ts_logout to sign out.")
             return
-        attempt = self._new_login(listen=not paste)
+        attempt = self._new_login(listen=not paste, scopes=scopes)
         try:
             url = attempt.start_url or attempt.pending.authorize_url
             print(f"Sign in to TradeStation in your browser:\n  {url}")
@@ -417,11 +420,11 @@ class LocalSource(TokenSource):
         finally:
             self._end_login(attempt)
 
-    def _new_login(self, listen: bool) -> LocalLogin:
+    def _new_login(self, listen: bool, scopes: str | None = None) -> LocalLogin:
         with self._login_lock:
             if self.pending_login is not None:
                 self.pending_login.close()  # a newer %ts_login replaces a waiting one
-            self.pending_login = LocalLogin(self, listen=listen)
+            self.pending_login = LocalLogin(self, listen=listen, scopes=scopes)
             return self.pending_login
 
     def _end_login(self, attempt: LocalLogin) -> bool:

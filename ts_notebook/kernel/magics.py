@@ -24,15 +24,29 @@ class TSMagics(Magics):
     )
     @argument("--no-browser", action="store_true", help="print the sign-in address, do not open a browser")
     @argument("--timeout", type=float, default=LOGIN_TIMEOUT, help="seconds to wait for the browser")
+    @argument(
+        "--scopes", default=None, help='scopes to ask for instead of TS_SCOPES, e.g. "MarketData ReadAccount Trade"'
+    )
     @line_magic
     def ts_login(self, line: str = "") -> None:
         """Sign in to TradeStation: a button in a notebook, the address in a terminal."""
         try:
             args = parse_argstring(self.ts_login, line)
         except UsageError as exc:
-            print(f"ts_notebook: {exc}. Usage: %ts_login [--paste] [--no-browser] [--timeout SECONDS]", file=sys.stderr)
+            print(
+                f"ts_notebook: {exc}. Usage: %ts_login [--paste] [--no-browser] [--timeout SECONDS] "
+                '[--scopes "SCOPE ..."]',
+                file=sys.stderr,
+            )
             return
-        _say(lambda: api.login(paste=args.paste, timeout=args.timeout, open_browser=not args.no_browser))
+        _say(
+            lambda: api.login(
+                paste=args.paste,
+                timeout=args.timeout,
+                open_browser=not args.no_browser,
+                scopes=args.scopes.strip("\"'") if args.scopes else None,  # IPython keeps the quotes
+            )
+        )
 
     @line_magic
     def ts_logout(self, line: str = "") -> None:

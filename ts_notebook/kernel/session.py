@@ -22,6 +22,7 @@ from ..errors import ConfigError, NotSignedIn
 from ..protocol import Snapshot
 from .replies import api_error, retry_wait
 from .state import TokenSource
+from .streams import MAX_RECONNECTS, SILENCE, Stream, open_stream
 
 # (connect, read) seconds for API calls that do not pass their own timeout.
 DEFAULT_TIMEOUT = (5.0, 60.0)
@@ -183,6 +184,24 @@ class TSSession(requests.Session):
             if pause:
                 time.sleep(pause)
                 waited += pause
+
+    def iter_stream(
+        self,
+        path: str,
+        heartbeats: bool = False,
+        markers: bool = False,
+        silence: float = SILENCE,
+        max_reconnects: int = MAX_RECONNECTS,
+        **params: Any,
+    ) -> Stream:
+        """Open one of TradeStation's streams (``marketdata/stream/quotes/MSFT,AAPL``) as an
+        iterator of dicts, ``params`` as its query. It outlives the access token, reconnects
+        after GoAway, a drop or ``silence`` seconds without data, and stops on ``close()``,
+        ``break``, a ``with`` block's end or Ctrl-C. See :class:`Stream`.
+        """
+        return open_stream(
+            self, path, params, heartbeats=heartbeats, markers=markers, silence=silence, max_reconnects=max_reconnects
+        )
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         """On a redirect, drop the bearer unless the new URL is an API origin."""

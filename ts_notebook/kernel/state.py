@@ -84,7 +84,9 @@ class TokenSource(ABC):
         """Renew because ``stale`` was refused; one renewal however many threads ask."""
 
     @abstractmethod
-    def login(self, paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True) -> None:
+    def login(
+        self, paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True, scopes: str | None = None
+    ) -> None:
         """Sign in: the widget in a notebook, plain text in a terminal.
 
         Args:
@@ -92,6 +94,8 @@ class TokenSource(ABC):
                 browser on another machine than this kernel).
             timeout: seconds to wait for the browser.
             open_browser: open the sign-in page with the system browser (terminal, no server).
+            scopes: scopes to ask for instead of TS_SCOPES' (openid and, when TS_SCOPES has
+                it, offline_access are added); signs in again even when signed in.
         """
 
     @abstractmethod

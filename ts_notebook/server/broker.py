@@ -126,7 +126,12 @@ class TokenBroker:
     # -- sign-in ---------------------------------------------------------------------------------
 
     async def begin_login(
-        self, redirect_uri: str | None, browser_key: str, return_to: str, state_prefix: str = ""
+        self,
+        redirect_uri: str | None,
+        browser_key: str,
+        return_to: str,
+        state_prefix: str = "",
+        scopes: tuple[str, ...] | None = None,
     ) -> PendingLogin:
         """Start a login bound to ``browser_key`` (the value of this browser's login cookie).
 
@@ -137,6 +142,7 @@ class TokenBroker:
             browser_key: the login cookie's value.
             return_to: this server's callback on the origin the browser used.
             state_prefix: routing text at the start of state (the hub server's name).
+            scopes: the scopes to ask for (default: the setting's).
         """
         client = self.client
         self._prune()
@@ -152,9 +158,9 @@ class TokenBroker:
                 via_relay = self._relay_on(port)
             # No I/O once discovery is cached: then never queued behind a slow exchange.
             pending = (
-                client.begin_login(redirect_uri, state_prefix)
+                client.begin_login(redirect_uri, state_prefix, scopes)
                 if client.discovered
-                else await self._off_loop(client.begin_login, redirect_uri, state_prefix)
+                else await self._off_loop(client.begin_login, redirect_uri, state_prefix, scopes)
             )
             while len(self._pending) >= MAX_PENDING:
                 self._pending.pop(next(iter(self._pending)))

@@ -178,7 +178,8 @@ class LoginHandler(_Base):
         here = hub.HubServer.here()
         prefix = here.state_prefix if here else ""
         try:
-            pending = await self.broker.begin_login(redirect_uri, browser_key, return_to, prefix)
+            scopes = self.broker.settings.login_scopes(self.get_query_argument("scopes", None))
+            pending = await self.broker.begin_login(redirect_uri, browser_key, return_to, prefix, scopes)
         except (ConfigError, OAuthError) as exc:
             raise Refused(400 if isinstance(exc, ConfigError) else 502, "Cannot start the sign-in", str(exc)) from exc
         self.set_private_cookie(self.cookie_name, browser_key)

@@ -1,0 +1,170 @@
+"""TradeStation's streams through ts.session against the emulator's real chunked replies:
+any chunking, heartbeats, EndSnapshot, GoAway, drops, silence, errors, and letting go."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from ts_notebook.kernel.replies import APIError
+from ts_notebook.kernel.session import TSSession
+from ts_notebook.kernel.streams import JSONLines
+
+from ..parts import eventually, eventually_sync
+from ..test_oauth import client  # noqa: F401 - the client fixture
+from .test_session import FixedSource, signed_in  # noqa: F401 - the signed_in fixture
+
+QUOTES = "marketdata/stream/quotes/MSFT,AAPL,ÉTÉ"
+
+
+def sample() -> list[dict]:
+    return [{"Symbol": f"S{i}", "Last": f"{i}.25", "Description": "Ünïcødé ☃ €"} for i in range(40)] + [
+        {"StreamStatus": "EndSnapshot"},
+        {"Heartbeat": 3, "Timestamp": "2026-11-29T10:00:00Z"},
+    ]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_json_lines_are_right_whatever_the_chunking(seed):
+    data = b"".join(json.dumps(o, ensure_ascii=False).encode() + b"\n" for o in sample())
+    rng, at, out, lines = random.Random(seed), 0, [], JSONLines()
+    while at < len(data):
+        size = rng.choice([1, 2, 3, 7, 64, 4096])
+        out += lines.feed(data[at : at + size])
+        at += size
+    assert out == sample()
+
+
+def test_json_lines_take_objects_with_no_newline_between_and_crlf():
+    lines = JSONLines()
+    assert lines.feed(b'{"a":1}{"b":2}\r\n{"c"') == [{"a": 1}, {"b": 2}]
+    assert lines.feed(b":3}\n") == [{"c": 3}]
+
+
+@pytest.fixture
+def session(signed_in, emulator):  # noqa: F811
+    emulator.configure_streams(interval=0.05, heartbeat=5.0, goaway_after=None, rechunk_seed=7)
+    return TSSession(lambda: signed_in)
+
+
+def take(stream, n: int) -> list[dict]:
+    out = []
+    for item in stream:
+        out.append(item)
+        if len(out) == n:
+            break
+    return out
+
+
+def test_a_rechunked_quote_stream_gives_the_snapshot_then_updates(session, emulator):
+    with session.iter_stream(QUOTES) as stream:
+        items = take(stream, 6)
+        assert stream.snapshot_done
+    assert [i["Symbol"] for i in items[:3]] == ["MSFT", "AAPL", "ÉTÉ"]
+    assert items[0]["Description"] == "MSFT Ünïcødé ☃ Corp" and all("Last" in i for i in items)
+    assert not any("StreamStatus" in i or "Heartbeat" in i for i in items)
+    eventually_sync(lambda: emulator.streams_open == 0, what="the stream let go")
+
+
+def test_heartbeats_and_markers_are_given_only_when_asked(session, emulator):
+    emulator.configure_streams(interval=10.0, heartbeat=0.05)
+    with session.iter_stream(QUOTES, heartbeats=True, markers=True) as stream:
+        items = take(stream, 6)
+    assert items[3] == {"StreamStatus": "EndSnapshot"} and "Heartbeat" in items[4] and "Heartbeat" in items[5]
+
+
+def test_goaway_opens_the_stream_again_with_the_current_token(session, signed_in, emulator):  # noqa: F811
+    emulator.configure_streams(goaway_after=4)
+    with session.iter_stream(QUOTES) as stream:
+        first = take(stream, 3)
+        emulator.revoke_access_tokens()  # the token lapses while streaming
+        more = take(stream, 8)
+        assert stream.reconnects >= 2
+    assert len(first) == 3 and len(more) == 8 and signed_in.renewals >= 1
+    assert emulator.streams_opened >= 3
+
+
+@pytest.mark.parametrize("kind", ["drop", "silent"])
+def test_a_dropped_or_silent_stream_is_opened_again(session, emulator, kind):
+    emulator.break_next_stream(kind, after=5)
+    started = time.monotonic()
+    with session.iter_stream(QUOTES, silence=0.5) as stream:
+        items = take(stream, 12)
+        assert stream.reconnects == 1
+    assert len(items) == 12 and time.monotonic() - started < 10
+    assert [i["Symbol"] for i in items[4:7]] == ["MSFT", "AAPL", "ÉTÉ"]  # the new connection's snapshot
+
+
+def test_dual_logon_raises_the_api_error_that_says_what_to_do(session, emulator):
+    emulator.break_next_stream("error", after=3, error="DualLogon")
+    with pytest.raises(APIError, match="DualLogon on GET marketdata/stream/quotes/.*Close the other one") as caught:
+        take(session.iter_stream(QUOTES), 100)
+    assert caught.value.error == "DualLogon"
+    eventually_sync(lambda: emulator.streams_open == 0, what="the stream let go")
+
+
+def test_a_stream_the_sign_in_lacks_the_scope_for_is_refused_at_once(emulator, client_secret):
+    from .test_session import signed_in_with
+
+    source = signed_in_with(emulator, client_secret, "openid offline_access ReadAccount")
+    with pytest.raises(APIError, match="lacks the MarketData scope"):
+        next(TSSession(lambda: source).iter_stream(QUOTES))
+    assert emulator.streams_opened == 0
+
+
+def test_close_from_another_thread_ends_a_blocked_read_at_once(session, emulator):
+    emulator.configure_streams(interval=60.0, heartbeat=60.0)  # nothing after the snapshot
+    stream = session.iter_stream(QUOTES)
+    take(stream, 3)
+    threading.Timer(0.3, stream.close).start()
+    started = time.monotonic()
+    assert list(stream) == [] and time.monotonic() - started < 3
+    eventually_sync(lambda: emulator.streams_open == 0, what="the stream let go")
+
+
+def test_breaking_out_of_a_loop_releases_the_connection(session, emulator):
+    for _ in session.iter_stream(QUOTES):
+        break
+    import gc
+
+    gc.collect()  # a dropped iterator is finalised: its connection closes
+    eventually_sync(lambda: emulator.streams_open == 0, what="the stream let go")
+
+
+def test_a_stream_that_keeps_failing_gives_up_with_a_clear_error(session, signed_in, emulator):  # noqa: F811
+    signed_in.snap = replace(signed_in.snap, max_retries=0)  # the session's own retries would hide the drops
+    for _ in range(3):
+        emulator.break_next_stream("drop", after=0)
+    with pytest.raises(Exception, match="failed 3 times in a row"):
+        take(session.iter_stream(QUOTES, max_reconnects=2), 5)
+
+
+async def test_ctrl_c_in_a_terminal_stops_the_stream_and_lets_go_of_it(local_env, emulator):
+    import asyncio
+
+    from .conftest import PROMPT, spawn_ipython
+    from .test_local import authorize_url, sign_in_at
+
+    emulator.configure_streams(interval=0.05, rechunk_seed=3)
+    child = spawn_ipython(local_env)
+    try:
+        child.sendline("%ts_login")
+        await sign_in_at(authorize_url(child))
+        child.expect("Signed in to TradeStation as analyst.")
+        child.expect(PROMPT)
+        child.sendline(f'n = 0\nfor q in ts.stream("{QUOTES}"):\n    n += 1\n\n')
+        await eventually(lambda: emulator.streams_open == 1, what="the stream opened")
+        await asyncio.sleep(0.5)
+        child.sendintr()
+        child.expect("KeyboardInterrupt")
+        child.expect(PROMPT)
+        await eventually(lambda: emulator.streams_open == 0, what="the stream let go")
+        child.sendline("print(n > 5, ts.session.get('brokerage/accounts').status_code)")
+        child.expect(r"True 200")
+    finally:
+        child.terminate(force=True)
