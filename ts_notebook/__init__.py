@@ -26,9 +26,15 @@ __all__ = [
     "NotSignedIn",
     "OAuthError",
     "TSError",
+    "accounts",
     "auth",
+    "balances",
+    "bars",
     "login",
     "logout",
+    "orders",
+    "positions",
+    "quotes",
     "session",
     "sim",
     "status",
@@ -56,6 +62,57 @@ def stream(path: str, **params: Any) -> Any:
     from .kernel import api
 
     return api.session().iter_stream(path, **params)
+
+
+def _frames(name: str) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from . import frames
+        from .kernel import api
+
+        return getattr(frames, name)(api.session(), *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+def bars(
+    symbol: str,
+    interval: int = 1,
+    unit: str = "Daily",
+    barsback: int | None = None,
+    start: Any = None,
+    end: Any = None,
+    session: str | None = None,
+) -> Any:
+    """Bars of ``symbol`` as a pandas DataFrame (needs ``ts_notebook[pandas]``): a tz-aware
+    exchange-time index, Open/High/Low/Close/Volume first. ``barsback`` bars ending at ``end``
+    (default now), or all from ``start``; ``session`` is the session template (USEQPreAndPost ...)."""
+    return _frames("bars")(symbol, interval, unit, barsback, start, end, session)
+
+
+def quotes(symbols: Any) -> Any:
+    """Quotes of ``symbols`` as a DataFrame indexed by symbol (refused symbols: a warning)."""
+    return _frames("quotes")(symbols)
+
+
+def accounts() -> Any:
+    """The accounts of this sign-in as a DataFrame."""
+    return _frames("accounts")()
+
+
+def balances(accounts: Any = None) -> Any:
+    """Balances (default: of every account) as a DataFrame."""
+    return _frames("balances")(accounts)
+
+
+def positions(accounts: Any = None) -> Any:
+    """Open positions (default: of every account) as a DataFrame."""
+    return _frames("positions")(accounts)
+
+
+def orders(accounts: Any = None) -> Any:
+    """Orders (default: of every account, every page) as a DataFrame."""
+    return _frames("orders")(accounts)
 
 
 def login(scopes: str | None = None) -> None:

@@ -239,3 +239,20 @@ def test_raise_for_status_is_requests_own_for_other_hosts(signed_in, other_host)
     with pytest.raises(requests.HTTPError) as caught:
         r.raise_for_status()
     assert not isinstance(caught.value, APIError)
+
+
+def test_one_session_is_safe_to_share_between_threads(signed_in, emulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    session = TSSession(lambda: signed_in)
+    emulator.fail_next_api_request(503, times=5)  # some threads retry meanwhile
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(
+            pool.map(
+                lambda i: session.get("brokerage/accounts" if i % 2 else "marketdata/quotes/MSFT").status_code,
+                range(400),
+            )
+        )
+
+    assert set(codes) == {200} and len(emulator.api_calls) == 405

@@ -3,52 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import time
+from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import market
 from .base import BaseHandler
 from .state import AccessRecord
-
-
-def quote_for(symbol: str) -> dict[str, Any]:
-    """A made-up but deterministic quote: the same symbol always gets the same numbers."""
-    seed = int.from_bytes(hashlib.sha256(symbol.encode("utf-8")).digest()[:4], "big")
-    last = 10 + (seed % 990_000) / 100
-    return {
-        "Symbol": symbol,
-        "Last": f"{last:.2f}",
-        "Bid": f"{last - 0.01:.2f}",
-        "Ask": f"{last + 0.01:.2f}",
-        "Volume": str(seed % 1_000_000),
-    }
-
-
-def accounts_for(username: str, sim: bool) -> dict[str, Any]:
-    """Two accounts for ``username``; simulator account ids start with ``SIM``."""
-    prefix = "SIM" if sim else ""
-    return {
-        "Accounts": [
-            {
-                "AccountID": prefix + "11111111",
-                "AccountType": "Margin",
-                "Currency": "USD",
-                "Status": "Active",
-                "Alias": username,
-            },
-            {
-                "AccountID": prefix + "22222222",
-                "AccountType": "Cash",
-                "Currency": "USD",
-                "Status": "Active",
-                "Alias": username,
-            },
-        ]
-    }
-
 
 # The scope each family of routes needs, and the quota it counts against.
 SCOPES = (("marketdata/", "MarketData", "quotes"), ("brokerage/", "ReadAccount", "accounts"))
@@ -121,18 +85,49 @@ class ApiHandler(BaseHandler):
         return True
 
     def _route(self, sim: bool, route: str | None, record: AccessRecord, token: str) -> None:
-        if route == "brokerage/accounts":
-            self._reply(200, accounts_for(record.username, sim), token)
-        elif route is not None and route.startswith("marketdata/quotes/"):
-            symbols = [s.strip() for s in route[len("marketdata/quotes/") :].split(",") if s.strip()]
-            if symbols:
-                self._reply(200, {"Quotes": [quote_for(s) for s in symbols]}, token)
-            else:
-                self._reply(400, {"Error": "BadRequest", "Message": "No symbols given"}, token)
-        elif route == "redirect":
+        if route == "redirect":
             self._redirect_to(token)
-        else:
+            return
+        try:
+            body = self._answer(sim, route or "", record)
+        except market.BadRequest as exc:
+            self._reply(400, {"Error": "BadRequest", "Message": str(exc)}, token)
+            return
+        if body is None:
             self._reply(404, {"Error": "NotFound", "Message": "No such API route"}, token)
+        else:
+            self._reply(200, body, token)
+
+    def _answer(self, sim: bool, route: str, record: AccessRecord) -> dict[str, Any] | None:
+        """The reply's body for a GET of ``route`` (None: no such route).
+
+        Raises:
+            market.BadRequest: parameters the real API refuses.
+        """
+        if self.request.method != "GET" and route:
+            return None
+        accounts = market.accounts_for(record.username, sim)
+        owned = [a["AccountID"] for a in accounts["Accounts"]]
+        parts = route.split("/")
+        if route == "brokerage/accounts":
+            return accounts
+        if route.startswith("marketdata/quotes/"):
+            return market.quotes([s.strip() for s in route[len("marketdata/quotes/") :].split(",") if s.strip()])
+        if route.startswith("marketdata/barcharts/") and len(parts) == 3:
+            params = {k: v[-1].decode() for k, v in self.request.query_arguments.items()}
+            return market.barchart(parts[2], params, datetime.now(timezone.utc))
+        if len(parts) == 4 and parts[:2] == ["brokerage", "accounts"]:
+            if parts[3] == "balances":
+                return market.balances(parts[2], owned)
+            if parts[3] == "positions":
+                return market.positions(parts[2], owned)
+            if parts[3] == "orders":
+                try:
+                    size = int(self.get_query_argument("pageSize", "600"))
+                except ValueError as exc:
+                    raise market.BadRequest("pageSize must be a whole number") from exc
+                return market.orders(parts[2], owned, size, self.get_query_argument("nextToken", None))
+        return None
 
     def _redirect_to(self, token: str) -> None:
         target = self.get_query_argument("to", "")

@@ -15,7 +15,8 @@ from typing import Any
 
 from tornado.iostream import StreamClosedError
 
-from .api import ApiHandler, quote_for
+from .api import ApiHandler
+from .market import quote_for
 
 CONTENT_TYPE = "application/vnd.tradestation.streams.v2+json"
 

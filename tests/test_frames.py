@@ -1,0 +1,93 @@
+"""DataFrames from the emulator's replies: bars (split past 57,600), quotes (batches of 100,
+refused symbols as a warning), accounts, balances, positions and paged orders; and plots."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ts_notebook import frames
+from ts_notebook.kernel.replies import APIError
+from ts_notebook.kernel.session import TSSession
+
+from .kernel.test_session import signed_in, signed_in_with  # noqa: F401 - the signed_in fixture
+from .test_oauth import client  # noqa: F401 - the client fixture
+
+
+@pytest.fixture
+def session(signed_in):  # noqa: F811
+    return TSSession(lambda: signed_in)
+
+
+def barchart_calls(emulator) -> int:
+    return sum("/barcharts/" in c["path"] for c in emulator.api_calls)
+
+
+def test_daily_bars_are_a_frame_with_an_exchange_time_index_and_numbers(session):
+    df = frames.bars(session, "MSFT", barsback=30)
+
+    assert len(df) == 30 and df.index.is_monotonic_increasing and df.index.name == "Date"
+    assert str(df.index.tz) == "America/New_York"
+    assert list(df.columns[:5]) == ["Open", "High", "Low", "Close", "Volume"]
+    assert [str(t) for t in df.dtypes[:5]] == ["float64"] * 4 + ["int64"]
+    assert df["OpenInterest"].isna().all() and df["UpTicks"].dtype == "int64"
+    assert (df["High"] >= df[["Open", "Close"]].max(axis=1)).all()
+
+
+def test_intraday_bars_past_the_limit_are_split_and_joined_without_duplicates(session, emulator):
+    df = frames.bars(session, "MSFT", unit="Minute", barsback=60_000)
+
+    assert len(df) == 60_000 and df.index.is_unique and df.index.is_monotonic_increasing
+    assert df.index.name == "Datetime" and barchart_calls(emulator) == 2
+    one = frames.bars(session, "MSFT", unit="Minute", barsback=10)
+    assert df.tail(10).equals(one)  # the same bars, whichever request brought them
+
+
+def test_intraday_bars_from_a_start_come_back_from_that_start(session):
+    start = pd.Timestamp.now(tz="America/New_York").normalize() - pd.Timedelta(days=6)
+    df = frames.bars(session, "AAPL", unit="Minute", interval=5, start=start)
+    assert len(df) > 100 and df.index[0] >= start and df.index.is_unique
+
+
+def test_quotes_come_in_batches_of_100_and_refused_symbols_are_a_warning(session, emulator):
+    symbols = [f"S{i}" for i in range(150)] + ["BADX"]
+    with pytest.warns(UserWarning, match=r"TradeStation left out: BADX \(Invalid symbol\)"):
+        df = frames.quotes(session, symbols)
+
+    assert len(df) == 150 and df.index.name == "Symbol" and df["Last"].dtype == "float64"
+    assert sum("/quotes/" in c["path"] for c in emulator.api_calls) == 2
+    assert df["MarketFlags.IsDelayed"].dtype == bool
+
+
+def test_accounts_balances_positions_and_every_page_of_orders(session):
+    assert list(frames.accounts(session).index) == ["11111111", "22222222"]
+    balances = frames.balances(session)
+    assert balances["CashBalance"].dtype == "float64" and len(balances) == 2
+    positions = frames.positions(session, "11111111")
+    assert len(positions) == 3 and positions["Quantity"].dtype == "float64"
+    orders = frames.orders(session, page_size=5)
+    assert len(orders) == 46 and orders["OrderID"].is_unique
+
+
+def test_a_missing_scope_raises_the_api_error(emulator, client_secret):
+    source = signed_in_with(emulator, client_secret, "openid offline_access ReadAccount")
+    with pytest.raises(APIError, match="lacks the MarketData scope"):
+        frames.bars(TSSession(lambda: source), "MSFT")
+
+
+def test_bad_parameters_are_the_apis_own_message(session):
+    with pytest.raises(APIError, match="interval must be 1 to 1440 for Minute bars"):
+        frames.bars(session, "MSFT", unit="Minute", interval=5000)
+
+
+def test_bars_plot_with_matplotlib_and_mplfinance(session):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import mplfinance as mpf
+
+    df = frames.bars(session, "MSFT", barsback=60)
+    ax = df["Close"].plot()
+    assert len(ax.lines[0].get_xdata()) == 60
+    fig, _ = mpf.plot(df, type="candle", volume=True, returnfig=True)
+    assert fig is not None

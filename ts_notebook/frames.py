@@ -1,0 +1,223 @@
+"""TradeStation's replies as pandas DataFrames: bars, quotes, accounts, balances, positions, orders.
+
+Needs the ``pandas`` extra (``pip install 'ts_notebook[pandas]'``); it is imported on first use,
+never by ``import ts_notebook``. Conversion is column-wise (vectorised): 57,600 bars are one
+``DataFrame`` built once, not a loop over rows. Prices arrive as strings and leave as floats.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import requests
+
+EXCHANGE_TZ = "America/New_York"
+MAX_INTRADAY_BARS = 57_600
+QUOTE_BATCH = 100
+ACCOUNT_BATCH = 25
+PRICE_COLUMNS = ("Open", "High", "Low", "Close")
+INT_COLUMNS = ("Volume", "UpTicks", "DownTicks", "UpVolume", "DownVolume", "TotalTicks", "Epoch")
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError as exc:
+        raise ConfigError(
+            "DataFrames need pandas: pip install 'ts_notebook[pandas]' (pandas and matplotlib), then restart "
+            "the kernel."
+        ) from exc
+    return pandas
+
+
+def _get(session: requests.Session, path: str, **params: Any) -> dict[str, Any]:
+    resp = session.get(path, params={k: v for k, v in params.items() if v is not None})
+    resp.raise_for_status()  # an APIError that says what to do
+    body = resp.json()
+    return body if isinstance(body, dict) else {}
+
+
+def _when(value: Any) -> str:
+    """A date or time as the API takes it (a datetime in UTC, RFC 3339)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return aware.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)  # a date, a pandas Timestamp's date ...
+
+
+def bar_frame(rows: list[dict[str, Any]], intraday: bool) -> pd.DataFrame:
+    """Bars as a frame: a tz-aware exchange-time index (``Datetime`` intraday, ``Date``
+    otherwise, as yfinance names them), Open/High/Low/Close (float) and Volume (int64) first."""
+    pd = _pandas()
+    frame = pd.DataFrame.from_records(rows)
+    if frame.empty:
+        index = pd.DatetimeIndex([], tz=EXCHANGE_TZ, name="Datetime" if intraday else "Date")
+        return (
+            pd.DataFrame(columns=[*PRICE_COLUMNS, "Volume"], index=index).astype("float64").astype({"Volume": "int64"})
+        )
+    frame = frame.rename(columns={"TotalVolume": "Volume"})
+    index = pd.DatetimeIndex(pd.to_datetime(frame.pop("TimeStamp"), utc=True)).tz_convert(EXCHANGE_TZ)
+    frame.index = index.rename("Datetime" if intraday else "Date")
+    for column in (*PRICE_COLUMNS, "OpenInterest"):
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    for column in INT_COLUMNS:
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype("int64")
+    for column in ("IsRealtime", "IsEndOfHistory"):
+        if column in frame:
+            frame[column] = frame[column].fillna(False).astype(bool)
+    first = [c for c in (*PRICE_COLUMNS, "Volume") if c in frame]
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def bars(
+    session: requests.Session,
+    symbol: str,
+    interval: int = 1,
+    unit: str = "Daily",
+    barsback: int | None = None,
+    start: Any = None,
+    end: Any = None,
+    sessiontemplate: str | None = None,
+) -> pd.DataFrame:
+    """Bars of ``symbol`` as a DataFrame (see :func:`bar_frame`).
+
+    ``barsback`` bars ending at ``end`` (default now), or every bar from ``start``. Intraday
+    requests past TradeStation's 57,600 bars per request are split and joined, with no bar twice.
+    """
+    pd = _pandas()
+    intraday = unit == "Minute"
+    per_request = MAX_INTRADAY_BARS if intraday else None
+    common = {"interval": interval, "unit": unit, "sessiontemplate": sessiontemplate}
+    if not intraday or (start is None and (barsback or 1) <= MAX_INTRADAY_BARS):
+        if start is not None:
+            rows = _get(
+                session,
+                f"marketdata/barcharts/{symbol}",
+                firstdate=_when(start),
+                lastdate=_when(end) if end is not None else None,
+                **common,
+            ).get("Bars", [])
+        else:
+            rows = _get(
+                session,
+                f"marketdata/barcharts/{symbol}",
+                barsback=barsback or 1,
+                lastdate=_when(end) if end is not None else None,
+                **common,
+            ).get("Bars", [])
+        return bar_frame(rows, intraday)
+    # Intraday, more than one request holds: page back from the end, 57,600 bars at a time.
+    frames, wanted, last = [], barsback, _when(end) if end is not None else None
+    since = None
+    if start is not None:
+        since = pd.Timestamp(start)
+        since = since.tz_localize(EXCHANGE_TZ) if since.tzinfo is None else since
+    while True:
+        size = per_request if wanted is None else min(per_request, wanted)
+        rows = _get(session, f"marketdata/barcharts/{symbol}", barsback=size, lastdate=last, **common).get("Bars", [])
+        if not rows:
+            break
+        frames.append(bar_frame(rows, intraday))
+        earliest = frames[-1].index[0]
+        if wanted is not None:
+            wanted -= len(rows)
+        if (wanted is not None and wanted <= 0) or len(rows) < size or (since is not None and earliest <= since):
+            break
+        last = _when((earliest - timedelta(seconds=1)).tz_convert("UTC").to_pydatetime())
+    frame = pd.concat(frames[::-1])
+    frame = frame[~frame.index.duplicated(keep="last")].sort_index()
+    if since is not None:
+        frame = frame[frame.index >= since]
+    return frame if barsback is None else frame.iloc[-barsback:]
+
+
+def numeric(frame: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:
+    """Every text column whose values are all numbers (or blank) becomes a float column."""
+    pd = _pandas()
+    for column in frame.columns:
+        if column in keep or frame[column].dtype.kind not in "OUS":
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.notna().sum() == frame[column].replace("", None).notna().sum():
+            frame[column] = values.astype("float64")
+    return frame
+
+
+def _warn_errors(errors: list[dict[str, Any]], key: str) -> None:
+    if errors:
+        names = ", ".join(f"{e.get(key, '?')} ({e.get('Error') or e.get('Message') or 'error'})" for e in errors)
+        warnings.warn(f"TradeStation left out: {names}", stacklevel=3)
+
+
+def quotes(session: requests.Session, symbols: str | Sequence[str]) -> pd.DataFrame:
+    """Quotes indexed by symbol, numbers as numbers; asked 100 at a time. Symbols TradeStation
+    refuses are a warning naming them, and the rest are kept."""
+    pd = _pandas()
+    wanted = [s.strip() for s in (symbols.split(",") if isinstance(symbols, str) else symbols) if s.strip()]
+    if not wanted:
+        raise ConfigError("Give at least one symbol, such as ts.quotes(['MSFT', 'AAPL']).")
+    rows, errors = [], []
+    for at in range(0, len(wanted), QUOTE_BATCH):
+        body = _get(session, f"marketdata/quotes/{','.join(wanted[at : at + QUOTE_BATCH])}")
+        rows += body.get("Quotes", [])
+        errors += body.get("Errors", [])
+    _warn_errors(errors, "Symbol")
+    frame = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["Symbol"])
+    return numeric(frame.set_index("Symbol"), keep=("TradeTime",))
+
+
+def accounts(session: requests.Session) -> pd.DataFrame:
+    """The accounts this sign-in can see, indexed by AccountID."""
+    pd = _pandas()
+    rows = _get(session, "brokerage/accounts").get("Accounts", [])
+    return pd.DataFrame.from_records(rows).set_index("AccountID") if rows else pd.DataFrame()
+
+
+def _per_account(
+    session: requests.Session, kind: str, key: str, ids: Sequence[str] | str | None, page_size: int | None = None
+) -> pd.DataFrame:
+    pd = _pandas()
+    if ids is None:
+        ids = list(accounts(session).index)
+    ids = [i.strip() for i in (ids.split(",") if isinstance(ids, str) else ids) if i.strip()]
+    rows, errors = [], []
+    for at in range(0, len(ids), ACCOUNT_BATCH):
+        path, token = f"brokerage/accounts/{','.join(ids[at : at + ACCOUNT_BATCH])}/{kind}", None
+        while True:
+            body = _get(session, path, pageSize=page_size, nextToken=token) if page_size else _get(session, path)
+            rows += body.get(key, [])
+            errors += body.get("Errors", [])
+            token = body.get("NextToken") if page_size else None
+            if not token:
+                break
+    _warn_errors(errors, "AccountID")
+    frame = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["AccountID"])
+    return numeric(frame, keep=("AccountID", "OrderID"))
+
+
+def balances(session: requests.Session, accounts: Sequence[str] | str | None = None) -> pd.DataFrame:
+    """Balances of ``accounts`` (default: every account), indexed by AccountID."""
+    return _per_account(session, "balances", "Balances", accounts).set_index("AccountID")
+
+
+def positions(session: requests.Session, accounts: Sequence[str] | str | None = None) -> pd.DataFrame:
+    """Open positions of ``accounts`` (default: every account), one row each."""
+    return _per_account(session, "positions", "Positions", accounts)
+
+
+def orders(
+    session: requests.Session, accounts: Sequence[str] | str | None = None, page_size: int = 600
+) -> pd.DataFrame:
+    """Orders of ``accounts`` (default: every account), ``page_size`` a request, every page followed."""
+    return _per_account(session, "orders", "Orders", accounts, page_size)
