@@ -39,6 +39,7 @@ __all__ = [
     "sim",
     "status",
     "stream",
+    "watch",
 ]
 __version__ = "0.1.0"
 
@@ -113,6 +114,16 @@ def positions(accounts: Any = None) -> Any:
 def orders(accounts: Any = None) -> Any:
     """Orders (default: of every account, every page) as a DataFrame."""
     return _frames("orders")(accounts)
+
+
+def watch(symbols: Any, seconds: float | None = None, **options: Any) -> Any:
+    """Live quotes of ``symbols``: a table with a Stop button in a notebook (returned, and
+    shown), one line per update in a terminal. ``seconds`` stops it; see
+    :func:`ts_notebook.kernel.watch.watch` for ``fields``, ``rate`` and ``block``."""
+    from .kernel import api
+    from .kernel.watch import watch as live
+
+    return live(api.session(), symbols, seconds, **options)
 
 
 def login(scopes: str | None = None) -> None:

@@ -1,0 +1,78 @@
+"""ts.watch against the emulator's quote stream: the table updates in place at a bounded rate,
+Stop, closing the widget and ``seconds`` each end the stream and let go of it; the terminal
+prints a line per update; bad input is one clear message."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from ts_notebook.kernel import watch as watch_module
+from ts_notebook.kernel.session import TSSession
+
+from ..parts import eventually_sync
+from ..test_oauth import client  # noqa: F401 - the client fixture
+from .test_session import signed_in  # noqa: F401 - the signed_in fixture
+
+
+@pytest.fixture
+def session(signed_in, emulator, monkeypatch):  # noqa: F811
+    emulator.configure_streams(interval=0.01, heartbeat=5.0, goaway_after=None, rechunk_seed=5)
+    monkeypatch.setattr(watch_module, "display", lambda widget: None)  # no frontend here
+    monkeypatch.setattr(watch_module, "has_frontend", lambda: True)
+    return TSSession(lambda: signed_in)
+
+
+def prices(html: str) -> list[str]:
+    return re.findall(r"<td>(\d+\.\d\d)</td>", html)
+
+
+def test_the_table_updates_in_place_no_faster_than_the_rate_then_stop_lets_go(session, emulator):
+    box = watch_module.watch(session, ["MSFT", "AAPL"], rate=5.0)
+    grid = box.children[0]
+    eventually_sync(lambda: len(prices(grid.value)) >= 2, what="both symbols shown")
+    started, before = time.monotonic(), box.watch.updates
+    time.sleep(1.0)
+    shown = box.watch.updates - before
+    assert 2 <= shown <= 7, shown  # about 5 a second, though the stream sends 100
+
+    stop = box.children[1].children[0]
+    stop.click()
+    eventually_sync(lambda: emulator.streams_open == 0, what="the stream let go")
+    eventually_sync(lambda: stop.disabled, what="Stop greyed out")
+    assert "Stopped" in box.children[1].children[1].value and time.monotonic() - started < 5
+
+
+def test_closing_the_widget_stops_the_stream(session, emulator):
+    box = watch_module.watch(session, "MSFT")
+    eventually_sync(lambda: emulator.streams_open == 1, what="the stream opened")
+    box.close()
+    eventually_sync(lambda: emulator.streams_open == 0, what="the stream let go")
+
+
+def test_seconds_stops_it_on_its_own(session, emulator):
+    box = watch_module.watch(session, "MSFT", seconds=0.5)
+    eventually_sync(lambda: box.watch.stream.closed and emulator.streams_open == 0, what="stopped", timeout=5)
+
+
+def test_a_refused_stream_is_said_in_the_widget_not_a_traceback(session, emulator):
+    emulator.break_next_stream("error", after=2, error="DualLogon")
+    box = watch_module.watch(session, "MSFT")
+    status = box.children[1].children[1]
+    eventually_sync(lambda: "DualLogon" in status.value, what="the error shown")
+    assert "Stopped: TradeStation API: 200 DualLogon" in status.value
+
+
+def test_the_terminal_prints_a_line_per_update_until_seconds(session, monkeypatch, capsys):
+    monkeypatch.setattr(watch_module, "has_frontend", lambda: False)
+    watch_module.watch(session, "MSFT,AAPL", seconds=0.6, rate=10)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "Stopped." and 2 <= len(lines) <= 9
+    assert re.fullmatch(r"MSFT \d+\.\d\d  AAPL (\d+\.\d\d|-)", lines[-2])
+
+
+def test_no_symbols_is_a_clear_message(session):
+    with pytest.raises(ValueError, match=r"Give at least one symbol, such as ts.watch\(\['MSFT', 'AAPL'\]\)"):
+        watch_module.watch(session, " , ")

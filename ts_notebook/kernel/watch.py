@@ -1,0 +1,153 @@
+"""``ts.watch(symbols)``: live quotes from the quote stream.
+
+In a notebook: a table (ipywidgets) that updates in place at most ``rate`` times a second,
+with a Stop button; a background thread reads the stream, so the notebook stays usable. The
+stream stops on Stop, when the widget is closed, after ``seconds``, or when the kernel shuts
+down (the thread is a daemon, and its connection goes with the process). In a terminal (or with
+``block=True``): one compact line per update, until ``seconds`` pass or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+from .frontend import display, has_frontend
+from .streams import Stream
+
+FIELDS = ("Last", "Bid", "Ask", "NetChange", "Volume", "TradeTime")
+
+
+def symbols_of(symbols: str | Sequence[str]) -> list[str]:
+    out = [s.strip() for s in (symbols.split(",") if isinstance(symbols, str) else symbols) if s.strip()]
+    if not out:
+        raise ValueError("Give at least one symbol, such as ts.watch(['MSFT', 'AAPL']).")
+    return out
+
+
+def table(rows: dict[str, dict[str, Any]], symbols: list[str], fields: Sequence[str]) -> str:
+    """The quotes as an HTML table, one row per symbol in the order asked (escaped)."""
+    head = "".join(f"<th>{escape(f)}</th>" for f in ("Symbol", *fields))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(rows.get(s, {}).get(f, '')))}</td>" for f in ("Symbol", *fields)) + "</tr>"
+        for s in symbols
+    )
+    return f'<table class="ts-notebook-watch"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+class Watch:
+    """One live watch: its stream, the latest quote per symbol, and how many updates were shown."""
+
+    def __init__(
+        self, stream: Stream, symbols: list[str], fields: Sequence[str], rate: float, seconds: float | None
+    ) -> None:
+        self.stream, self.symbols, self.fields = stream, symbols, tuple(fields)
+        self.interval = 1.0 / max(rate, 0.1)
+        self.deadline = time.monotonic() + seconds if seconds else None
+        self.rows: dict[str, dict[str, Any]] = {s: {"Symbol": s} for s in symbols}
+        self.updates = 0  # renders shown
+        self.error: str | None = None
+
+    def stop(self) -> None:
+        """End the stream (from any thread)."""
+        self.stream.close()
+
+    def run(self, show: Any) -> None:
+        """Read the stream, calling ``show()`` at most once per interval with new data."""
+        last, dirty = 0.0, False
+        timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self.stop) if self.deadline else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            for quote in self.stream:
+                symbol = quote.get("Symbol")
+                if symbol in self.rows:
+                    self.rows[symbol].update(quote)
+                    dirty = True
+                if dirty and time.monotonic() - last >= self.interval:
+                    show()
+                    self.updates += 1
+                    last, dirty = time.monotonic(), False
+        except Exception as exc:  # said in the widget or the terminal, never a traceback in a thread
+            self.error = str(exc)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.stream.close()
+        if dirty:
+            show()
+            self.updates += 1
+
+
+def watch_widget(watch: Watch) -> Any:
+    """The notebook view: a table, a status line and Stop; returns the widget."""
+    from ipywidgets import HTML, Button, HBox, VBox
+
+    grid = HTML(table(watch.rows, watch.symbols, watch.fields))
+    status = HTML("<span>Streaming…</span>")
+    stop = Button(description="Stop", button_style="warning")
+
+    class WatchBox(VBox):
+        def close(self) -> None:  # the widget closed (cell cleared, notebook closed): stop streaming
+            watch.stop()
+            super().close()
+
+    box = WatchBox([grid, HBox([stop, status])])
+    box.watch = watch  # type: ignore[attr-defined]
+    stop.on_click(lambda _: watch.stop())
+
+    def show() -> None:
+        grid.value = table(watch.rows, watch.symbols, watch.fields)
+
+    def run() -> None:
+        watch.run(show)
+        status.value = f"<span>Stopped{': ' + escape(watch.error) if watch.error else ''}.</span>"
+        stop.disabled = True
+
+    threading.Thread(target=run, name="ts_notebook-watch", daemon=True).start()
+    return box
+
+
+def watch_terminal(watch: Watch) -> None:
+    """The terminal view: one compact line per update until ``seconds`` or Ctrl-C."""
+
+    def show() -> None:
+        print("  ".join(f"{s} {watch.rows[s].get('Last', '-')}" for s in watch.symbols), flush=True)
+
+    try:
+        watch.run(show)
+    except KeyboardInterrupt:
+        watch.stop()
+    print(f"Stopped{': ' + watch.error if watch.error else ''}.")
+
+
+def watch(
+    session: Any,
+    symbols: str | Sequence[str],
+    seconds: float | None = None,
+    fields: Sequence[str] = FIELDS,
+    rate: float = 4.0,
+    block: bool | None = None,
+) -> Any:
+    """Live quotes of ``symbols``: a table in a notebook, lines in a terminal.
+
+    Args:
+        session: the ``ts.session`` to stream through.
+        seconds: stop after this long (default: until Stop, or Ctrl-C in a terminal).
+        fields: the quote fields shown.
+        rate: at most this many updates of the view per second.
+        block: run in the foreground (default: only in a terminal).
+    """
+    names = symbols_of(symbols)
+    stream = session.iter_stream(f"marketdata/stream/quotes/{','.join(names)}")
+    live = Watch(stream, names, fields, rate, seconds)
+    if block if block is not None else not has_frontend():
+        watch_terminal(live)
+        return None
+    box = watch_widget(live)
+    display(box)
+    return box
