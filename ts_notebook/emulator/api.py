@@ -15,7 +15,11 @@ from .base import BaseHandler
 from .state import AccessRecord
 
 # The scope each family of routes needs, and the quota it counts against.
-SCOPES = (("marketdata/", "MarketData", "quotes"), ("brokerage/", "ReadAccount", "accounts"))
+SCOPES = (
+    ("marketdata/", "MarketData", "quotes"),
+    ("brokerage/", "ReadAccount", "accounts"),
+    ("orderexecution/", "Trade", "orders"),
+)
 
 
 def requirement(route: str) -> tuple[str | None, str]:
