@@ -91,3 +91,26 @@ def test_bars_plot_with_matplotlib_and_mplfinance(session):
     assert len(ax.lines[0].get_xdata()) == 60
     fig, _ = mpf.plot(df, type="candle", volume=True, returnfig=True)
     assert fig is not None
+
+
+def test_blank_null_and_missing_fields_are_nan_or_zero_never_an_error():
+    rows = [
+        {
+            "TimeStamp": "2026-11-27T21:00:00Z",
+            "Open": "1.5",
+            "High": "2",
+            "Low": "1",
+            "Close": "",
+            "TotalVolume": "10",
+            "OpenInterest": None,
+            "UpTicks": 3,
+            "IsRealtime": False,
+        },
+        {"TimeStamp": "2026-11-26T21:00:00Z", "Open": "1.25", "High": "2", "Low": "1", "Close": "1.75"},
+    ]
+    df = frames.bar_frame(rows, intraday=False)
+    assert list(df.columns[:5]) == ["Open", "High", "Low", "Close", "Volume"]
+    assert pd.isna(df["Close"].iloc[0]) and df["Close"].iloc[1] == 1.75
+    assert df["Volume"].tolist() == [10, 0] and df["UpTicks"].tolist() == [3, 0]
+    assert df["IsRealtime"].tolist() == [False, False] and df["OpenInterest"].isna().all()
+    assert frames.bar_frame([], intraday=True).index.name == "Datetime"

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -262,7 +263,7 @@ class Settings:
             )
         return self.client_id
 
-    @property
+    @cached_property
     def api_origins(self) -> tuple[str, ...]:
         """The only origins that ever receive the bearer token."""
         return tuple(dict.fromkeys([origin(self.api_url), origin(self.sim_api_url)]))

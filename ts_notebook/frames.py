@@ -58,26 +58,38 @@ def bar_frame(rows: list[dict[str, Any]], intraday: bool) -> pd.DataFrame:
     """Bars as a frame: a tz-aware exchange-time index (``Datetime`` intraday, ``Date``
     otherwise, as yfinance names them), Open/High/Low/Close (float) and Volume (int64) first."""
     pd = _pandas()
-    frame = pd.DataFrame.from_records(rows)
-    if frame.empty:
+    if not rows:
         index = pd.DatetimeIndex([], tz=EXCHANGE_TZ, name="Datetime" if intraday else "Date")
         return (
             pd.DataFrame(columns=[*PRICE_COLUMNS, "Volume"], index=index).astype("float64").astype({"Volume": "int64"})
         )
+    # Columns in their final order from the start (any row may lack a blank field).
+    keys = set().union(*rows)
+    leading = [c for c in (*PRICE_COLUMNS, "TotalVolume") if c in keys]
+    frame = pd.DataFrame(rows, columns=[*leading, *sorted(keys - set(leading))])
     frame = frame.rename(columns={"TotalVolume": "Volume"})
     index = pd.DatetimeIndex(pd.to_datetime(frame.pop("TimeStamp"), utc=True)).tz_convert(EXCHANGE_TZ)
     frame.index = index.rename("Datetime" if intraday else "Date")
     for column in (*PRICE_COLUMNS, "OpenInterest"):
         if column in frame:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+            frame[column] = _as(pd, frame[column], "float64")
     for column in INT_COLUMNS:
-        if column in frame:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype("int64")
+        if column in frame and frame[column].dtype != "int64":
+            frame[column] = _as(pd, frame[column], "int64")
     for column in ("IsRealtime", "IsEndOfHistory"):
-        if column in frame:
+        if column in frame and frame[column].dtype != bool:
             frame[column] = frame[column].fillna(False).astype(bool)
-    first = [c for c in (*PRICE_COLUMNS, "Volume") if c in frame]
-    return frame[first + [c for c in frame.columns if c not in first]]
+    return frame
+
+
+def _as(pd: Any, column: pd.Series, dtype: str) -> pd.Series:
+    """``column`` as ``dtype`` in one vectorised cast; blanks (None, "") only take the slower path
+    (NaN for floats, 0 for counts)."""
+    try:
+        return column.astype(dtype)
+    except (ValueError, TypeError):
+        values = pd.to_numeric(column.replace("", None), errors="coerce")
+        return values.astype("float64") if dtype == "float64" else values.fillna(0).astype(dtype)
 
 
 def bars(

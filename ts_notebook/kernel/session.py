@@ -133,7 +133,9 @@ class TSSession(requests.Session):
     @property
     def base_url(self) -> str:
         """The API base URL this session joins relative paths to."""
-        snap = self._source().current()
+        return self._base_of(self._source().current())
+
+    def _base_of(self, snap: Snapshot) -> str:
         return snap.sim_api_url if self.sim or snap.env == "sim" else snap.api_url
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
@@ -144,10 +146,10 @@ class TSSession(requests.Session):
         """
         url = url.decode() if isinstance(url, bytes) else url
         method = method.decode() if isinstance(method, bytes) else method
-        if not urlsplit(url).scheme:
-            url = f"{self.base_url}/{url.lstrip('/')}"
-        kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
         snap = self._source().current()
+        if not urlsplit(url).scheme:
+            url = f"{self._base_of(snap)}/{url.lstrip('/')}"
+        kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
         ours = _may_carry_token(url, snap)
         retries = snap.max_retries if ours and method.upper() in IDEMPOTENT else 0
         earlier: list[requests.Response] = []
