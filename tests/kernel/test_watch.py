@@ -30,12 +30,13 @@ def prices(html: str) -> list[str]:
 
 
 def test_the_table_updates_in_place_no_faster_than_the_rate_then_stop_lets_go(session, emulator):
-    box = watch_module.watch(session, ["MSFT", "AAPL"], rate=5.0)
+    live = watch_module.watch(session, ["MSFT", "AAPL"], rate=5.0)
+    box = live.widget
     grid = box.children[0]
     eventually_sync(lambda: len(prices(grid.value)) >= 2, what="both symbols shown")
-    started, before = time.monotonic(), box.watch.updates
+    started, before = time.monotonic(), live.updates
     time.sleep(1.0)
-    shown = box.watch.updates - before
+    shown = live.updates - before
     assert 2 <= shown <= 7, shown  # about 5 a second, though the stream sends 100
 
     stop = box.children[1].children[0]
@@ -46,20 +47,20 @@ def test_the_table_updates_in_place_no_faster_than_the_rate_then_stop_lets_go(se
 
 
 def test_closing_the_widget_stops_the_stream(session, emulator):
-    box = watch_module.watch(session, "MSFT")
+    box = watch_module.watch(session, "MSFT").widget
     eventually_sync(lambda: emulator.streams_open == 1, what="the stream opened")
     box.close()
     eventually_sync(lambda: emulator.streams_open == 0, what="the stream let go")
 
 
 def test_seconds_stops_it_on_its_own(session, emulator):
-    box = watch_module.watch(session, "MSFT", seconds=0.5)
-    eventually_sync(lambda: box.watch.stream.closed and emulator.streams_open == 0, what="stopped", timeout=5)
+    live = watch_module.watch(session, "MSFT", seconds=0.5)
+    eventually_sync(lambda: live.stream.closed and emulator.streams_open == 0, what="stopped", timeout=5)
 
 
 def test_a_refused_stream_is_said_in_the_widget_not_a_traceback(session, emulator):
     emulator.break_next_stream("error", after=2, error="DualLogon")
-    box = watch_module.watch(session, "MSFT")
+    box = watch_module.watch(session, "MSFT").widget
     status = box.children[1].children[1]
     eventually_sync(lambda: "DualLogon" in status.value, what="the error shown")
     assert "Stopped: TradeStation API: 200 DualLogon" in status.value

@@ -50,6 +50,11 @@ class Watch:
         self.rows: dict[str, dict[str, Any]] = {s: {"Symbol": s} for s in symbols}
         self.updates = 0  # renders shown
         self.error: str | None = None
+        self.widget: Any = None  # the table, in a notebook
+
+    def _ipython_display_(self) -> None:
+        """Nothing more to show: the table was shown when the watch started (this keeps the
+        cell's result from showing it a second time)."""
 
     def stop(self) -> None:
         """End the stream (from any thread)."""
@@ -97,7 +102,7 @@ def watch_widget(watch: Watch) -> Any:
             super().close()
 
     box = WatchBox([grid, HBox([stop, status])])
-    box.watch = watch  # type: ignore[attr-defined]
+    watch.widget = box
     stop.on_click(lambda _: watch.stop())
 
     def show() -> None:
@@ -141,6 +146,9 @@ def watch(
         fields: the quote fields shown.
         rate: at most this many updates of the view per second.
         block: run in the foreground (default: only in a terminal).
+
+    Returns:
+        In a notebook, the running :class:`Watch` (``.stop()``, ``.updates``, ``.widget``).
     """
     names = symbols_of(symbols)
     stream = session.iter_stream(f"marketdata/stream/quotes/{','.join(names)}")
@@ -148,6 +156,5 @@ def watch(
     if block if block is not None else not has_frontend():
         watch_terminal(live)
         return None
-    box = watch_widget(live)
-    display(box)
-    return box
+    display(watch_widget(live))
+    return live
