@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -317,3 +319,65 @@ def fails_once(real: Callable[..., Any], error: BaseException) -> Callable[..., 
 
     call.calls = 0  # type: ignore[attr-defined]
     return call
+
+
+class RechunkingProxy:
+    """A loopback HTTP proxy in front of ``upstream`` (``host``, ``port``) that passes requests
+    through and re-cuts a chunked reply's body into chunks of random sizes (1 byte and up:
+    mid-object, mid-character), as a proxy or load balancer between TradeStation and the
+    client may. ``url`` is its address."""
+
+    def __init__(self, upstream: tuple[str, int], seed: int = 0) -> None:
+        self.upstream, self.rng = upstream, random.Random(seed)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, socket.create_connection(self.upstream) as server:
+            threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
+            reader = server.makefile("rb")
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = reader.readline()
+                if not line:
+                    return
+                head += line
+            try:
+                client.sendall(head)
+                if b"transfer-encoding: chunked" not in head.lower():
+                    while data := reader.read1(65536):
+                        client.sendall(data)
+                    return
+                while True:
+                    size = int(reader.readline().split(b";")[0], 16)
+                    data = reader.read(size) if size else b""
+                    reader.readline()
+                    while data:
+                        cut = self.rng.randint(1, 9)
+                        piece, data = data[:cut], data[cut:]
+                        client.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    if size == 0:
+                        client.sendall(b"0\r\n\r\n")
+                        return
+            except (OSError, ValueError):
+                return
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass

@@ -168,3 +168,19 @@ async def test_ctrl_c_in_a_terminal_stops_the_stream_and_lets_go_of_it(local_env
         child.expect(r"True 200")
     finally:
         child.terminate(force=True)
+
+
+def test_a_stream_recut_by_a_proxy_in_between_reads_the_same(signed_in, emulator):  # noqa: F811
+    from ..parts import RechunkingProxy
+
+    emulator.configure_streams(interval=0.02, heartbeat=5.0, goaway_after=None, rechunk_seed=None)
+    direct = take(TSSession(lambda: signed_in).iter_stream(QUOTES), 30)
+    host, port = emulator.url.removeprefix("http://").split(":")
+    proxy = RechunkingProxy((host, int(port)), seed=4)
+    try:
+        signed_in.snap = replace(signed_in.snap, api_url=f"{proxy.url}/v3", api_origins=(proxy.url,))
+        recut = take(TSSession(lambda: signed_in).iter_stream(QUOTES), 30)
+    finally:
+        proxy.close()
+    assert [q["Symbol"] for q in recut] == [q["Symbol"] for q in direct]
+    assert recut[:3] == direct[:3]  # the snapshot, byte for byte the same objects
