@@ -184,3 +184,19 @@ def test_a_stream_recut_by_a_proxy_in_between_reads_the_same(signed_in, emulator
         proxy.close()
     assert [q["Symbol"] for q in recut] == [q["Symbol"] for q in direct]
     assert recut[:3] == direct[:3]  # the snapshot, byte for byte the same objects
+
+
+def test_an_error_about_one_symbol_is_a_warning_and_the_rest_streams_on(session, emulator):
+    emulator.break_next_stream("error", after=3, error="InvalidSymbol", symbol="ÉTÉ")
+    with pytest.warns(UserWarning, match="TradeStation stream: ÉTÉ: InvalidSymbol"):
+        items = take(session.iter_stream(QUOTES), 8)
+    assert len(items) == 8 and not any("Error" in i for i in items)
+
+
+def test_an_internal_error_in_the_stream_reopens_it_after_a_pause(session, emulator):
+    emulator.break_next_stream("error", after=3, error="InternalServerError")
+    started = time.monotonic()
+    with session.iter_stream(QUOTES) as stream:
+        items = take(stream, 8)
+        assert stream.reconnects == 1
+    assert len(items) == 8 and time.monotonic() - started >= 0.5  # backed off before reopening

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from ..parts import Browser
+from ..parts import Browser, eventually_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +51,7 @@ def test_the_quickstart_runs_end_to_end(server_process, emulator, tmp_path):
     assert "lacks the Trade scope" in text and '%ts_login --scopes "' in text
     assert "Not signed in to TradeStation" in text  # %ts_logout at the end
     assert not [s for s in emulator.issued_secrets() if s in nbformat.writes(nb)]  # nothing secret saved
+    eventually_sync(lambda: emulator.streams_open == 0, what="the watch let go when the kernel stopped")
 
 
 def test_the_streaming_notebook_plots_a_bar_stream(server_process, emulator, tmp_path):

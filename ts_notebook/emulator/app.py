@@ -342,17 +342,18 @@ class Emulator:
         """Stream connections served since the start."""
         return self._state.streams_opened
 
-    def break_next_stream(self, kind: str, after: int = 0, error: str = "DualLogon") -> None:
+    def break_next_stream(self, kind: str, after: int = 0, error: str = "DualLogon", symbol: str = "") -> None:
         """Make the next stream connection, after ``after`` messages, ``"drop"`` (the
         connection closes), go ``"silent"`` (no data and no heartbeat, connection kept) or send
-        an ``"error"`` (``error``: ``DualLogon``, ``BadRequest`` ...) and end.
+        an ``"error"`` (``error``: ``DualLogon``, ``BadRequest`` ...) and end; an error about
+        one ``symbol`` is sent and the stream goes on.
 
         Raises:
             ValueError: for another kind or a negative count.
         """
         if kind not in ("drop", "silent", "error") or after < 0:
             raise ValueError("kind is drop, silent or error, and after is not negative")
-        self._state.faults.queue_stream_break(StreamBreak(kind, after, error))
+        self._state.faults.queue_stream_break(StreamBreak(kind, after, error, symbol))
 
     @property
     def token_delay(self) -> float:

@@ -42,6 +42,7 @@ class StreamBreak:
     kind: str
     after: int
     error: str = ""
+    symbol: str = ""  # an error about this one symbol: the stream goes on
 
 
 #: What a scripted token call does instead of its real work.

@@ -108,6 +108,10 @@ class StreamHandler(ApiHandler):
         try:
             while not self._gone:
                 if brk is not None and sent >= brk.after:
+                    if brk.symbol:  # one symbol's error: the others keep streaming
+                        await self._send([{"Symbol": brk.symbol, "Error": brk.error, "Message": "Invalid symbol"}], rng)
+                        brk = None
+                        continue
                     await self._break(brk)
                     return
                 if settings.stream_goaway_after is not None and sent >= settings.stream_goaway_after:

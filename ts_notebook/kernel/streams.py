@@ -25,8 +25,9 @@ from .replies import APIError, endpoint
 SILENCE = 15.0
 # Consecutive failed (re)connections before the stream gives up and raises.
 MAX_RECONNECTS = 5
-# Errors inside a stream that mean "open it again" rather than "stop".
-REOPEN_ERRORS = frozenset({"GoAway", "InternalServerError"})
+# Errors inside a stream that mean "open it again" rather than "stop": at once, or after a while.
+REOPEN_NOW = frozenset({"GoAway"})
+REOPEN_LATER = frozenset({"InternalServerError"})
 STREAM_HINTS = {
     "DualLogon": "Another session of this account opened the same stream, and TradeStation allows one. Close the "
     "other one, then start this stream again",
@@ -223,8 +224,10 @@ class Stream:
         """Handle an error the stream sent: True to open the stream again; raises for errors
         that end it; a warning for one symbol's error (the others keep streaming)."""
         error, message = str(obj.get("Error")), str(obj.get("Message", ""))
-        if error in REOPEN_ERRORS:
+        if error in REOPEN_NOW:
             return True
+        if error in REOPEN_LATER:  # as a dropped connection: backing off while it repeats
+            raise requests.ConnectionError(f"the stream reported {error}")
         if obj.get("Symbol"):
             warnings.warn(f"TradeStation stream: {obj['Symbol']}: {error} ({message})", stacklevel=4)
             return False
