@@ -114,3 +114,18 @@ def test_blank_null_and_missing_fields_are_nan_or_zero_never_an_error():
     assert df["Volume"].tolist() == [10, 0] and df["UpTicks"].tolist() == [3, 0]
     assert df["IsRealtime"].tolist() == [False, False] and df["OpenInterest"].isna().all()
     assert frames.bar_frame([], intraday=True).index.name == "Datetime"
+
+
+def test_overlapping_pages_join_with_each_bar_once_in_time_order():
+    from datetime import datetime, timezone
+
+    from ts_notebook.emulator.market import barchart
+
+    now = datetime.now(timezone.utc)
+    rows = barchart("MSFT", {"unit": "Minute", "barsback": "100"}, now)["Bars"]
+    newer, older = frames.bar_frame(rows[40:], True), frames.bar_frame(rows[:60], True)  # 20 bars in both
+
+    joined = frames.join_pages([newer, older])
+
+    assert len(joined) == 100 and joined.index.is_unique and joined.index.is_monotonic_increasing
+    assert joined.equals(frames.bar_frame(rows, True))

@@ -147,11 +147,18 @@ def bars(
         if (wanted is not None and wanted <= 0) or len(rows) < size or (since is not None and earliest <= since):
             break
         last = _when((earliest - timedelta(seconds=1)).tz_convert("UTC").to_pydatetime())
-    frame = pd.concat(frames[::-1])
-    frame = frame[~frame.index.duplicated(keep="last")].sort_index()
+    frame = join_pages(frames)
     if since is not None:
         frame = frame[frame.index >= since]
     return frame if barsback is None else frame.iloc[-barsback:]
+
+
+def join_pages(pages: list[pd.DataFrame]) -> pd.DataFrame:
+    """Pages of bars (any order, possibly overlapping at their edges) as one frame in time
+    order, each bar once (the newest page's copy)."""
+    pd = _pandas()
+    frame = pd.concat(pages)
+    return frame[~frame.index.duplicated(keep="first")].sort_index()
 
 
 def numeric(frame: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:

@@ -72,10 +72,13 @@ def test_a_rechunked_quote_stream_gives_the_snapshot_then_updates(session, emula
 
 
 def test_heartbeats_and_markers_are_given_only_when_asked(session, emulator):
-    emulator.configure_streams(interval=10.0, heartbeat=0.05)
+    emulator.configure_streams(interval=0.3, heartbeat=0.05)  # heartbeats between the updates
     with session.iter_stream(QUOTES, heartbeats=True, markers=True) as stream:
         items = take(stream, 6)
     assert items[3] == {"StreamStatus": "EndSnapshot"} and "Heartbeat" in items[4] and "Heartbeat" in items[5]
+    with session.iter_stream(QUOTES) as stream:
+        quiet = take(stream, 6)
+    assert all("Symbol" in i and "Last" in i for i in quiet)  # heartbeats and the marker swallowed
 
 
 def test_goaway_opens_the_stream_again_with_the_current_token(session, signed_in, emulator):  # noqa: F811
