@@ -116,7 +116,8 @@ class StreamHandler(ApiHandler):
                     return
                 if settings.stream_goaway_after is not None and sent >= settings.stream_goaway_after:
                     await self._send([{"StreamStatus": "GoAway"}], rng)
-                    return
+                    await self._idle(30.0)  # as TradeStation: the end comes later; a client opens a new one now
+                    break
                 if pending:
                     await self._send([pending.pop(0)], rng)
                     sent += 1
