@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from ts_notebook.errors import ConfigError
 from ts_notebook.kernel import watch as watch_module
 from ts_notebook.kernel.session import TSSession
 
@@ -75,5 +76,5 @@ def test_the_terminal_prints_a_line_per_update_until_seconds(session, monkeypatc
 
 
 def test_no_symbols_is_a_clear_message(session):
-    with pytest.raises(ValueError, match=r"Give at least one symbol, such as ts.watch\(\['MSFT', 'AAPL'\]\)"):
+    with pytest.raises(ConfigError, match=r"Give at least one symbol, such as ts.watch\(\['MSFT', 'AAPL'\]\)"):
         watch_module.watch(session, " , ")

@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+from ..errors import TSError
 from .replies import APIError, endpoint
 
 # TradeStation sends a heartbeat after 5 s without data; this much silence means a dead stream.
@@ -39,6 +40,10 @@ try:  # several times faster than the standard library on stream-sized objects (
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - orjson is a dependency; the standard parser also works
     _loads = json.loads
+
+
+class StreamFailed(TSError, requests.ConnectionError):
+    """The stream kept failing to open or dropping; the message says what to do."""
 
 
 class JSONLines:
@@ -188,8 +193,8 @@ class Stream:
     def _failed(self, failures: int) -> int:
         failures += 1
         if failures > self.max_reconnects:
-            raise requests.ConnectionError(
-                f"The stream failed {failures} times in a row (dropped or silent for {self.silence:.0f} s); "
+            raise StreamFailed(
+                f"The stream failed {failures} times in a row (dropped, or silent for {self.silence:.0f} s); "
                 "check the network, then start it again"
             )
         self._closed.wait(backoff(failures))  # close() ends the wait at once

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from ..errors import ConfigError
 from .frontend import display, has_frontend
 from .streams import Stream
 
@@ -24,7 +25,7 @@ FIELDS = ("Last", "Bid", "Ask", "NetChange", "Volume", "TradeTime")
 def symbols_of(symbols: str | Sequence[str]) -> list[str]:
     out = [s.strip() for s in (symbols.split(",") if isinstance(symbols, str) else symbols) if s.strip()]
     if not out:
-        raise ValueError("Give at least one symbol, such as ts.watch(['MSFT', 'AAPL']).")
+        raise ConfigError("Give at least one symbol, such as ts.watch(['MSFT', 'AAPL']).")
     return out
 
 
