@@ -49,10 +49,10 @@ class FixedSource(TokenSource):
         pass
 
 
-@pytest.fixture
-def signed_in(client, emulator):  # noqa: F811
-    pending = client.begin_login(REDIRECT)
-    tokens = client.exchange(pending, approve(pending)["code"])
+def signed_in_through(oauth, emulator, **snapshot) -> FixedSource:
+    """A source signed in through ``oauth`` (an OAuthClient, which also renews) at the emulator."""
+    pending = oauth.begin_login(REDIRECT)
+    tokens = oauth.exchange(pending, approve(pending)["code"])
     snap = Snapshot(
         version=1,
         signed_in=True,
@@ -64,10 +64,14 @@ def signed_in(client, emulator):  # noqa: F811
         expires_at=tokens.expires_at,
         lifetime=tokens.lifetime,
         scopes=tokens.scopes,
-        max_retries=3,
-        retry_max_wait=10.0,
+        **snapshot,
     )
-    return FixedSource(snap, renew=lambda: client.refresh(tokens).access_token)
+    return FixedSource(snap, renew=lambda: oauth.refresh(tokens).access_token)
+
+
+@pytest.fixture
+def signed_in(client, emulator):  # noqa: F811
+    return signed_in_through(client, emulator, max_retries=3, retry_max_wait=10.0)
 
 
 def signed_in_with(emulator, client_secret, scopes: str) -> FixedSource:
@@ -75,27 +79,10 @@ def signed_in_with(emulator, client_secret, scopes: str) -> FixedSource:
     from ts_notebook.config import Settings
     from ts_notebook.oauth import OAuthClient
 
-    narrow = OAuthClient(
-        Settings.load(
-            environ={}, client_id=CLIENT_ID, client_secret=client_secret, signin_url=emulator.url, scopes=scopes
-        )
+    settings = Settings.load(
+        environ={}, client_id=CLIENT_ID, client_secret=client_secret, signin_url=emulator.url, scopes=scopes
     )
-    pending = narrow.begin_login(REDIRECT)
-    tokens = narrow.exchange(pending, approve(pending)["code"])
-    return FixedSource(
-        Snapshot(
-            version=1,
-            signed_in=True,
-            api_url=f"{emulator.url}/v3",
-            sim_api_url=f"{emulator.url}/sim/v3",
-            env="live",
-            api_origins=(emulator.url,),
-            access_token=tokens.access_token,
-            expires_at=tokens.expires_at,
-            lifetime=tokens.lifetime,
-            scopes=tokens.scopes,
-        )
-    )
+    return signed_in_through(OAuthClient(settings), emulator)
 
 
 @pytest.mark.parametrize(
