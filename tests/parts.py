@@ -381,3 +381,40 @@ class RechunkingProxy:
                 sink.sendall(data)
         except OSError:
             pass
+
+
+class CannedAPI:
+    """A hostile or broken API on 127.0.0.1: each GET of a path (query ignored) is answered
+    from ``replies[path]`` (status, body bytes), or by ``replies[path](query)`` for replies that
+    change. ``url`` is its base; ``asked`` lists (path, query) in order."""
+
+    def __init__(self, replies: dict[str, Any]) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs
+
+        canned, asked = replies, []
+        self.asked = asked
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                params = {k: v[-1] for k, v in parse_qs(query).items()}
+                asked.append((path, params))
+                answer = canned.get(path, (404, b'{"Error": "NotFound", "Message": "none"}'))
+                status, body = answer(params) if callable(answer) else answer
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

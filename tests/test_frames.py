@@ -129,3 +129,17 @@ def test_overlapping_pages_join_with_each_bar_once_in_time_order():
 
     assert len(joined) == 100 and joined.index.is_unique and joined.index.is_monotonic_increasing
     assert joined.equals(frames.bar_frame(rows, True))
+
+
+def test_naive_start_and_end_are_both_exchange_time(session):
+    from datetime import datetime, timedelta
+
+    day = datetime.now() - timedelta(days=3)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    start, end = day.replace(hour=9, minute=30, second=0), day.replace(hour=16, minute=0, second=0)
+
+    df = frames.bars(session, "MSFT", unit="Minute", start=start, end=end)
+
+    assert len(df) == 390  # the whole regular session, 9:31 to 16:00 in New York
+    assert str(df.index[0].time()) == "09:31:00" and str(df.index[-1].time()) == "16:00:00"

@@ -11,8 +11,9 @@ import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
-from .errors import ConfigError
+from .errors import ConfigError, TSError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,16 +41,24 @@ def _pandas() -> Any:
 def _get(session: requests.Session, path: str, **params: Any) -> dict[str, Any]:
     resp = session.get(path, params={k: v for k, v in params.items() if v is not None})
     resp.raise_for_status()  # an APIError that says what to do
-    body = resp.json()
-    return body if isinstance(body, dict) else {}
+    try:
+        body = resp.json()
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise TSError(
+            f"TradeStation's reply to {path} is not JSON of the expected kind (a proxy's page?). Try again; if it "
+            "keeps happening, check TS_API_URL and the network between here and TradeStation."
+        )
+    return body
 
 
 def _when(value: Any) -> str:
     """A date or time as the API takes it (a datetime in UTC, RFC 3339)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, datetime):  # a pandas Timestamp too; naive means exchange time
+        aware = value if value.tzinfo else value.replace(tzinfo=ZoneInfo(EXCHANGE_TZ))
         return aware.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return str(value)  # a date, a pandas Timestamp's date ...
 
@@ -65,6 +74,8 @@ def bar_frame(rows: list[dict[str, Any]], intraday: bool) -> pd.DataFrame:
         )
     # Columns in their final order from the start (any row may lack a blank field).
     keys = set().union(*rows)
+    if "TimeStamp" not in keys:
+        raise TSError("TradeStation's bars reply has no TimeStamp, so the bars cannot be placed in time. Try again.")
     leading = [c for c in (*PRICE_COLUMNS, "TotalVolume") if c in keys]
     frame = pd.DataFrame(rows, columns=[*leading, *sorted(keys - set(leading))])
     frame = frame.rename(columns={"TotalVolume": "Volume"})
@@ -87,9 +98,11 @@ def _as(pd: Any, column: pd.Series, dtype: str) -> pd.Series:
     (NaN for floats, 0 for counts)."""
     try:
         return column.astype(dtype)
-    except (ValueError, TypeError):
-        values = pd.to_numeric(column.replace("", None), errors="coerce")
-        return values.astype("float64") if dtype == "float64" else values.fillna(0).astype(dtype)
+    except (ValueError, TypeError, OverflowError):
+        values = pd.to_numeric(column.replace("", None), errors="coerce").astype("float64")
+        if dtype == "float64" or values.abs().max() >= 2.0**63:  # a count past int64 stays a float
+            return values
+        return values.fillna(0).astype(dtype)
 
 
 def bars(
@@ -130,7 +143,7 @@ def bars(
             ).get("Bars", [])
         return bar_frame(rows, intraday)
     # Intraday, more than one request holds: page back from the end, 57,600 bars at a time.
-    frames, wanted, last = [], barsback, _when(end) if end is not None else None
+    frames, wanted, last, previous = [], barsback, _when(end) if end is not None else None, None
     since = None
     if start is not None:
         since = pd.Timestamp(start)
@@ -146,7 +159,12 @@ def bars(
             wanted -= len(rows)
         if (wanted is not None and wanted <= 0) or len(rows) < size or (since is not None and earliest <= since):
             break
+        if previous is not None and earliest >= previous:
+            break  # the page did not move back in time: more of them would not either
+        previous = earliest
         last = _when((earliest - timedelta(seconds=1)).tz_convert("UTC").to_pydatetime())
+    if not frames:
+        return bar_frame([], intraday)
     frame = join_pages(frames)
     if since is not None:
         frame = frame[frame.index >= since]
@@ -162,10 +180,11 @@ def join_pages(pages: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def numeric(frame: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:
-    """Every text column whose values are all numbers (or blank) becomes a float column."""
+    """Every text column whose values are all numbers (or blank) becomes a float column; ids
+    (columns named ``...ID``) stay text, leading zeros and all."""
     pd = _pandas()
     for column in frame.columns:
-        if column in keep or frame[column].dtype.kind not in "OUS":
+        if column in keep or str(column).endswith("ID") or frame[column].dtype.kind not in "OUS":
             continue
         values = pd.to_numeric(frame[column], errors="coerce")
         if values.notna().sum() == frame[column].replace("", None).notna().sum():
@@ -212,7 +231,7 @@ def _per_account(
     ids = [i.strip() for i in (ids.split(",") if isinstance(ids, str) else ids) if i.strip()]
     rows, errors = [], []
     for at in range(0, len(ids), ACCOUNT_BATCH):
-        path, token = f"brokerage/accounts/{','.join(ids[at : at + ACCOUNT_BATCH])}/{kind}", None
+        path, token, seen = f"brokerage/accounts/{','.join(ids[at : at + ACCOUNT_BATCH])}/{kind}", None, set()
         while True:
             body = _get(session, path, pageSize=page_size, nextToken=token) if page_size else _get(session, path)
             rows += body.get(key, [])
@@ -220,6 +239,10 @@ def _per_account(
             token = body.get("NextToken") if page_size else None
             if not token:
                 break
+            if token in seen:
+                warnings.warn(f"TradeStation repeated a page token for {kind}; stopped paging there", stacklevel=3)
+                break
+            seen.add(token)
     _warn_errors(errors, "AccountID")
     frame = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["AccountID"])
     return numeric(frame, keep=("AccountID", "OrderID"))

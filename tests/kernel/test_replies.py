@@ -52,3 +52,18 @@ def test_an_error_reply_keeps_no_query_and_survives_a_body_that_is_not_json():
     err = api_error(reply(500, b"<html>oops</html>"), attempts=4)
     assert err.endpoint == "GET marketdata/quotes/MSFT" and "x=1" not in str(err)
     assert "tried 4 times" in str(err) and err.message == ""
+
+
+def test_a_retry_after_date_in_minus_zero_form_is_utc():
+    assert retry_wait(reply(Retry_After=formatdate(NOW + 20, usegmt=False).replace("+0000", "-0000")), now=NOW) == (
+        pytest.approx(20, abs=1)
+    )
+
+
+def test_a_body_nested_past_any_limit_is_still_one_api_error():
+    err = api_error(reply(500, b"[" * 100_000 + b"]" * 100_000))
+    assert err.status == 500 and err.message == ""
+
+
+def test_an_endless_reset_is_not_printed_as_inf():
+    assert "inf" not in str(api_error(reply(429, X_RateLimit_Reset="1e400")))

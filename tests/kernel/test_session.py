@@ -243,3 +243,19 @@ def test_one_session_is_safe_to_share_between_threads(signed_in, emulator):
         )
 
     assert set(codes) == {200} and len(emulator.api_calls) == 405
+
+
+def test_the_renewal_after_a_401_does_not_use_up_a_retry(signed_in, emulator):
+    emulator.revoke_access_tokens()
+    emulator.fail_next_api_request(503, times=3)
+    r = TSSession(lambda: signed_in).get("brokerage/accounts")
+    assert r.status_code == 200 and [h.status_code for h in r.history] == [401, 503, 503, 503]
+
+
+def test_a_redirect_elsewhere_keeps_credentials_that_are_not_ours(signed_in, emulator, other_host):
+    session = TSSession(lambda: signed_in)
+    r = session.get("redirect", params={"to": f"{other_host.url}/v3/echo"}, headers={"X-Other": "1"})
+    assert r.json() == {"authorization": False}  # our bearer never follows
+    prepared = requests.Request("GET", f"{other_host.url}/x", headers={"Authorization": "Basic dXNlcjpwdw=="}).prepare()
+    session.rebuild_auth(prepared, r)
+    assert prepared.headers.get("Authorization") == "Basic dXNlcjpwdw=="  # someone else's, for that host

@@ -201,3 +201,45 @@ def test_an_internal_error_in_the_stream_reopens_it_after_a_pause(session, emula
         items = take(stream, 8)
         assert stream.reconnects == 1
     assert len(items) == 8 and time.monotonic() - started >= 0.5  # backed off before reopening
+
+
+# -- what an attacker's review found ------------------------------------------------------------
+
+
+def test_a_server_that_ends_every_stream_at_once_is_backed_off_then_given_up(session, emulator):
+    emulator.configure_streams(goaway_after=0)  # every connection: GoAway before any data
+    with pytest.raises(StreamFailed, match="failed 3 times in a row"):
+        take(session.iter_stream(QUOTES, max_reconnects=2), 5)
+    assert emulator.streams_opened <= 4  # not a busy loop of reconnections
+
+
+def test_close_while_the_stream_is_connecting_ends_it(session, emulator):
+    emulator.api_delay = 0.6  # the stream is still opening when close() comes
+    stream = session.iter_stream(QUOTES)
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(stream), daemon=True)
+    reader.start()
+    time.sleep(0.2)
+    stream.close()
+    reader.join(timeout=10)
+    assert not reader.is_alive() and got == []
+    eventually_sync(lambda: emulator.streams_open == 0, what="the stream let go")
+
+
+def test_the_last_object_before_the_end_of_a_reply_is_not_lost():
+    lines = JSONLines()
+    assert lines.feed(b'{"a": 1}\n{"b": 2}') == [{"a": 1}]
+    assert lines.close() == [{"b": 2}]
+
+
+def test_a_malformed_line_is_skipped_with_a_warning_and_its_neighbours_kept():
+    lines = JSONLines()
+    with pytest.warns(UserWarning, match="skipped a line"):
+        assert lines.feed(b'{"a": 1}\n{broken\n' + b"[" * 100_000 + b'\n{"b": 2}\n') == [{"a": 1}, {"b": 2}]
+
+
+def test_a_line_that_never_ends_is_refused_not_buffered_forever():
+    lines = JSONLines()
+    with pytest.raises(ValueError, match="longer than"):
+        for _ in range(40):
+            lines.feed(b"x" * 1_000_000)

@@ -78,3 +78,12 @@ def test_the_terminal_prints_a_line_per_update_until_seconds(session, monkeypatc
 def test_no_symbols_is_a_clear_message(session):
     with pytest.raises(ConfigError, match=r"Give at least one symbol, such as ts.watch\(\['MSFT', 'AAPL'\]\)"):
         watch_module.watch(session, " , ")
+
+
+def test_a_quote_that_came_between_two_renders_is_shown_without_waiting_for_the_next(session, emulator):
+    emulator.configure_streams(interval=60.0, heartbeat=60.0)  # the snapshot, then nothing for a minute
+    live = watch_module.watch(session, ["MSFT", "AAPL", "SPY"], rate=1.0)
+    grid = live.widget.children[0]
+    # The first quote renders at once; the two right behind it within the next second.
+    eventually_sync(lambda: len(prices(grid.value)) >= 3 * 3, what="every symbol shown", timeout=5)
+    live.stop()

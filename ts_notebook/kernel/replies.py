@@ -7,8 +7,10 @@ throttle on their own.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -73,7 +75,9 @@ def retry_wait(resp: requests.Response, now: float | None = None) -> float | Non
             return max(0.0, float(value))
         except ValueError:
             try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+                when = parsedate_to_datetime(value)
+                when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)  # "-0000": UTC too
+                return max(0.0, when.timestamp() - now)
             except (TypeError, ValueError):
                 pass
     reset = resp.headers.get("X-RateLimit-Reset")
@@ -98,7 +102,7 @@ def api_error(resp: requests.Response, granted: tuple[str, ...] = (), attempts: 
     """The reply as an APIError that says what to do."""
     try:
         body = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     body = body if isinstance(body, dict) else {}
     status = resp.status_code
@@ -129,7 +133,7 @@ def api_error(resp: requests.Response, granted: tuple[str, ...] = (), attempts: 
         wait = retry_wait(resp)
         hint = (
             f"Over {quota}{tried}"
-            + (f"; it resets in {wait:.0f} s" if wait is not None else "")
+            + (f"; it resets in {wait:.0f} s" if wait is not None and math.isfinite(wait) else "")
             + ". Wait, then try again"
         )
     elif status >= 500:

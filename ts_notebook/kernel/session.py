@@ -153,14 +153,15 @@ class TSSession(requests.Session):
         ours = _may_carry_token(url, snap)
         retries = snap.max_retries if ours and method.upper() in IDEMPOTENT else 0
         earlier: list[requests.Response] = []
-        waited, attempt, renewed = 0.0, 0, False
+        waited, attempt, retried, renewed = 0.0, 0, 0, False
         while True:
             attempt += 1
             try:
                 resp = super().request(method, url, *args, **kwargs)
             except requests.ConnectionError:
-                pause = backoff(attempt)
-                if attempt > retries or waited + pause > snap.retry_max_wait:
+                retried += 1
+                pause = backoff(retried)
+                if retried > retries or waited + pause > snap.retry_max_wait:
                     raise
                 time.sleep(pause)
                 waited += pause
@@ -171,8 +172,9 @@ class TSSession(requests.Session):
                 # the session's hooks, cookies and redirect rules apply to the resend too.
                 renewed = self.auth.renewed_after(resp)
                 pause = 0.0 if renewed else None
-            if pause is None and resp.status_code in RETRY_STATUSES and attempt <= retries:
-                pause = retry_wait(resp) or backoff(attempt)
+            if pause is None and resp.status_code in RETRY_STATUSES and retried < retries:
+                retried += 1
+                pause = retry_wait(resp) or backoff(retried)
                 if waited + pause > snap.retry_max_wait:
                     pause = None
             if pause is None:
@@ -206,11 +208,11 @@ class TSSession(requests.Session):
         )
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        """On a redirect, drop the bearer unless the new URL is an API origin."""
+        """On a redirect, drop a bearer unless the new URL is an API origin (other credentials,
+        from netrc for that host say, stay)."""
         super().rebuild_auth(prepared_request, response)
-        if "Authorization" in prepared_request.headers and not _may_carry_token(
-            prepared_request.url or "", self._source().current()
-        ):
+        sent = str(prepared_request.headers.get("Authorization", ""))
+        if sent.startswith("Bearer ") and not _may_carry_token(prepared_request.url or "", self._source().current()):
             del prepared_request.headers["Authorization"]
 
     def __repr__(self) -> str:

@@ -11,6 +11,7 @@ heartbeats, backing off while it keeps failing. Errors the stream sends raise
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import warnings
@@ -47,7 +48,13 @@ class StreamFailed(TSError, requests.ConnectionError):
 
 
 class JSONLines:
-    """Bytes in, JSON objects out: a sans-I/O splitter of newline-delimited JSON."""
+    """Bytes in, JSON objects out: a sans-I/O splitter of newline-delimited JSON.
+
+    A line that is not JSON is skipped with a warning (its neighbours are kept); a line longer
+    than ``MAX_LINE`` bytes is refused (ValueError), never buffered without end.
+    """
+
+    MAX_LINE = 16 * 1024 * 1024
 
     def __init__(self) -> None:
         self._rest = b""
@@ -56,25 +63,37 @@ class JSONLines:
         """The objects completed by ``data`` (the unfinished tail waits for the next feed)."""
         lines = (self._rest + data).split(b"\n")
         self._rest = lines.pop()
-        out = []
+        if len(self._rest) > self.MAX_LINE:
+            self._rest = b""
+            raise ValueError(f"a stream line longer than {self.MAX_LINE} bytes")
+        out: list[Any] = []
         for line in lines:
             if line.strip():
                 out.extend(_objects(line))
         return out
 
+    def close(self) -> list[Any]:
+        """The last object, when the reply ended without a newline after it."""
+        rest, self._rest = self._rest, b""
+        return _objects(rest) if rest.strip() else []
+
 
 def _objects(line: bytes) -> list[Any]:
-    """The objects on one line: one, or (from a server that omits newlines) several in a row."""
+    """The objects on one line: one, or (from a server that omits newlines) several in a row;
+    none, with a warning, when the line is not JSON."""
     try:
         return [_loads(line)]
     except json.JSONDecodeError:  # orjson's error is a subclass
         text, decoder, out, at = line.decode("utf-8", errors="replace"), json.JSONDecoder(), [], 0
-        while at < len(text):
-            while at < len(text) and text[at].isspace():
-                at += 1
-            if at < len(text):
-                obj, at = decoder.raw_decode(text, at)
-                out.append(obj)
+        try:
+            while at < len(text):
+                while at < len(text) and text[at].isspace():
+                    at += 1
+                if at < len(text):
+                    obj, at = decoder.raw_decode(text, at)
+                    out.append(obj)
+        except (ValueError, RecursionError):
+            warnings.warn(f"TradeStation stream: skipped a line that is not JSON ({len(line)} bytes)", stacklevel=2)
         return out
 
 
@@ -84,8 +103,10 @@ def backoff(failures: int) -> float:
 
 
 class Stream:
-    """An open TradeStation stream: iterate it for dicts; ``close()`` (or leaving a ``with``
-    block, a ``break`` or Ctrl-C) ends it and releases its connection.
+    """An open TradeStation stream: iterate it for dicts. ``close()`` (from any thread), leaving
+    a ``with`` block, or Ctrl-C ends it and releases its connection; so does ``break`` out of
+    ``for q in ts.stream(...)``, where nothing else holds the stream (one kept in a variable is
+    released when closed or dropped).
 
     Args:
         opener: opens the stream once (``session.request("GET", path, stream=True, ...)``),
@@ -162,13 +183,16 @@ class Stream:
                         return
                     failures = self._failed(failures)
                     continue
+                gave = False
                 try:
                     for item in self._read(resp):
-                        failures = 0
+                        failures, gave = 0, True
                         yield item
+                    if not gave and not self._closed.is_set():
+                        failures = self._failed(failures)  # ended with nothing: never a busy loop
                 except APIError:
                     raise  # an error the stream sent that ends it
-                except (requests.RequestException, OSError, ValueError):
+                except (requests.RequestException, OSError, ValueError, RecursionError):
                     # Dropped, silent too long, or cut mid-object: open it again.
                     if self._closed.is_set():
                         return
@@ -186,8 +210,14 @@ class Stream:
         self.snapshot_done = False
         resp = self._opener(self.silence)
         self._resp = resp
+        if self._closed.is_set():  # closed while connecting: this reply is nobody's
+            resp.close()
+            raise requests.ConnectionError("closed")
         if resp.status_code >= 400:
-            resp.raise_for_status()  # an APIError that says what to do
+            try:
+                resp.raise_for_status()  # an APIError that says what to do
+            finally:
+                resp.close()
         return resp
 
     def _failed(self, failures: int) -> int:
@@ -203,8 +233,10 @@ class Stream:
     def _read(self, resp: requests.Response) -> Iterator[dict[str, Any]]:
         """The objects of one connection, until it ends, says GoAway, or fails."""
         lines = JSONLines()
-        for chunk in resp.iter_content(chunk_size=None):
-            for obj in lines.feed(chunk):
+        for chunk in itertools.chain(resp.iter_content(chunk_size=None), [None]):  # None: the reply ended
+            if self._closed.is_set():
+                return
+            for obj in lines.feed(chunk) if chunk is not None else lines.close():
                 if not isinstance(obj, dict):
                     continue
                 if "Heartbeat" in obj:

@@ -52,6 +52,10 @@ class Watch:
         self.updates = 0  # renders shown
         self.error: str | None = None
         self.widget: Any = None  # the table, in a notebook
+        self._lock = threading.RLock()  # the rows and the render state: the reader and a timer share them
+        self._show: Any = None
+        self._last, self._dirty = 0.0, False
+        self._pending: threading.Timer | None = None
 
     def _ipython_display_(self) -> None:
         """Nothing more to show: the table was shown when the watch started (this keeps the
@@ -62,31 +66,51 @@ class Watch:
         self.stream.close()
 
     def run(self, show: Any) -> None:
-        """Read the stream, calling ``show()`` at most once per interval with new data."""
-        last, dirty = 0.0, False
+        """Read the stream; ``show()`` the rows at most once per interval, and always within one
+        interval of a change (a timer renders what arrived just after a render)."""
         timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self.stop) if self.deadline else None
         if timer is not None:
             timer.daemon = True
             timer.start()
+        self._show, self._last, self._dirty, self._pending = show, 0.0, False, None
         try:
             for quote in self.stream:
                 symbol = quote.get("Symbol")
                 if symbol in self.rows:
-                    self.rows[symbol].update(quote)
-                    dirty = True
-                if dirty and time.monotonic() - last >= self.interval:
-                    show()
-                    self.updates += 1
-                    last, dirty = time.monotonic(), False
+                    with self._lock:
+                        self.rows[symbol].update(quote)
+                        self._dirty = True
+                    self._render_soon()
         except Exception as exc:  # said in the widget or the terminal, never a traceback in a thread
             self.error = str(exc)
         finally:
             if timer is not None:
                 timer.cancel()
             self.stream.close()
-        if dirty:
-            show()
+            with self._lock:
+                if self._pending is not None:
+                    self._pending.cancel()
+            self._render()
+
+    def _render_soon(self) -> None:
+        with self._lock:
+            wait = self.interval - (time.monotonic() - self._last)
+            if wait > 0:
+                if self._pending is None:  # one render is already due: it will show this too
+                    self._pending = threading.Timer(wait, self._render)
+                    self._pending.daemon = True
+                    self._pending.start()
+                return
+        self._render()
+
+    def _render(self) -> None:
+        with self._lock:
+            self._pending = None
+            if not self._dirty:
+                return
+            self._dirty, self._last = False, time.monotonic()
             self.updates += 1
+            self._show()
 
 
 def watch_widget(watch: Watch) -> Any:
