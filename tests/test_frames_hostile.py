@@ -39,10 +39,16 @@ def body(obj) -> tuple[int, bytes]:
     return 200, json.dumps(obj).encode()
 
 
-def test_pages_that_do_not_move_back_in_time_stop_the_paging(canned):
-    session = canned({"/v3/marketdata/barcharts/MSFT": body({"Bars": [BAR]})})  # lastdate ignored
-    df = frames.bars(session, "MSFT", unit="Minute", start="2026-01-01")
-    assert len(df) == 1
+def test_full_pages_that_do_not_move_back_in_time_stop_the_paging(canned):
+    from datetime import datetime, timezone
+
+    from ts_notebook.emulator.market import barchart
+
+    page = barchart("MSFT", {"unit": "Minute", "barsback": "57600"}, datetime.now(timezone.utc))
+    reply = body(page)
+    session = canned({"/v3/marketdata/barcharts/MSFT": lambda query: reply})  # lastdate ignored
+    df = frames.bars(session, "MSFT", unit="Minute", start="2020-01-01")
+    assert len(df) == 57_600 and df.index.is_unique
 
 
 def test_a_repeating_page_token_stops_the_paging_with_a_warning(canned):

@@ -214,7 +214,8 @@ def test_a_server_that_ends_every_stream_at_once_is_backed_off_then_given_up(ses
 
 
 def test_close_while_the_stream_is_connecting_ends_it(session, emulator):
-    emulator.api_delay = 0.6  # the stream is still opening when close() comes
+    emulator.api_delay = 0.6  # the stream is still opening when close() comes ...
+    emulator.break_next_stream("silent", after=0)  # ... and once open, it would say nothing
     stream = session.iter_stream(QUOTES)
     got: list = []
     reader = threading.Thread(target=lambda: got.extend(stream), daemon=True)
@@ -243,3 +244,15 @@ def test_a_line_that_never_ends_is_refused_not_buffered_forever():
     with pytest.raises(ValueError, match="longer than"):
         for _ in range(40):
             lines.feed(b"x" * 1_000_000)
+
+
+def test_a_stream_reply_whose_last_object_has_no_newline_still_gives_it(signed_in):  # noqa: F811
+    from ..parts import CannedAPI
+
+    api = CannedAPI({"/v3/marketdata/stream/quotes/MSFT": (200, b'{"Symbol": "MSFT", "Last": "1.00"}')})
+    try:
+        signed_in.snap = replace(signed_in.snap, api_url=f"{api.url}/v3", api_origins=(api.url,))
+        items = take(TSSession(lambda: signed_in).iter_stream("marketdata/stream/quotes/MSFT"), 2)
+    finally:
+        api.close()
+    assert items == [{"Symbol": "MSFT", "Last": "1.00"}] * 2  # one from each reply

@@ -104,6 +104,10 @@ class StreamHandler(ApiHandler):
         rng = random.Random(settings.stream_rechunk_seed) if settings.stream_rechunk_seed is not None else None
         self.set_header("Content-Type", CONTENT_TYPE)
         sent, idle, beats = 0, 0.0, 0
+        try:
+            await self.flush()  # the status and headers at once, as a streaming server sends them
+        except StreamClosedError:
+            return
         pending = list(first)
         try:
             while not self._gone:
