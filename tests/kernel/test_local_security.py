@@ -25,19 +25,26 @@ from ..parts import Browser, fails_once, port_is_free
 
 @pytest.fixture
 def make_source(emulator, client_secret):
+    made: list[LocalSource] = []
+
     def make(**settings) -> LocalSource:
-        return LocalSource(
-            Settings.load(
-                environ={},
-                client_id=CLIENT_ID,
-                client_secret=client_secret,
-                signin_url=emulator.url,
-                api_url=f"{emulator.url}/v3",
-                **settings,
+        made.append(
+            LocalSource(
+                Settings.load(
+                    environ={},
+                    client_id=CLIENT_ID,
+                    client_secret=client_secret,
+                    signin_url=emulator.url,
+                    api_url=f"{emulator.url}/v3",
+                    **settings,
+                )
             )
         )
+        return made[-1]
 
-    return make
+    yield make
+    for source in made:
+        source.close()  # no renewal timer outlives its test (and its emulator)
 
 
 @pytest.fixture

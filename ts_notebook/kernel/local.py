@@ -204,6 +204,7 @@ class LocalSource(TokenSource):
         self._delivered = -1
         self._listeners: list[Listener] = []
         self._timer: threading.Timer | None = None
+        self._closed = False
         self._inflight: threading.Event | None = None
         self.version = 0
         self.pending_login: LocalLogin | None = None  # the sign-in waiting for its browser, if any
@@ -276,7 +277,7 @@ class LocalSource(TokenSource):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if delay is not None:
+        if delay is not None and not self._closed:
             self._timer = threading.Timer(delay, self._feed, args=(self.keeper.timer_fired,))
             self._timer.daemon = True
             self._timer.start()
@@ -440,6 +441,12 @@ class LocalSource(TokenSource):
         """Forget the tokens and revoke the refresh token."""
         self._feed(self.keeper.signed_out)
         return self.snapshot
+
+    def close(self) -> None:
+        """Stop renewing (the tokens stay, and stay kept): for a source that is done with."""
+        with self._lock:
+            self._closed = True
+            self._arm(None)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(snapshot)`` on every change (from whichever thread made it)."""
