@@ -1,2 +1,2 @@
-"""The JupyterHub service that keeps the client secret and users' refresh tokens out of users'
-servers (issue in progress: the encrypted vault is its first part)."""
+"""The JupyterHub service's parts: so far, the vault that keeps each hub user's sign-in
+encrypted at rest."""
