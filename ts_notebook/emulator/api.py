@@ -65,7 +65,7 @@ class ApiHandler(BaseHandler):
         faults = self.state.faults.settings
         if faults.api_delay:
             await asyncio.sleep(faults.api_delay)
-        status = self.state.faults.take_api_failure()
+        status = self.state.faults.api_calls.take()
         if status is not None:
             reason = HTTPStatus(status).phrase.replace(" ", "")
             self._reply(status, {"Error": reason, "Message": "The emulator was told to fail this request"}, token)

@@ -252,7 +252,7 @@ class Emulator:
         Raises:
             ValueError: if ``times`` is not a positive integer.
         """
-        self._state.faults.queue(InjectedFailure(error, description, status), times)
+        self._state.faults.token_calls.add(InjectedFailure(error, description, status), times)
 
     def reset_next_token_request(self, times: int = 1) -> None:
         """Drop the TCP connection of the next ``times`` ``/oauth/token`` calls, with no reply.
@@ -264,7 +264,7 @@ class Emulator:
         Raises:
             ValueError: if ``times`` is not a positive integer.
         """
-        self._state.faults.queue(ConnectionReset(), times)
+        self._state.faults.token_calls.add(ConnectionReset(), times)
 
     def fail_next_api_request(self, status: int = 503, times: int = 1) -> None:
         """Make the next ``times`` API calls (after the token check) answer ``status`` with
@@ -275,7 +275,7 @@ class Emulator:
         """
         if not 400 <= status <= 599:
             raise ValueError("status must be an HTTP error status")
-        self._state.faults.queue_api_failure(status, times)
+        self._state.faults.api_calls.add(status, times)
 
     @property
     def api_delay(self) -> float:
@@ -353,7 +353,7 @@ class Emulator:
         """
         if kind not in ("drop", "silent", "error") or after < 0:
             raise ValueError("kind is drop, silent or error, and after is not negative")
-        self._state.faults.queue_stream_break(StreamBreak(kind, after, error, symbol))
+        self._state.faults.streams.add(StreamBreak(kind, after, error, symbol))
 
     @property
     def token_delay(self) -> float:

@@ -91,15 +91,36 @@ def finite_seconds(value: float, name: str, allow_negative: bool) -> float:
     return number
 
 
+class Script:
+    """Scripted outcomes for the next calls of one kind, taken in order, one per call."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._next: deque[Any] = deque()
+
+    def add(self, outcome: Any, times: int = 1) -> None:
+        """Script the next ``times`` calls, after any outcomes already scripted."""
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError("times must be a positive integer")
+        with self._lock:
+            self._next.extend([outcome] * times)
+
+    def take(self) -> Any | None:
+        """The outcome scripted for this call, if any, removed from the script."""
+        with self._lock:
+            return self._next.popleft() if self._next else None
+
+
 class Faults:
-    """The current :class:`FaultSettings` plus the queue of scripted token-call outcomes."""
+    """The current :class:`FaultSettings`, and what the next token calls (:class:`TokenOutcome`),
+    API calls (an HTTP status) and stream connections (:class:`StreamBreak`) were scripted to do."""
 
     def __init__(self, lock: threading.Lock) -> None:
         self._lock = lock
         self._settings = FaultSettings()
-        self._outcomes: deque[TokenOutcome] = deque()
-        self._api_failures: deque[int] = deque()
-        self._stream_breaks: deque[StreamBreak] = deque()
+        self.token_calls = Script(lock)
+        self.api_calls = Script(lock)
+        self.streams = Script(lock)
 
     @property
     def settings(self) -> FaultSettings:
@@ -110,37 +131,3 @@ class Faults:
         """Replace some settings; values must already be validated private copies."""
         with self._lock:
             self._settings = replace(self._settings, **changes)
-
-    def queue(self, outcome: TokenOutcome, times: int) -> None:
-        """Script the next ``times`` token calls, after any outcomes already queued."""
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ValueError("times must be a positive integer")
-        with self._lock:
-            self._outcomes.extend([outcome] * times)
-
-    def take(self) -> TokenOutcome | None:
-        """The outcome scripted for this token call, if any, removed from the queue."""
-        with self._lock:
-            return self._outcomes.popleft() if self._outcomes else None
-
-    def queue_api_failure(self, status: int, times: int) -> None:
-        """Make the next ``times`` API calls answer ``status`` instead of their real reply."""
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ValueError("times must be a positive integer")
-        with self._lock:
-            self._api_failures.extend([status] * times)
-
-    def take_api_failure(self) -> int | None:
-        """The status scripted for this API call, if any, removed from the queue."""
-        with self._lock:
-            return self._api_failures.popleft() if self._api_failures else None
-
-    def queue_stream_break(self, brk: StreamBreak) -> None:
-        """Script the next stream connection (after any already scripted)."""
-        with self._lock:
-            self._stream_breaks.append(brk)
-
-    def take_stream_break(self) -> StreamBreak | None:
-        """What this stream connection was scripted to do, if anything."""
-        with self._lock:
-            return self._stream_breaks.popleft() if self._stream_breaks else None

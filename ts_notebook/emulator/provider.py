@@ -141,7 +141,7 @@ class TokenHandler(BaseHandler):
         try:
             params = self.body_params()
             grant_type = params.get("grant_type")
-            outcome = self.state.faults.take()
+            outcome = self.state.faults.token_calls.take()
         except OAuthError as exc:
             outcome = exc
         if delay > 0:

@@ -100,7 +100,7 @@ class StreamHandler(ApiHandler):
 
     async def _serve(self, first: list[dict[str, Any]], updates: Iterator[dict[str, Any]]) -> None:
         faults = self.state.faults
-        settings, brk = faults.settings, faults.take_stream_break()
+        settings, brk = faults.settings, faults.streams.take()
         rng = random.Random(settings.stream_rechunk_seed) if settings.stream_rechunk_seed is not None else None
         self.set_header("Content-Type", CONTENT_TYPE)
         sent, idle, beats = 0, 0.0, 0
