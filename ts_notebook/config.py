@@ -64,6 +64,13 @@ TABLE: tuple[Setting, ...] = (
         "(default: JUPYTERHUB_PUBLIC_HUB_URL, else the address the browser used).",
     ),
     Setting(
+        "hub_service_url",
+        "TS_HUB_SERVICE_URL",
+        None,
+        "JupyterHub only: the URL of the hub's ts_notebook service (with its /services/NAME/ "
+        "prefix). Set: sign-ins are exchanged, kept and renewed there, one per hub user.",
+    ),
+    Setting(
         "relay_ports",
         "TS_RELAY_PORTS",
         "31022 3000 3001 8080",
@@ -153,6 +160,7 @@ class Settings:
     sim_api_url: str
     env: str
     token_store: str | None = None
+    hub_service_url: str | None = None
     max_retries: int = 3
     retry_max_wait: float = 60.0
 
@@ -222,7 +230,7 @@ class Settings:
             raise ConfigError(
                 f"TS_RELAY_PORTS must list port numbers such as '31022 3000', not {raw['relay_ports']!r}."
             )
-        for name in ("signin_url", "api_url", "sim_api_url", "redirect_uri", "hub_public_url"):
+        for name in ("signin_url", "api_url", "sim_api_url", "redirect_uri", "hub_public_url", "hub_service_url"):
             if raw[name]:
                 origin(raw[name])  # validates the URL
         return cls(
@@ -238,6 +246,7 @@ class Settings:
             sim_api_url=raw["sim_api_url"].rstrip("/"),
             env=env,
             token_store=store,
+            hub_service_url=(raw["hub_service_url"].rstrip("/") + "/") if raw["hub_service_url"] else None,
             max_retries=max_retries,
             retry_max_wait=retry_max_wait,
         )

@@ -40,6 +40,8 @@ HINTS = {
     "invalid_discovery": "Check that TS_SIGNIN_URL is the sign-in service's own address (its issuer), then try again",
     "invalid_request": "Run %ts_login again",
     "invalid_address": "Copy the whole address from the browser's address bar and paste it again",
+    "hub_service_unavailable": "The hub's ts_notebook service keeps your sign-in; try again in a minute, "
+    "and if it keeps failing, tell your hub's administrator",
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -34,6 +34,8 @@ class HubServer:
     server_name: str
     base_url: str
     public_hub_url: str | None
+    # The server's own hub token: how it calls the hub's ts_notebook service as itself.
+    api_token: str = field(default="", repr=False)
 
     @classmethod
     def here(cls, environ: Mapping[str, str] | None = None) -> HubServer | None:
@@ -47,6 +49,7 @@ class HubServer:
             server_name=env.get("JUPYTERHUB_SERVER_NAME", ""),
             base_url=base if base.endswith("/") else base + "/",
             public_hub_url=env.get("JUPYTERHUB_PUBLIC_HUB_URL") or None,
+            api_token=env.get("JUPYTERHUB_API_TOKEN", ""),
         )
 
     @property

@@ -241,3 +241,64 @@ class Snapshot:
     def display_name(self) -> str:
         """The signed-in user's name, as the id_token gave it."""
         return display_name(self.user)
+
+
+# -- the hub service and a hub user's servers --------------------------------------------------
+# Routes under the service's prefix: GET ``signin?since=V`` long-polls the caller's sign-in,
+# POST ``signin`` hands it a claimed login's code, DELETE ``signin`` signs out everywhere, and
+# POST ``refresh`` renews a refused access token.
+SERVICE_SIGNIN = "api/signin"
+SERVICE_REFRESH = "api/refresh"
+
+
+def handover(pending: Any, code: str) -> dict[str, Any]:
+    """What a user's server sends the service for a claimed login (a ``PendingLogin``): the
+    callback's code, with the PKCE verifier, nonce, callback URL and scopes it started with."""
+    return {
+        "code": code,
+        "code_verifier": pending.verifier,
+        "nonce": pending.nonce,
+        "redirect_uri": pending.redirect_uri,
+        "scopes": list(pending.scopes),
+    }
+
+
+def service_state(version: int, tokens: TokenSet | None, error: str | None, now: float | None = None) -> dict[str, Any]:
+    """A hub user's sign-in as the service sends it to that user's servers: the access side
+    only (never the refresh token), with seconds left rather than a time, as kernels get it."""
+    now = time.time() if now is None else now
+    data: dict[str, Any] = {"version": version, "signed_in": tokens is not None, "error": error}
+    if tokens is not None:
+        data.update(
+            access_token=tokens.access_token,
+            expires_in=tokens.expires_at - now,
+            lifetime=tokens.lifetime,
+            scopes=list(tokens.scopes),
+            user=dict(tokens.user),
+        )
+    return data
+
+
+def read_service_state(data: Mapping[str, Any], now: float | None = None) -> tuple[int, TokenSet | None, str | None]:
+    """(version, tokens without a refresh token, error) from what the service sent.
+
+    Raises:
+        KeyError, TypeError, ValueError: not a state this version understands.
+    """
+    now = time.time() if now is None else now
+    version, error = int(data["version"]), data.get("error")
+    if error is not None and not isinstance(error, str):
+        raise TypeError("error is not text")
+    if not data.get("signed_in"):
+        return version, None, error
+    access, lifetime = data["access_token"], float(data["lifetime"])
+    if not isinstance(access, str) or not access or not lifetime > 0:
+        raise ValueError("no access token")
+    tokens = TokenSet(
+        access_token=access,
+        expires_at=now + float(data["expires_in"]),
+        lifetime=lifetime,
+        scopes=tuple(str(s) for s in data.get("scopes", ())),
+        user={str(k): str(v) for k, v in dict(data.get("user", {})).items()},
+    )
+    return version, tokens, error

@@ -6,65 +6,15 @@ from __future__ import annotations
 
 import re
 import secrets
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-import requests
 
 from ts_notebook.emulator import Emulator
-from ts_notebook.launch import free_port
 
 from ..conftest import CLIENT_ID
-from ..parts import Browser, run_in_kernel
+from .conftest import ACCOUNTS, ROOT, running_hub, sign_in
 
-ROOT = Path(__file__).resolve().parents[2]
-CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
-PASSWORD = secrets.token_urlsafe(12)
-SERVICE_TOKEN = secrets.token_hex(24)
 CLIENT_SECRET = secrets.token_urlsafe(24)
-ACCOUNTS = 'import ts_notebook as ts\nprint(ts.session.get("brokerage/accounts").json()["Accounts"][0]["AccountID"])'
-
-
-class Hub:
-    """The hub process and the calls a test makes to it."""
-
-    def __init__(self, url: str, emulator: Emulator, proc: subprocess.Popen, log: Path) -> None:
-        self.url, self.emulator, self.proc, self.log = url, emulator, proc, log
-        self.api = requests.Session()
-        self.api.headers["Authorization"] = f"token {SERVICE_TOKEN}"
-
-    def browser(self, user: str) -> Browser:
-        """A browser logged in to the hub as ``user``."""
-        b = Browser(self.url, "")
-        b.http.get(f"{self.url}hub/login", timeout=30)
-        r = b.http.post(
-            f"{self.url}hub/login",
-            data={"username": user, "password": PASSWORD, "_xsrf": b.http.cookies.get("_xsrf", "")},
-            allow_redirects=False,
-            timeout=30,
-        )
-        assert r.status_code == 302, r.text[:300]
-        return b
-
-    def start(self, user: str, server: str = "") -> str:
-        """Start a server through the hub API; return its URL prefix once it is ready."""
-        path = f"users/{user}/servers/{server}" if server else f"users/{user}/server"
-        r = self.api.post(f"{self.url}hub/api/{path}", timeout=60)
-        assert r.status_code in (201, 202) or "is already running" in r.text, r.text
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            info = self.api.get(f"{self.url}hub/api/users/{user}", timeout=30).json()["servers"].get(server, {})
-            if info.get("ready"):
-                return f"{self.url}user/{user}/{server + '/' if server else ''}"
-            time.sleep(0.3)
-        raise AssertionError(f"{user}'s server {server!r} did not start:\n{self.log.read_text()[-3000:]}")
-
-    def run(self, server_url: str, code: str) -> str:
-        """Run ``code`` in a new kernel of that server, over its websocket; return stdout."""
-        return run_in_kernel(self.api, server_url, code)
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +25,6 @@ def hub_emulator():
 
 @pytest.fixture(scope="module")
 def hub(hub_emulator, tmp_path_factory):
-    if not CHP.exists():
-        pytest.fail(f"{CHP} is missing: run `npm ci` in the project folder (.ci/run does)")
-    tmp = tmp_path_factory.mktemp("hub")
-    port, proxy_api, hub_port = free_port(), free_port(), free_port()
     env = {
         "TS_CLIENT_ID": CLIENT_ID,
         "TS_CLIENT_SECRET": CLIENT_SECRET,
@@ -87,71 +33,8 @@ def hub(hub_emulator, tmp_path_factory):
         "TS_SIM_API_URL": f"{hub_emulator.url}/sim/v3",
         "PYTHONPATH": str(ROOT),
     }
-    hub_emulator.add_redirect_uri(f"http://127.0.0.1:{port}/hub/user-redirect/ts_notebook/callback")
-    (tmp / "jupyterhub_config.py").write_text(f"""
-import sys
-from ts_notebook.hub import user_redirect_hook
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {port}
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"
-c.ConfigurableHTTPProxy.command = [{str(CHP)!r}]
-c.JupyterHub.authenticator_class = "dummy"
-c.DummyAuthenticator.password = {PASSWORD!r}
-c.Authenticator.allowed_users = {{"alice", "bob", "carol", "dave", "erin"}}
-c.Authenticator.admin_users = {{"erin"}}
-c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = {str(tmp / "home" / "{username}")!r}
-c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
-c.Spawner.args = ["--allow-root"]
-c.Spawner.environment = {env!r}
-c.Spawner.start_timeout = 90
-c.Spawner.http_timeout = 90
-c.JupyterHub.allow_named_servers = True
-c.JupyterHub.user_redirect_hook = user_redirect_hook
-c.JupyterHub.db_url = "sqlite:///{tmp / "hub.sqlite"}"
-c.JupyterHub.cookie_secret_file = {str(tmp / "cookie_secret")!r}
-c.JupyterHub.services = [{{"name": "tester", "api_token": {SERVICE_TOKEN!r}}}]
-c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
-                             "scopes": ["admin:users", "admin:servers", "access:servers"]}}]
-""")
-    log = tmp / "hub.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"],
-            cwd=tmp,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:  # the proxy answers 404 before the hub is up: wait for the hub's own 200
-            if requests.get(f"{url}hub/api/", timeout=5).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        assert proc.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.3)
-    else:
-        proc.terminate()
-        pytest.fail(f"JupyterHub did not start:\n{log.read_text()[-3000:]}")
-    yield Hub(url, hub_emulator, proc, log)
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def sign_in(hub: Hub, browser: Browser, server_url: str):
-    page = browser.get(f"{server_url}ts_notebook/login")
-    assert "username" in page.text, page.text[:500]
-    assert (
-        "redirect_uri=" + requests.utils.quote(f"{hub.url}hub/user-redirect/ts_notebook/callback", safe="") in page.url
-    )
-    return browser.submit(page, "allow", username="analyst")
+    with running_hub(tmp_path_factory.mktemp("hub"), hub_emulator, env) as hub:
+        yield hub
 
 
 def test_one_callback_url_signs_in_each_user_to_their_own_server(hub):

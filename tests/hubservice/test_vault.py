@@ -3,6 +3,7 @@ means signing in again (never a crash), keys rotate, writes are whole."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import stat
 import threading
@@ -16,7 +17,7 @@ def key() -> str:
     return secrets.token_hex(32)
 
 
-RECORD = {"refresh_token": "rt-" + "x" * 40, "access_token": "at-" + "y" * 40, "expires_at": 1.0}
+RECORD = json.dumps({"refresh_token": "rt-" + "x" * 40, "access_token": "at-" + "y" * 40, "expires_at": 1.0})
 
 
 @pytest.fixture
@@ -51,8 +52,8 @@ def test_a_lost_key_means_signing_in_again_never_a_crash(where, caplog):
     other = Vault(where, key())  # the key was changed
     assert other.get("alice") is None and other.get("alice") is None
     assert "alice" in other.unreadable and sum("opens with no key" in r.message for r in caplog.records) == 1
-    other.put("alice", {**RECORD, "refresh_token": "new"})  # the next sign-in replaces it
-    assert other.get("alice")["refresh_token"] == "new" and "alice" not in other.unreadable
+    other.put("alice", "new")  # the next sign-in replaces it
+    assert other.get("alice") == "new" and "alice" not in other.unreadable
 
 
 def test_keys_rotate_old_records_stay_readable_then_move_to_the_new_key(where):
@@ -70,13 +71,13 @@ def test_many_threads_write_whole_records(where):
 
     def write(n: int) -> None:
         for i in range(50):
-            vault.put(f"user{n}", {"refresh_token": f"{n}-{i}", "filler": "z" * 2000})
+            vault.put(f"user{n}", json.dumps({"refresh_token": f"{n}-{i}", "filler": "z" * 2000}))
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert [vault.get(f"user{n}")["refresh_token"] for n in range(8)] == [f"{n}-49" for n in range(8)]
+    assert [json.loads(vault.get(f"user{n}"))["refresh_token"] for n in range(8)] == [f"{n}-49" for n in range(8)]
     vault.delete("user0")
     assert vault.get("user0") is None and len(vault.users()) == 7

@@ -132,12 +132,12 @@ async def test_long_polls_that_disconnect_mid_wait_leave_no_watcher_behind(serve
         reader, writer = await asyncio.open_connection("127.0.0.1", server.app.port)
         writer.write(request)
         conns.append(writer)
-    await eventually(lambda: len(server.ext.broker._watchers) == 50, 10, "50 watchers")
+    await eventually(lambda: len(server.ext.broker.changes._waiting) == 50, 10, "50 watchers")
 
     for writer in conns:  # every kernel goes away mid-wait
         writer.close()
 
-    await eventually(lambda: len(server.ext.broker._watchers) == 0, 10, "every watcher released")
+    await eventually(lambda: len(server.ext.broker.changes._waiting) == 0, 10, "every watcher released")
     reply = await asyncio.to_thread(api, server, "POST", "logout", data=json.dumps({}))
     assert reply.status_code == 200  # a change now has nobody to wake, and the server is fine
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import contextlib
 import logging
 import os
 import sqlite3
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TSError
+from ..store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Vault:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         self._lock = threading.Lock()
+        self._user_locks: dict[str, threading.Lock] = {}
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
@@ -97,7 +99,7 @@ class Vault:
         """
         return cls(path, (os.environ if environ is None else environ).get(KEY_VAR, ""))
 
-    def get(self, user: str) -> dict[str, Any] | None:
+    def get(self, user: str) -> str | None:
         """``user``'s record, or None (none kept, or none a key opens: said once in the log)."""
         from cryptography.fernet import InvalidToken
 
@@ -106,7 +108,7 @@ class Vault:
         if row is None:
             return None
         try:
-            record = json.loads(self._fernet.decrypt(row[0]))
+            record = self._fernet.decrypt(row[0]).decode("utf-8")
         except (InvalidToken, ValueError):
             if user not in self.unreadable:
                 self.unreadable.add(user)
@@ -117,11 +119,11 @@ class Vault:
                     KEY_VAR,
                 )
             return None
-        return record if isinstance(record, dict) else None
+        return record
 
-    def put(self, user: str, record: Mapping[str, Any]) -> None:
+    def put(self, user: str, record: str) -> None:
         """Keep ``record`` for ``user``, encrypted, replacing the one before (in one transaction)."""
-        sealed = self._fernet.encrypt(json.dumps(dict(record)).encode("utf-8"))
+        sealed = self._fernet.encrypt(record.encode("utf-8"))
         with self._lock:
             self._db.execute(
                 "INSERT INTO signins (user, sealed, saved) VALUES (?, ?, ?) "
@@ -157,6 +159,38 @@ class Vault:
                 count += 1
         return count
 
+    def lock(self, user: str) -> threading.Lock:
+        """The lock renewals of ``user``'s sign-in take (one service process: a thread lock)."""
+        with self._lock:
+            return self._user_locks.setdefault(user, threading.Lock())
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class VaultBackend:
+    """One hub user's record in the vault, as the store a :class:`~ts_notebook.store.Memory`
+    keeps a sign-in in: restore, remember, renew and forget work as they do for one analyst."""
+
+    def __init__(self, vault: Vault, user: str) -> None:
+        self.vault, self.user = vault, user
+        self.where = "the hub's ts_notebook service (encrypted)"
+
+    def read(self) -> str | None:
+        text = self.vault.get(self.user)
+        if text is None and self.user in self.vault.unreadable:
+            raise StoreError(
+                "The hub's ts_notebook service could not open your kept sign-in (its key was "
+                "changed). Run %ts_login to sign in again."
+            )
+        return text
+
+    def write(self, text: str) -> None:
+        self.vault.put(self.user, text)
+
+    def delete(self) -> None:
+        self.vault.delete(self.user)
+
+    def lock(self) -> contextlib.AbstractContextManager[Any]:
+        return self.vault.lock(self.user)

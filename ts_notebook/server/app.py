@@ -14,6 +14,7 @@ from traitlets import Unicode
 
 from ..config import SECRET_ENV, TABLE, Settings
 from ..errors import ConfigError
+from ..hub import HubServer
 from ..protocol import API, CALLBACK, ENV_VAR, LOGIN, RuntimeInfo
 from . import handlers
 from .broker import TokenBroker
@@ -76,6 +77,7 @@ class TSNotebook(ExtensionApp):
     scopes = setting("scopes")
     redirect_uri = setting("redirect_uri")
     hub_public_url = setting("hub_public_url")
+    hub_service_url = setting("hub_service_url")
     relay_ports = setting("relay_ports")
     api_url = setting("api_url")
     sim_api_url = setting("sim_api_url")
@@ -101,7 +103,10 @@ class TSNotebook(ExtensionApp):
         if not make_non_dumpable():
             self.log.debug("ts_notebook: this system cannot keep other processes out of the server's memory")
         self.key = secrets.token_urlsafe(32)
-        self.broker = TokenBroker(settings, config_error=config_error)
+        here = HubServer.here()
+        self.broker = TokenBroker(settings, config_error=config_error, hub_token=here.api_token if here else None)
+        if settings.hub_service_url and here is None:
+            self.log.warning("ts_notebook: TS_HUB_SERVICE_URL is set but this is no JupyterHub server; it is ignored")
         self.runtime_file = Path(self.serverapp.runtime_dir) / f"ts_notebook-{os.getpid()}-{self.serverapp.port}.json"
         self._write_runtime_file()
         if not settings.client_id and not config_error:

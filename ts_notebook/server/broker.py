@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
-from ..errors import ConfigError, NotSignedIn, OAuthError, TSError
-from ..keeper import Action, ArmTimer, Forget, Keep, Keeper, Notify, Refresh, Revoke
+from ..errors import ConfigError, OAuthError, TSError
 from ..loopback import relay_port
-from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, as_oauth_error, callback_code, same_secret, sign_in_ended
+from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, callback_code, same_secret
 from ..protocol import Snapshot
+from ..signin import Changes, Holder, SignIn
 from ..store import Identity, Memory, open_memory
 from ..tokens import TokenSet
+from .hubclient import ServiceSignIn
 from .relay import LoopbackRelay
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class TokenBroker:
         settings: resolved settings (the client secret among them).
         clock: monotonic clock for pending-login expiry (tests move it forward).
         config_error: why the settings could not be read; every login then reports it.
+        hub_token: this server's JupyterHub token; with ``settings.hub_service_url`` the
+            sign-in is the hub service's (one per hub user), else this server's own.
     """
 
     def __init__(
@@ -58,57 +61,45 @@ class TokenBroker:
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
         config_error: str | None = None,
+        hub_token: str | None = None,
     ) -> None:
         self.settings = settings
         self.config_error = config_error
         self._client: OAuthClient | None = None
         self.clock = clock
-        self.keeper = Keeper()
-        # Start from the wall clock so a kernel that watched a previous server sees a change.
-        self.version = int(time.time() * 1000)
+        self.changes = Changes()
         self._pending: dict[str, _Pending] = {}
-        self._watchers: set[asyncio.Future[None]] = set()
-        # The refresh under way, and the token set it renews (single flight per token set).
-        self._inflight: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         # Room for every pending login's exchange at once, and renewals beside them.
         self._pool = ThreadPoolExecutor(max_workers=MAX_PENDING + 4, thread_name_prefix="ts_notebook-broker")
         self.relay = LoopbackRelay(settings.relay_ports, self._relay_target)
         self._opening = 0  # relay logins being started, not yet in _pending
         # Where the sign-in is kept across restarts (nothing is, without a usable key).
-        self.memory = (
-            Memory(None, Identity.of(settings), "the settings above need fixing first.")
-            if config_error
-            else open_memory(settings)
-        )
+        self.signin: Holder
+        if settings.hub_service_url and hub_token and not config_error:
+            self.signin = ServiceSignIn(settings.hub_service_url, hub_token, self.changes.bump)
+        else:
+            memory = (
+                Memory(None, Identity.of(settings), "the settings above need fixing first.")
+                if config_error
+                else open_memory(settings)
+            )
+            self.signin = SignIn(memory, lambda: self.client, self._pool, self.changes.bump)
 
     async def restore(self) -> None:
-        """Take up the sign-in kept by an earlier run, if any, and renew it at once; a kept
-        sign-in that cannot be used is reported as the reason nobody is signed in."""
-        tokens, notice = await self._off_loop(self.memory.restore)
-        if tokens is not None:
-            log.info("Signed in to TradeStation as %s, from %s", tokens.display_name, self.memory.backend.where)
-            self._apply(self.keeper.restored(tokens, time.time()))
-        elif notice:
-            log.warning("ts_notebook: %s", notice)
-            self._apply(self.keeper.failed(notice))
+        """Take up the sign-in kept by an earlier run, if any (see :meth:`SignIn.restore`)."""
+        await self.signin.restore()
 
     # -- change notification -------------------------------------------------------------------
 
-    def _bump(self) -> None:
-        self.version += 1
-        for fut in self._watchers:
-            if not fut.done():
-                fut.set_result(None)
-        self._watchers.clear()
+    @property
+    def version(self) -> int:
+        """The state's version: it goes up at every change."""
+        return self.changes.version
 
     def watch(self) -> asyncio.Future[None]:
         """A future that resolves at the next change; cancel it to stop watching."""
-        fut = asyncio.get_running_loop().create_future()
-        self._watchers.add(fut)
-        fut.add_done_callback(self._watchers.discard)
-        return fut
+        return self.changes.watch()
 
     def _off_loop(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         # A pool of our own: the loop's default executor may be busy with other extensions.
@@ -172,7 +163,7 @@ class TokenBroker:
                 self._release_relay()
         # When it expires unanswered: release the relay's port, and tell widgets it lapsed.
         asyncio.get_running_loop().call_later(PENDING_TTL + 1, self._expire_pending)
-        self._bump()
+        self.changes.bump()
         return pending
 
     def _open_relay(self) -> str:
@@ -210,7 +201,7 @@ class TokenBroker:
         before = len(self._pending)
         self._prune()
         if len(self._pending) < before and not self._closed:
-            self._bump()
+            self.changes.bump()
 
     def _release_relay(self) -> None:
         if self.relay.listening and not self._opening and not any(p.via_relay for p in self._pending.values()):
@@ -271,7 +262,7 @@ class TokenBroker:
 
     def fail_login(self, message: str) -> None:
         """Record why a claimed login did not complete, for every widget to show."""
-        self._apply(self.keeper.failed(message))
+        self.signin.fail(message)
 
     async def complete_login(self, pending: PendingLogin, params: dict[str, str]) -> TokenSet:
         """Finish a claimed login with its callback's query: exchange the code, verify the
@@ -283,127 +274,35 @@ class TokenBroker:
         """
         try:
             code = callback_code(params)
-            await self._carry_out(self.keeper.replacing())
-            tokens = await self._off_loop(self.client.exchange, pending, code)
-        except Exception as exc:
-            error = as_oauth_error(exc)
-            self.fail_login(str(error))
-            if error is exc:
-                raise
-            raise error from exc
-        await self._carry_out(self.keeper.signed_in(tokens, time.time()))
-        log.info("Signed in to TradeStation as %s", tokens.display_name)
-        return tokens
-
-    # -- the keeper's actions, on this event loop ----------------------------------------------------
+        except OAuthError as exc:
+            self.fail_login(str(exc))
+            raise
+        return await self.signin.complete(pending, code)
 
     @property
     def tokens(self) -> TokenSet | None:
         """The current sign-in's tokens, if any."""
-        return self.keeper.tokens
+        return self.signin.tokens
 
     @property
     def error(self) -> str | None:
         """Why the last sign-in or renewal failed, if it did."""
-        return self.keeper.error
-
-    def _apply(self, actions: list[Action]) -> list[asyncio.Future[None]]:
-        """Carry out the keeper's actions in order; returns the calls started."""
-        revocations = []
-        for action in actions:
-            if isinstance(action, Notify):
-                self._bump()
-            elif isinstance(action, ArmTimer):
-                self._arm(action.delay)
-            elif isinstance(action, Refresh):
-                self._inflight = asyncio.ensure_future(self._refresh_once(action.tokens))
-                self._inflight.add_done_callback(self._refresh_done)
-            elif isinstance(action, Revoke):
-                revocations.append(asyncio.ensure_future(self._revoke_quietly(action.refresh_token)))
-            elif isinstance(action, Keep):
-                revocations.append(self._off_loop(self.memory.remember, action.tokens))
-            elif isinstance(action, Forget):
-                revocations.append(self._off_loop(self.memory.forget, action.refresh_token))
-        return revocations
-
-    async def _carry_out(self, actions: list[Action]) -> None:
-        """Carry out the keeper's actions and wait for the calls among them (revoke, keep, forget)."""
-        await asyncio.gather(*self._apply(actions))
-
-    def _arm(self, delay: float | None) -> None:
-        """(Re)arm the one renewal timer; None disarms it."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if delay is not None and not self._closed:
-            self._timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
-
-    def _timer_fired(self) -> None:
-        self._timer = None
-        if not self._closed:
-            self._apply(self.keeper.timer_fired())
+        return self.signin.error
 
     async def refresh(self, stale: str | None = None) -> None:
-        """Renew the access token, once however many callers ask at the same time.
-
-        Args:
-            stale: the access token the caller found refused. If the current token differs,
-                someone renewed already and nothing is sent.
-
-        Raises:
-            NotSignedIn: nobody is signed in.
-            OAuthError: the renewal failed (permanently: the sign-in has ended, and says so).
-        """
-        if self.keeper.tokens is None:
-            raise NotSignedIn(self.keeper.error or "")
-        current = self.keeper.tokens
-        self._apply(self.keeper.refresh_wanted(stale))
-        if self._inflight is not None and self.keeper.refreshing is current:
-            await asyncio.shield(self._inflight)
-
-    def _refresh_done(self, fut: asyncio.Future[None]) -> None:
-        if fut is self._inflight:
-            self._inflight = None
-        if not fut.cancelled():
-            fut.exception()  # retrieved here so a refresh nobody awaits does not warn
-
-    async def _refresh_once(self, current: TokenSet) -> None:
-        try:
-            tokens, fetched = await self._off_loop(self.memory.renew, current, self.client.refresh)
-        except Exception as exc:
-            ended = sign_in_ended(exc)
-            if ended:
-                log.warning("The TradeStation sign-in ended: %s", exc.error)  # type: ignore[attr-defined]
-            else:
-                log.warning(
-                    "Renewing the TradeStation token failed (%s); retrying",
-                    exc.error if isinstance(exc, OAuthError) else type(exc).__name__,
-                )
-            await self._carry_out(self.keeper.refresh_failed(current, time.time(), ended))
-            raise
-        await self._carry_out(self.keeper.refreshed(current, tokens, time.time(), fetched))
-        log.info(
-            "Renewed the TradeStation access token"
-            if fetched
-            else "Took up the TradeStation access token another process renewed"
-        )
+        """Renew the access token, once however many callers ask at the same time (see
+        :meth:`SignIn.refresh`)."""
+        await self.signin.refresh(stale)
 
     async def logout(self) -> None:
         """Forget the sign-in everywhere and revoke its refresh token at the provider."""
-        await self._carry_out(self.keeper.signed_out())
-
-    async def _revoke_quietly(self, refresh_token: str) -> None:
-        try:
-            await self._off_loop(self.client.revoke, refresh_token)
-        except OAuthError as exc:
-            log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
+        await self.signin.logout()
 
     def close(self) -> None:
         """Stop the renewal timer and release every watcher (server shutdown)."""
         self._closed = True
-        self._arm(None)
-        for fut in list(self._watchers):
-            fut.cancel()
+        self.signin.close()
+        self.changes.close()
         self.relay.close()
         self._pool.shutdown(wait=False)
 
@@ -413,10 +312,10 @@ class TokenBroker:
         """The state every kernel reads (its wire form carries the token only when asked)."""
         return Snapshot.of(
             self.version,
-            self.keeper.tokens,
+            self.signin.tokens,
             self.settings,
             self.error or self.config_error,
             login_pending=self.login_pending,
             configured=bool(self.settings.client_id) and not self.config_error,
-            kept=self.memory.kept,
+            kept=self.signin.kept,
         )

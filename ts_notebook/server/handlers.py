@@ -395,7 +395,11 @@ class LogoutHandler(_API):
     @allow_unauthenticated
     async def post(self) -> None:
         self.require_access()
-        await self.broker.logout()
+        try:
+            await self.broker.logout()
+        except OAuthError as exc:  # the hub's service could not be reached: nothing changed
+            self.reply({"message": str(exc)}, 502)
+            return
         self.reply(self.broker.snapshot().to_wire(include_token=False))
 
 

@@ -1,0 +1,390 @@
+"""The hub service on a real JupyterHub: the client secret and the refresh tokens stay in the
+service; one sign-in per hub user serves all of that user's servers, survives a culled server
+and a restarted service, and renews once per expiry for all of them together.
+
+The service runs as an external service here (the test starts and restarts its process, as
+zero-to-jupyterhub runs it beside the hub); ``test_managed_service.py`` lets the hub start it.
+Tokens live three seconds and rotate on every refresh throughout.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from ts_notebook.emulator import Emulator
+from ts_notebook.launch import free_port
+
+from ..conftest import CLIENT_ID
+from .conftest import ACCOUNTS, ROOT, STATUS, Hub, running_hub, sign_in, stop_process, wait_for_answer
+
+CLIENT_SECRET = secrets.token_urlsafe(24)
+SERVICE = "ts-notebook"
+PREFIX = f"/services/{SERVICE}/"
+
+
+class ServiceProcess:
+    """The service, run as the hub runs an external service; started and stopped by the test."""
+
+    def __init__(self, tmp: Path, emulator: Emulator, hub_port: int) -> None:
+        self.port, self.token, self.folder = free_port(), secrets.token_hex(24), tmp / "service"
+        self.folder.mkdir()
+        self.url = f"http://127.0.0.1:{self.port}{PREFIX}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TS_", "JUPYTERHUB_"))},
+            "PYTHONPATH": str(ROOT),
+            "JUPYTERHUB_API_TOKEN": self.token,
+            "JUPYTERHUB_API_URL": f"http://127.0.0.1:{hub_port}/hub/api",
+            "JUPYTERHUB_SERVICE_NAME": SERVICE,
+            "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{self.port}",
+            "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
+            "TS_CLIENT_ID": CLIENT_ID,
+            "TS_CLIENT_SECRET": CLIENT_SECRET,
+            "TS_SIGNIN_URL": emulator.url,
+            "TS_NOTEBOOK_CRYPT_KEY": secrets.token_hex(32),
+            "TS_NOTEBOOK_VAULT": str(self.folder / "signins.sqlite"),
+        }
+        self.log = self.folder / "service.log"
+        self.proc: subprocess.Popen | None = None
+
+    def run(self, **env: str | None) -> subprocess.CompletedProcess:
+        """Run the service to its end with some variables changed (None: removed)."""
+        changed = {k: v for k, v in {**self.env, **env}.items() if v is not None}
+        return subprocess.run(
+            [sys.executable, "-m", "ts_notebook.hubservice"],
+            cwd=self.folder,
+            env=changed,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        out = open(self.log, "a")  # noqa: SIM115 - the process writes it until stopped
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ts_notebook.hubservice"], cwd=self.folder, env=self.env, stdout=out, stderr=out
+        )
+        wait_for_answer(self.url, self.proc, self.log, "The ts_notebook service")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def call(self, token: str | None, method: str = "GET", route: str = "api/signin", **kw) -> requests.Response:
+        headers = {"Authorization": f"token {token}"} if token else {}
+        return requests.request(method, self.url + route, headers=headers, timeout=30, **kw)
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with Emulator(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, access_token_lifetime=3, rotate_refresh_tokens=True
+    ) as em:
+        yield em
+
+
+@pytest.fixture(scope="module")
+def service_hub(emulator, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("service_hub")
+    ports = (free_port(), free_port())
+    service = ServiceProcess(tmp, emulator, ports[1])
+    servers_env = {  # no secret of any kind: the key's id and where things are
+        "TS_CLIENT_ID": CLIENT_ID,
+        "TS_SIGNIN_URL": emulator.url,
+        "TS_API_URL": f"{emulator.url}/v3",
+        "TS_SIM_API_URL": f"{emulator.url}/sim/v3",
+        "TS_HUB_SERVICE_URL": service.url,
+        "PYTHONPATH": str(ROOT),
+    }
+    config = f"""
+c.JupyterHub.services.append({{"name": {SERVICE!r}, "url": "http://127.0.0.1:{service.port}",
+                               "api_token": {service.token!r}, "display": False}})
+c.JupyterHub.load_roles.append({{"name": "user", "scopes": ["self", "access:services!service={SERVICE}"]}})
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service={SERVICE}"]
+"""
+    service.start()
+    try:
+        with running_hub(tmp, emulator, servers_env, config, ports) as hub:
+            hub.service = service
+            yield hub
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def alice_token(service_hub):
+    """A hub token of alice's that may call the service, as her servers' tokens may."""
+    scopes = {"scopes": [f"access:services!service={SERVICE}"]}
+    return service_hub.api.post(f"{service_hub.url}hub/api/users/alice/tokens", json=scopes, timeout=30).json()["token"]
+
+
+def grants(hub: Hub, kind: str) -> list[dict]:
+    return [g for g in hub.emulator.timed_grants if g["grant_type"] == kind]
+
+
+def test_alice_signs_in_once_and_all_her_servers_are_signed_in_bob_stays_signed_out(service_hub):
+    alice = service_hub.browser("alice")
+    default, research = service_hub.start("alice"), service_hub.start("alice", "research")
+    bob = service_hub.start("bob")
+
+    done = sign_in(service_hub, alice, default)
+
+    assert done.status_code == 200 and "Signed in to TradeStation as analyst" in done.text
+    assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
+    assert service_hub.run(research, ACCOUNTS).strip() == "11111111"  # no click there
+    assert "kept by the hub's ts_notebook service" in service_hub.run(research, STATUS)
+    assert "Not signed in" in service_hub.run(bob, STATUS)
+    assert len(grants(service_hub, "authorization_code")) == 1
+
+
+# Run in a user's kernel: every environment it can name and every file under the user's home
+# and Jupyter's folders, sent back whole for the test to search (the kernel is never told the
+# secret, which would put it in the kernel's own history).
+COLLECT = r"""
+import base64, json, os
+from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
+found = {}
+def take(path):
+    try:
+        with open(path, "rb") as f:
+            found[path] = base64.b64encode(f.read(4_000_000)).decode()
+    except OSError as exc:
+        found[path] = "unreadable " + type(exc).__name__
+found["os.environ"] = base64.b64encode(json.dumps(dict(os.environ)).encode()).decode()
+for pid in ("self", str(os.getppid())):
+    take(f"/proc/{pid}/environ")
+    take(f"/proc/{pid}/cmdline")
+for top in {os.path.expanduser("~"), os.getcwd(), jupyter_runtime_dir(), jupyter_data_dir()}:
+    for folder, _, files in os.walk(top):
+        for name in files:
+            take(os.path.join(folder, name))
+print(json.dumps(found))
+"""
+
+
+def test_the_client_secret_is_in_the_services_environment_only(service_hub):
+    servers = [service_hub.start("alice"), service_hub.start("alice", "research"), service_hub.start("bob")]
+    secret = CLIENT_SECRET.encode()
+
+    for server in servers:
+        found = json.loads(service_hub.run(server, COLLECT))
+        server_environ = [p for p in found if p.endswith("/environ") and p.split("/")[2].isdigit()]
+        assert server_environ and not found[server_environ[0]].startswith("unreadable")
+        leaks = [p for p, v in found.items() if not v.startswith("unreadable") and secret in base64.b64decode(v)]
+        assert leaks == [], f"{server}: {leaks}"
+
+    # The same search finds it where it is: the service's environment.
+    assert secret in Path(f"/proc/{service_hub.service.proc.pid}/environ").read_bytes()
+
+
+# Run in bob's kernel: call the service with his server's own hub token, naming alice every way.
+AS_BOB = r"""
+import json, os, requests
+env = dict(kv.split("=", 1) for kv in open(f"/proc/{os.getppid()}/environ").read().split("\0") if "=" in kv)
+url, token = env["TS_HUB_SERVICE_URL"], env["JUPYTERHUB_API_TOKEN"]
+h = {"Authorization": f"token {token}"}
+out = []
+for extra in ({"user": "alice"}, {"name": "alice"}, {"since": "0", "timeout": "0", "user": "alice"}):
+    r = requests.get(url + "api/signin", params=extra, headers={**h, "X-Forwarded-User": "alice"}, timeout=30)
+    out.append([r.status_code, r.json()])
+r = requests.post(url + "api/refresh", json={"stale": None, "user": "alice"}, headers=h, timeout=30)
+out.append([r.status_code, r.json()])
+print(json.dumps(out))
+"""
+
+
+def test_bobs_server_asking_the_service_for_alices_token_gets_only_bobs_sign_in(service_hub):
+    bob, alice = service_hub.start("bob"), service_hub.start("alice")
+    assert service_hub.run(alice, ACCOUNTS).strip() == "11111111"
+
+    replies = json.loads(service_hub.run(bob, AS_BOB))
+
+    for status, body in replies[:3]:
+        assert status == 200 and body["signed_in"] is False and "access_token" not in body
+    assert replies[3][0] == 409 and replies[3][1]["error"] == "not_signed_in"
+    # Not a user's server at all: another service's token, no token, a token lacking the scope.
+    other = service_hub.service.call(service_hub.api.headers["Authorization"].split()[1])
+    anonymous = service_hub.service.call(None)
+    narrow = service_hub.api.post(
+        f"{service_hub.url}hub/api/users/bob/tokens", json={"scopes": ["read:users:name!user"]}, timeout=30
+    ).json()["token"]
+    assert (other.status_code, other.json()["error"]) == (403, "not_a_user")
+    assert (anonymous.status_code, anonymous.json()["error"]) == (401, "no_token")
+    assert service_hub.service.call(narrow).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "body", "says"),
+    [
+        ("POST", "api/signin", "not json", "Send a JSON object"),
+        ("POST", "api/signin", "[1, 2]", "Send a JSON object"),
+        ("POST", "api/signin", {"code": "c", "nonce": "n", "redirect_uri": "u"}, "code_verifier must be"),
+        (
+            "POST",
+            "api/signin",
+            {"code": "c" * 5000, "code_verifier": "v", "nonce": "n", "redirect_uri": "u"},
+            "code must be",
+        ),
+        (
+            "POST",
+            "api/signin",
+            {"code": "c", "code_verifier": "v", "nonce": "n\n", "redirect_uri": "u"},
+            "nonce must be",
+        ),
+        (
+            "POST",
+            "api/signin",
+            {"code": "c", "code_verifier": "v", "nonce": "n", "redirect_uri": "u", "scopes": "x"},
+            "scopes",
+        ),
+        ("POST", "api/refresh", {"stale": 12}, "stale must be"),
+        ("GET", "api/signin?since=soon", None, "since must be a whole number"),
+    ],
+)
+def test_bad_calls_get_a_clear_400_and_change_nothing(service_hub, method, route, body, says):
+    default = service_hub.start("alice")
+    assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
+    token = service_hub.api.post(
+        f"{service_hub.url}hub/api/users/alice/tokens",
+        json={"scopes": [f"access:services!service={SERVICE}"]},
+        timeout=30,
+    ).json()["token"]
+    before = len(service_hub.emulator.grants)
+
+    r = service_hub.service.call(token, method, route, data=body if isinstance(body, str) else json.dumps(body))
+
+    assert r.status_code == 400 and says in r.json()["message"], r.text
+    assert len(service_hub.emulator.grants) - before <= 1  # a renewal on its timer, at most
+    assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
+
+
+def test_many_servers_asking_to_renew_at_once_make_one_refresh(service_hub, alice_token):
+    stale = service_hub.service.call(alice_token, route="api/signin?since=0&timeout=0").json()["access_token"]
+    since = time.time()
+
+    def renew(_: int) -> requests.Response:
+        return service_hub.service.call(alice_token, "POST", "api/refresh", data=json.dumps({"stale": stale}))
+
+    with ThreadPoolExecutor(20) as pool:
+        replies = list(pool.map(renew, range(20)))
+
+    tokens = {r.json()["access_token"] for r in replies if r.status_code == 200}
+    assert len(tokens) == 1 and stale not in tokens  # one refresh answered all twenty
+    assert all(g["ok"] for g in grants(service_hub, "refresh_token") if g["at"] >= since)
+
+
+def test_a_stopped_and_started_server_is_signed_in_with_no_click(service_hub):
+    service_hub.stop("alice")  # as the idle culler does
+
+    default = service_hub.start("alice")
+
+    assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
+    assert len(grants(service_hub, "authorization_code")) == 1
+
+
+# Run in each of alice's kernels: call the API every 50 ms for LOAD_SECONDS, report each status.
+LOAD_SECONDS = 10
+LOAD = f"""
+import json, time
+import ts_notebook as ts
+codes, end = [], time.monotonic() + {LOAD_SECONDS}
+while time.monotonic() < end:
+    try:
+        codes.append(ts.session.get("brokerage/accounts").status_code)
+    except Exception as exc:
+        codes.append(type(exc).__name__)
+    time.sleep(0.05)
+print(json.dumps(codes))
+"""
+
+
+def test_a_restarted_service_keeps_everyone_signed_in_and_no_request_fails(service_hub):
+    servers = [service_hub.start("alice"), service_hub.start("alice", "research")]
+    results: dict[str, list] = {}
+
+    def load(server: str) -> None:
+        results[server] = json.loads(service_hub.run(server, LOAD))
+
+    threads = [threading.Thread(target=load, args=(s,)) for s in servers]
+    started = time.time()
+    for t in threads:
+        t.start()
+    time.sleep(4)
+    service_hub.service.restart()  # mid-run, while both servers' kernels call the API
+    for t in threads:
+        t.join(120)
+
+    for server in servers:
+        codes = results[server]
+        assert len(codes) > 50 and set(codes) == {200}, (server, [c for c in codes if c != 200][:5])
+    refreshes = [g for g in grants(service_hub, "refresh_token") if g["at"] >= started]
+    assert all(g["ok"] for g in refreshes), refreshes
+    # Three-second tokens renewed two seconds in, once for both servers together (and at most
+    # once more when the restarted service takes up a due sign-in).
+    assert 3 <= len(refreshes) <= LOAD_SECONDS / 2 + 3, [round(g["at"] - started, 2) for g in refreshes]
+
+
+def test_logout_in_one_server_signs_all_out_and_revokes(service_hub):
+    default, research = service_hub.start("alice"), service_hub.start("alice", "research")
+    assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
+
+    service_hub.run(research, "import ts_notebook as ts\nts.logout()")
+
+    assert "Not signed in" in service_hub.run(default, STATUS)
+    assert "Not signed in" in service_hub.run(service_hub.start("alice", "research"), STATUS)
+    gone = service_hub.run(default, ACCOUNTS)
+    assert "NotSignedIn" in gone, gone
+    em, key = service_hub.emulator, {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    grant = {"grant_type": "refresh_token", **key}
+    live = [
+        s
+        for s in em.issued_secrets()
+        if requests.post(f"{em.url}/oauth/token", data={**grant, "refresh_token": s}, timeout=10).ok
+    ]
+    assert live == []  # the last refresh token was revoked, not just forgotten
+
+
+def test_a_changed_key_means_signing_in_again_never_a_crash(service_hub):
+    default = service_hub.start("alice")
+    assert "Signed in to TradeStation" in sign_in(service_hub, service_hub.browser("alice"), default).text
+    old_key = service_hub.service.env["TS_NOTEBOOK_CRYPT_KEY"]
+    service_hub.service.env["TS_NOTEBOOK_CRYPT_KEY"] = secrets.token_hex(32)
+    try:
+        service_hub.service.restart()
+        status = service_hub.run(default, STATUS)
+        assert "Not signed in" in status and "could not open your kept sign-in" in status, status
+        assert service_hub.service.proc.poll() is None  # still serving
+
+        alice = service_hub.browser("alice")
+        assert "Signed in to TradeStation" in sign_in(service_hub, alice, default).text
+        assert service_hub.run(service_hub.start("alice", "research"), ACCOUNTS).strip() == "11111111"
+    finally:
+        service_hub.service.env["TS_NOTEBOOK_CRYPT_KEY"] = (
+            old_key + ";" + service_hub.service.env["TS_NOTEBOOK_CRYPT_KEY"]
+        )
+        service_hub.service.restart()
+
+
+def test_nothing_secret_at_rest_or_in_any_log(service_hub):
+    # Runs last: every sign-in, renewal and sign-out above went through the service.
+    secrets_seen = {s for s in service_hub.emulator.issued_secrets() if s and len(s) > 8}
+    at_rest = b"".join(p.read_bytes() for p in service_hub.service.folder.rglob("*") if p.is_file())
+    logs = service_hub.log.read_text() + service_hub.service.log.read_text()
+    assert not [s for s in secrets_seen if s.encode() in at_rest]
+    assert not [s for s in secrets_seen if s in logs]

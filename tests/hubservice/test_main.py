@@ -1,0 +1,53 @@
+"""``ts-notebook-hub-service`` refuses to start, with one line that says what to set, when it
+is not run by a hub, has no key, or has no usable encryption key; and it writes nothing then."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+HUB = {
+    "JUPYTERHUB_API_TOKEN": secrets.token_hex(16),
+    "JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api",
+    "JUPYTERHUB_SERVICE_NAME": "ts-notebook",
+    "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:1",
+    "JUPYTERHUB_SERVICE_PREFIX": "/services/ts-notebook/",
+}
+GOOD = {**HUB, "TS_CLIENT_ID": "key", "TS_NOTEBOOK_CRYPT_KEY": secrets.token_hex(32)}
+
+
+def run(tmp_path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TS_", "JUPYTERHUB_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "ts_notebook.hubservice", "--vault", str(tmp_path / "vault" / "signins.sqlite")],
+        env={**base, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"TS_NOTEBOOK_CRYPT_KEY": None}, "Set TS_NOTEBOOK_CRYPT_KEY to a 32-byte key (make one with: openssl rand"),
+        ({"TS_NOTEBOOK_CRYPT_KEY": "not-a-key"}, "not 32 bytes in hex or base64"),
+        ({"TS_NOTEBOOK_CRYPT_KEY": secrets.token_hex(31)}, "not 32 bytes in hex or base64"),
+        ({"TS_CLIENT_ID": None}, "TS_CLIENT_ID"),
+        ({"JUPYTERHUB_API_TOKEN": None}, "JUPYTERHUB_API_TOKEN not set: run this as a JupyterHub service"),
+        ({"JUPYTERHUB_SERVICE_URL": "http://127.0.0.1"}, "names no port"),
+    ],
+)
+def test_it_will_not_start_without_what_it_needs_and_says_what_to_set(tmp_path, change, says):
+    env = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+
+    ran = run(tmp_path, env)
+
+    assert ran.returncode == 2, ran.stderr
+    assert says in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
+    assert not (tmp_path / "vault").exists()  # refused before anything is written

@@ -1,0 +1,118 @@
+"""``ts-notebook-hub-service`` (or ``python -m ts_notebook.hubservice``): run the hub service.
+
+JupyterHub starts it as a managed service, or it runs beside the hub as an external one; either
+way the hub gives it ``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_SERVICE_URL``
+(where to listen) and ``JUPYTERHUB_SERVICE_PREFIX``. It reads the key like every ts_notebook
+part (``TS_CLIENT_ID``, ``TS_CLIENT_SECRET`` or ``TS_CLIENT_SECRET_FILE``, ``TS_SIGNIN_URL``,
+``TS_SCOPES``) and ``TS_NOTEBOOK_CRYPT_KEY``; without a usable key it says what to set and
+exits with status 2, before it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..config import Settings
+from ..errors import ConfigError, TSError
+from .app import WORKERS, Service, make_app
+from .vault import Vault
+
+log = logging.getLogger("ts_notebook.hubservice")
+
+HUB_VARS = ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="ts-notebook-hub-service",
+        description="Keep each JupyterHub user's TradeStation sign-in for all of their servers.",
+    )
+    parser.add_argument(
+        "--vault",
+        default=os.environ.get("TS_NOTEBOOK_VAULT", "ts_notebook_signins.sqlite"),
+        help="the encrypted sign-in database (default: $TS_NOTEBOOK_VAULT, else ts_notebook_signins.sqlite here)",
+    )
+    parser.add_argument(
+        "--ip",
+        default=os.environ.get("TS_NOTEBOOK_SERVICE_IP"),
+        help="interface to listen on (default: the host of JUPYTERHUB_SERVICE_URL; 0.0.0.0 in a hub pod)",
+    )
+    parser.add_argument("--workers", type=int, default=WORKERS, help="provider calls in flight at once")
+    return parser.parse_args(argv)
+
+
+class Refusal(TSError):
+    """The service cannot start as configured; the message says what to set."""
+
+
+def setup(args: argparse.Namespace) -> tuple[Settings, Vault, str, int, str]:
+    """Everything the service needs, checked before it listens.
+
+    Raises:
+        Refusal: a missing hub variable, no key, or no encryption key.
+    """
+    missing = [v for v in HUB_VARS if not os.environ.get(v)]
+    if missing:
+        raise Refusal(
+            f"{', '.join(missing)} not set: run this as a JupyterHub service (c.JupyterHub.services, "
+            "see the README's JupyterHub part), which sets them."
+        )
+    try:
+        settings = Settings.load()
+        settings.require_client_id()
+    except ConfigError as exc:
+        raise Refusal(str(exc)) from exc
+    url = urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
+    if not url.port:
+        raise Refusal("JUPYTERHUB_SERVICE_URL names no port: give the service's url a port, such as :10101.")
+    vault = Vault.from_environ(Path(args.vault).expanduser().resolve())
+    prefix = os.environ["JUPYTERHUB_SERVICE_PREFIX"].rstrip("/") + "/"
+    return settings, vault, args.ip or url.hostname or "127.0.0.1", url.port, prefix
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from jupyterhub.services.auth import HubAuth
+
+    settings, vault, ip, port, prefix = setup(args)
+    if not settings.client_secret:
+        log.warning("ts_notebook service: no client secret is set; only a PKCE-only key can sign in")
+    service = Service(settings, vault, args.workers)
+    hub_auth = HubAuth(cache_max_age=60)
+    app = make_app(service, hub_auth, re.escape(prefix))
+    server = app.listen(port, address=ip, xheaders=True)
+    log.info("ts_notebook service listening on %s:%d%s, keeping sign-ins in %s", ip, port, prefix, vault.path)
+    await service.restore()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.stop()
+    service.close()
+    await asyncio.sleep(0.1)  # the waiting servers' answers go out
+    vault.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Its own news at INFO; the libraries' (the hub's database layer among them) only when amiss.
+    logging.basicConfig(level=logging.WARNING, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s")
+    logging.getLogger("ts_notebook").setLevel(logging.INFO)
+    args = parse_args(argv)
+    try:
+        asyncio.run(serve(args))
+    except TSError as exc:  # Refusal, VaultError: one clear line, no traceback
+        print(f"ts_notebook service cannot start: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

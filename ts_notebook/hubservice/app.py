@@ -1,0 +1,267 @@
+"""The hub service: one TradeStation sign-in per hub user, exchanged, kept and renewed here.
+
+A user's servers keep the browser's side of a sign-in (the callback, state, cookie binding,
+PKCE and nonce) and hand a claimed login's code and verifier to this service, which holds the
+client secret. It exchanges the code, verifies the id_token, keeps the refresh token in the
+vault (encrypted), renews before expiry, and answers every server of that user with the
+current access token (a long-poll, as kernels watch their server). Which user a call is for is
+the hub's answer about the caller's token, never a parameter.
+
+Each user's sign-in is a :class:`~ts_notebook.signin.SignIn`, the same keeper a single server
+runs, kept in the vault instead of a file. Provider calls run in one pool sized for every user
+at once, so an exchange or renewal never waits behind another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from tornado import web
+
+from ..config import SCOPE, Settings
+from ..errors import NotSignedIn, OAuthError
+from ..oauth import OAuthClient, PendingLogin
+from ..protocol import LONGPOLL, LONGPOLL_MAX, SERVICE_REFRESH, SERVICE_SIGNIN, service_state
+from ..signin import Changes, SignIn
+from ..store import Identity, Memory
+from .vault import Vault, VaultBackend
+
+log = logging.getLogger(__name__)
+
+# Provider calls in flight at once (exchanges, renewals, revocations of every user together).
+WORKERS = 256
+# Connect and read timeouts of each provider call. Longer than a person waits at the keyboard:
+# renewals run in the background, and a slow token endpoint (20 s has been seen) must not
+# turn every renewal into a timeout and a retry.
+PROVIDER_TIMEOUT = (5.0, 45.0)
+# The longest code, verifier, nonce, URL or token a server may send.
+MAX_FIELD = 4096
+
+
+class UserSignIn:
+    """One hub user's sign-in and the servers watching it."""
+
+    def __init__(self, service: Service, name: str) -> None:
+        self.changes = Changes()
+        memory = Memory(VaultBackend(service.vault, name), service.identity)
+        self.signin = SignIn(memory, lambda: service.client, service.pool, self.changes.bump, label=f"hub user {name}")
+
+    def state(self) -> dict[str, Any]:
+        return service_state(self.changes.version, self.signin.tokens, self.signin.error)
+
+
+class Service:
+    """Every hub user's sign-in.
+
+    Args:
+        settings: the key (client id and secret), the sign-in service and the scopes.
+        vault: where sign-ins are kept, encrypted.
+        workers: provider calls in flight at once.
+    """
+
+    def __init__(self, settings: Settings, vault: Vault, workers: int = WORKERS) -> None:
+        self.settings, self.vault = settings, vault
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ts_notebook-service")
+        http = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=workers)  # a connection per call in flight
+        http.mount("https://", adapter)
+        http.mount("http://", adapter)
+        self.client = OAuthClient(settings, http=http, timeout=PROVIDER_TIMEOUT)
+        self.identity = Identity.of(settings)
+        self.users: dict[str, UserSignIn] = {}
+
+    def user(self, name: str) -> UserSignIn:
+        """``name``'s sign-in (made on first use; none kept yet means signed out)."""
+        entry = self.users.get(name)
+        if entry is None:
+            entry = self.users[name] = UserSignIn(self, name)
+        return entry
+
+    async def restore(self) -> None:
+        """Take up every kept sign-in (renewing those due, all at once)."""
+        names = self.vault.users()
+        await asyncio.gather(*(self.user(n).signin.restore() for n in names))
+        taken = sum(u.signin.tokens is not None for u in self.users.values())
+        log.info("ts_notebook service: %d kept sign-ins taken up", taken)
+
+    def close(self) -> None:
+        """Stop every renewal timer and answer every waiting server (shutdown)."""
+        for entry in self.users.values():
+            entry.signin.close()
+            entry.changes.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Refused(web.HTTPError):
+    """A call the service does not answer; ``error`` and ``message`` go back as JSON."""
+
+    def __init__(self, status: int, error: str, message: str, description: str = "") -> None:
+        super().__init__(status, reason=None)
+        self.error, self.message, self.description = error, message, description
+
+    @classmethod
+    def oauth(cls, status: int, exc: OAuthError) -> Refused:
+        """A provider's refusal, passed on to the server that asked."""
+        return cls(status, exc.error, str(exc), exc.description)
+
+
+class ServiceHandler(web.RequestHandler):
+    """A call from one of a hub user's servers, identified by its hub token."""
+
+    service: Service
+    hub_auth: Any
+    hub_user: str
+
+    def initialize(self, service: Service, hub_auth: Any) -> None:
+        self.service, self.hub_auth = service, hub_auth
+
+    def check_xsrf_cookie(self) -> None:
+        """Token calls only: no cookie is ever read, so no cross-site form can act as anyone."""
+
+    async def prepare(self) -> None:
+        token = self.hub_auth.get_token(self, in_cookie=False)
+        if not token:
+            raise Refused(401, "no_token", "Call this service with a JupyterHub token (Authorization: token ...).")
+        try:
+            model = await self.hub_auth.user_for_token(token, sync=False)
+        except Exception as exc:
+            log.warning("ts_notebook service: the hub could not identify a caller (%s)", type(exc).__name__)
+            raise Refused(503, "hub_unavailable", "The hub could not be asked who is calling; try again.") from exc
+        if not model or model.get("kind", "user") != "user" or not model.get("name"):
+            raise Refused(403, "not_a_user", "Only a hub user's servers may call this service.")
+        if not self.hub_auth.check_scopes(self.hub_auth.access_scopes, model):
+            raise Refused(
+                403,
+                "no_access",
+                f"This token lacks {' or '.join(sorted(self.hub_auth.access_scopes))}: give the users' servers "
+                "that scope (see the README's JupyterHub part).",
+            )
+        self.hub_user = model["name"]
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, Refused):
+            body = {"error": exc.error, "description": exc.description, "message": exc.message}
+        else:
+            body = {"error": "server_error", "message": "The ts_notebook service failed; its log says why."}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def reply(self, entry: UserSignIn) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(entry.state()))
+
+    def body(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise Refused(400, "invalid_request", "Send a JSON object.")
+        return data
+
+
+def text_field(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value or len(value) > MAX_FIELD or not value.isprintable():
+        raise Refused(400, "invalid_request", f"{name} must be a non-empty text of at most {MAX_FIELD} characters.")
+    return value
+
+
+class SignInHandler(ServiceHandler):
+    """The caller's user's sign-in: read it (long-poll), hand over a code, or sign out."""
+
+    _wake: asyncio.Future[None] | None = None
+
+    async def get(self) -> None:
+        entry = self.service.user(self.hub_user)
+        try:
+            since = int(self.get_argument("since", "0"))
+            timeout = float(self.get_argument("timeout", str(LONGPOLL)))
+            if not math.isfinite(timeout):
+                raise ValueError("timeout")
+        except ValueError:
+            raise Refused(400, "invalid_request", "since must be a whole number and timeout a number.") from None
+        if since == entry.changes.version:
+            self._wake = entry.changes.watch()
+            await asyncio.wait([self._wake], timeout=min(max(timeout, 0.0), LONGPOLL_MAX))
+            self._wake.cancel()
+            if self.request.connection.stream.closed():  # type: ignore[union-attr]
+                return
+        self.reply(entry)
+
+    def on_connection_close(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()  # the server went away: stop waiting for it
+
+    async def post(self) -> None:
+        data = self.body()
+        scopes = data.get("scopes", [])
+        if not isinstance(scopes, list) or not all(isinstance(s, str) and SCOPE.fullmatch(s) for s in scopes):
+            raise Refused(400, "invalid_request", "scopes must be a list of scope names.")
+        pending = PendingLogin(
+            state="",
+            verifier=text_field(data, "code_verifier"),
+            nonce=text_field(data, "nonce"),
+            redirect_uri=text_field(data, "redirect_uri"),
+            authorize_url="",
+            scopes=tuple(scopes),
+        )
+        code = text_field(data, "code")
+        entry = self.service.user(self.hub_user)
+        try:
+            await entry.signin.complete(pending, code)
+        except OAuthError as exc:
+            raise Refused.oauth(400, exc) from exc
+        self.reply(entry)
+
+    async def delete(self) -> None:
+        entry = self.service.user(self.hub_user)
+        await entry.signin.logout()
+        log.info("ts_notebook service: hub user %s signed out", self.hub_user)
+        self.reply(entry)
+
+
+class RefreshHandler(ServiceHandler):
+    """Renew the caller's user's access token, once however many servers ask."""
+
+    async def post(self) -> None:
+        stale = self.body().get("stale")
+        if stale is not None and (not isinstance(stale, str) or len(stale) > MAX_FIELD):
+            raise Refused(400, "invalid_request", "stale must be the refused access token, or null.")
+        entry = self.service.user(self.hub_user)
+        try:
+            await entry.signin.refresh(stale)
+        except NotSignedIn as exc:
+            raise Refused(409, "not_signed_in", str(exc) or "Not signed in to TradeStation. Run %ts_login.") from exc
+        except OAuthError as exc:
+            raise Refused.oauth(502, exc) from exc
+        self.reply(entry)
+
+
+class AboutHandler(web.RequestHandler):
+    """The service's own page: what it is, no secrets, no sign-in."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish("ts_notebook hub service: keeps each hub user's TradeStation sign-in for their servers.\n")
+
+
+def make_app(service: Service, hub_auth: Any, prefix: str) -> web.Application:
+    """The service's routes under ``prefix`` (``/services/NAME/``)."""
+    given = {"service": service, "hub_auth": hub_auth}
+    return web.Application(
+        [
+            (f"{prefix}{SERVICE_SIGNIN}", SignInHandler, given),
+            (f"{prefix}{SERVICE_REFRESH}", RefreshHandler, given),
+            (f"{prefix}?", AboutHandler),
+        ],
+    )
