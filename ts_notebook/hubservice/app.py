@@ -122,9 +122,6 @@ class ServiceHandler(web.RequestHandler):
     def initialize(self, service: Service, hub_auth: Any) -> None:
         self.service, self.hub_auth = service, hub_auth
 
-    def check_xsrf_cookie(self) -> None:
-        """Token calls only: no cookie is ever read, so no cross-site form can act as anyone."""
-
     async def prepare(self) -> None:
         token = self.hub_auth.get_token(self, in_cookie=False)
         if not token:

@@ -1,0 +1,63 @@
+"""The hub service's HTTP side with a hub that cannot be asked: a clear 503 in JSON, never a
+500 page, and nothing changed; its own page needs no token and shows nothing secret."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+from jupyterhub.services.auth import HubAuth
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from ts_notebook.config import Settings
+from ts_notebook.hubservice.app import Service, make_app
+from ts_notebook.hubservice.vault import Vault
+from ts_notebook.launch import free_port
+
+PREFIX = "/services/ts-notebook/"
+
+
+@pytest.fixture
+def service(tmp_path):
+    """Start the service's app on this test's loop, with a hub nobody answers for: (url, service)."""
+    settings = Settings.load(environ={"TS_CLIENT_ID": "key", "TS_CLIENT_SECRET": "s3cret-value"})
+    svc = Service(settings, Vault(tmp_path / "v.sqlite", secrets.token_hex(32)), workers=4)
+    hub_auth = HubAuth(api_url=f"http://127.0.0.1:{free_port()}/hub/api", api_token="service-token")
+    hub_auth.access_scopes = {"access:services!service=ts-notebook"}
+    port, servers = free_port(), []
+
+    def start() -> tuple[str, Service]:
+        servers.append(make_app(svc, hub_auth, PREFIX).listen(port, address="127.0.0.1"))
+        return f"http://127.0.0.1:{port}{PREFIX}", svc
+
+    yield start
+    for server in servers:
+        server.stop()
+    svc.close()
+
+
+async def fetch(url: str, **kw):
+    try:
+        return await AsyncHTTPClient().fetch(url, **kw)
+    except HTTPClientError as exc:
+        return exc.response
+
+
+async def test_a_hub_that_cannot_be_asked_gets_a_clear_503_and_nothing_changes(service):
+    url, svc = service()
+
+    r = await fetch(f"{url}api/signin?since=0&timeout=0", headers={"Authorization": "token some-token"})
+
+    assert r.code == 503 and json.loads(r.body)["error"] == "hub_unavailable"
+    assert "try again" in json.loads(r.body)["message"] and svc.users == {}
+
+
+async def test_the_services_own_page_needs_no_token_and_shows_nothing_secret(service):
+    url, _ = service()
+
+    page = await fetch(url)
+    call = await fetch(f"{url}api/signin")
+
+    assert page.code == 200 and b"s3cret-value" not in page.body
+    assert call.code == 401 and json.loads(call.body)["error"] == "no_token"
