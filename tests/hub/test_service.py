@@ -134,8 +134,20 @@ def alice_token(service_hub):
     return service_hub.api.post(f"{service_hub.url}hub/api/users/alice/tokens", json=scopes, timeout=30).json()["token"]
 
 
+@pytest.fixture(scope="module")
+def bob_token(service_hub):
+    """The same for bob, who never signs in here."""
+    scopes = {"scopes": [f"access:services!service={SERVICE}"]}
+    return service_hub.api.post(f"{service_hub.url}hub/api/users/bob/tokens", json=scopes, timeout=30).json()["token"]
+
+
 def grants(hub: Hub, kind: str) -> list[dict]:
     return [g for g in hub.emulator.timed_grants if g["grant_type"] == kind]
+
+
+def sign_ins(hub: Hub) -> int:
+    """Codes exchanged for a sign-in at the provider (a refused code is none)."""
+    return sum(g["ok"] for g in grants(hub, "authorization_code"))
 
 
 def test_alice_signs_in_once_and_all_her_servers_are_signed_in_bob_stays_signed_out(service_hub):
@@ -150,7 +162,7 @@ def test_alice_signs_in_once_and_all_her_servers_are_signed_in_bob_stays_signed_
     assert service_hub.run(research, ACCOUNTS).strip() == "11111111"  # no click there
     assert "kept by the hub's ts_notebook service" in service_hub.run(research, STATUS)
     assert "Not signed in" in service_hub.run(bob, STATUS)
-    assert len(grants(service_hub, "authorization_code")) == 1
+    assert sign_ins(service_hub) == 1
 
 
 # Run in a user's kernel: every environment it can name and every file under the user's home
@@ -289,13 +301,49 @@ def test_many_servers_asking_to_renew_at_once_make_one_refresh(service_hub, alic
     assert all(g["ok"] for g in grants(service_hub, "refresh_token") if g["at"] >= since)
 
 
+def test_a_user_flooding_the_service_with_long_polls_holds_only_a_few(service_hub, bob_token):
+    version = service_hub.service.call(bob_token, route="api/signin?since=0&timeout=0").json()["version"]
+
+    def poll(_: int) -> float:
+        start = time.monotonic()
+        service_hub.service.call(bob_token, route=f"api/signin?since={version}&timeout=5")
+        return time.monotonic() - start
+
+    with ThreadPoolExecutor(40) as pool:
+        waited = list(pool.map(poll, range(40)))
+
+    assert sum(w < 2 for w in waited) >= 8 and sum(w >= 4 for w in waited) <= 32, sorted(round(w, 1) for w in waited)
+
+
+def test_a_user_flooding_the_service_with_codes_gets_one_exchange_at_a_time(service_hub, bob_token):
+    body = json.dumps({"code": "bogus", "code_verifier": "v" * 43, "nonce": "n", "redirect_uri": "http://h/cb"})
+    service_hub.emulator.token_delay = 2
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: service_hub.service.call(bob_token, "POST", data=body), range(4)))
+    finally:
+        service_hub.emulator.token_delay = 0
+
+    assert sorted(r.status_code for r in replies) == [400, 409, 409, 409], [r.text for r in replies]
+    assert "being finished" in next(r for r in replies if r.status_code == 409).json()["message"]
+
+
+def test_renewals_asked_for_with_no_refused_token_cost_nothing_until_due(service_hub, alice_token):
+    since = time.time()
+
+    replies = [service_hub.service.call(alice_token, "POST", "api/refresh", data='{"stale": null}') for _ in range(10)]
+
+    assert all(r.status_code == 200 and r.json()["signed_in"] for r in replies)
+    assert len([g for g in grants(service_hub, "refresh_token") if g["at"] >= since]) <= 2  # the timer's, at most
+
+
 def test_a_stopped_and_started_server_is_signed_in_with_no_click(service_hub):
     service_hub.stop("alice")  # as the idle culler does
 
     default = service_hub.start("alice")
 
     assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
-    assert len(grants(service_hub, "authorization_code")) == 1
+    assert sign_ins(service_hub) == 1
 
 
 # Run in each of alice's kernels: call the API every 50 ms for LOAD_SECONDS, report each status.
@@ -360,6 +408,18 @@ def test_logout_in_one_server_signs_all_out_and_revokes(service_hub):
     assert live == []  # the last refresh token was revoked, not just forgotten
 
 
+UNTIL_SIGNED_OUT = """
+import time
+import ts_notebook as ts
+for _ in range(150):
+    status = str(ts.status())
+    if "Not signed in" in status:
+        break
+    time.sleep(0.2)
+print(status)
+"""
+
+
 def test_a_changed_key_means_signing_in_again_never_a_crash(service_hub):
     default = service_hub.start("alice")
     assert "Signed in to TradeStation" in sign_in(service_hub, service_hub.browser("alice"), default).text
@@ -367,7 +427,8 @@ def test_a_changed_key_means_signing_in_again_never_a_crash(service_hub):
     service_hub.service.env["TS_NOTEBOOK_CRYPT_KEY"] = secrets.token_hex(32)
     try:
         service_hub.service.restart()
-        status = service_hub.run(default, STATUS)
+        # The server follows the restarted service within its retry interval; a kernel hears at once.
+        status = service_hub.run(default, UNTIL_SIGNED_OUT)
         assert "Not signed in" in status and "could not open your kept sign-in" in status, status
         assert service_hub.service.proc.poll() is None  # still serving
 

@@ -11,7 +11,7 @@ from jupyterhub.services.auth import HubAuth
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from ts_notebook.config import Settings
-from ts_notebook.hubservice.app import Service, make_app
+from ts_notebook.hubservice.app import MAX_BODY, Service, listen, make_app
 from ts_notebook.hubservice.vault import Vault
 from ts_notebook.launch import free_port
 
@@ -28,7 +28,7 @@ def service(tmp_path):
     port, servers = free_port(), []
 
     def start() -> tuple[str, Service]:
-        servers.append(make_app(svc, hub_auth, PREFIX).listen(port, address="127.0.0.1"))
+        servers.append(listen(make_app(svc, hub_auth, PREFIX), port, "127.0.0.1"))
         return f"http://127.0.0.1:{port}{PREFIX}", svc
 
     yield start
@@ -38,10 +38,13 @@ def service(tmp_path):
 
 
 async def fetch(url: str, **kw):
+    """The reply, an error's included; None when the connection was cut without one."""
     try:
         return await AsyncHTTPClient().fetch(url, **kw)
     except HTTPClientError as exc:
         return exc.response
+    except OSError:
+        return None
 
 
 async def test_a_hub_that_cannot_be_asked_gets_a_clear_503_and_nothing_changes(service):
@@ -61,3 +64,20 @@ async def test_the_services_own_page_needs_no_token_and_shows_nothing_secret(ser
 
     assert page.code == 200 and b"s3cret-value" not in page.body
     assert call.code == 401 and json.loads(call.body)["error"] == "no_token"
+
+
+async def test_a_huge_body_is_refused_before_it_is_read_token_or_not(service):
+    url, svc = service()
+
+    r = await fetch(f"{url}api/signin", method="POST", body=b"x" * (MAX_BODY * 16))
+
+    assert r is None or r.code == 400  # cut off unread: never buffered to reach the token check
+    assert (await fetch(url)).code == 200 and svc.users == {}
+
+
+async def test_a_token_in_the_url_is_not_taken_even_as_a_websocket_would_send_it(service):
+    url, _ = service()
+
+    r = await fetch(f"{url}api/signin?token=some-token", headers={"Sec-Fetch-Mode": "websocket"})
+
+    assert r.code == 401 and json.loads(r.body)["error"] == "no_token"

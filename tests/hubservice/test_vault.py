@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import stat
 import threading
 
@@ -81,3 +82,28 @@ def test_many_threads_write_whole_records(where):
     assert [json.loads(vault.get(f"user{n}"))["refresh_token"] for n in range(8)] == [f"{n}-49" for n in range(8)]
     vault.delete("user0")
     assert vault.get("user0") is None and len(vault.users()) == 7
+
+
+def test_a_record_copied_into_another_users_row_opens_as_nobodys(where):
+    # Someone who can write the file but lacks the key (a backup, a shared volume) moves
+    # alice's sealed record into bob's row.
+    vault = Vault(where, key())
+    vault.put("alice", RECORD)
+    vault.put("bob", json.dumps({"refresh_token": "bobs"}))
+    db = sqlite3.connect(where)
+    db.execute("UPDATE signins SET sealed = (SELECT sealed FROM signins WHERE user = 'alice') WHERE user = 'bob'")
+    db.commit()
+    db.close()
+
+    assert vault.get("bob") is None and "bob" in vault.unreadable
+    assert vault.get("alice") == RECORD
+
+
+def test_a_vault_file_made_beforehand_with_loose_permissions_is_made_private(where):
+    where.parent.mkdir(parents=True)
+    where.touch(mode=0o644)
+    where.chmod(0o644)
+
+    Vault(where, key()).put("alice", RECORD)
+
+    assert stat.S_IMODE(where.stat().st_mode) == 0o600

@@ -21,9 +21,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..config import Settings
-from ..errors import ConfigError, TSError
-from .app import WORKERS, Service, make_app
-from .vault import Vault
+from ..errors import ConfigError, OAuthError, TSError
+from ..oauth import OAuthClient
+from ..store import Identity, Memory
+from .app import WORKERS, Service, listen, make_app
+from .vault import Vault, VaultBackend
 
 log = logging.getLogger("ts_notebook.hubservice")
 
@@ -46,6 +48,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="interface to listen on (default: the host of JUPYTERHUB_SERVICE_URL; 0.0.0.0 in a hub pod)",
     )
     parser.add_argument("--workers", type=int, default=WORKERS, help="provider calls in flight at once")
+    parser.add_argument(
+        "--forget",
+        metavar="USER",
+        action="append",
+        default=[],
+        help="revoke and delete USER's kept sign-in, then exit (repeatable). Stop the service first: "
+        "a running one keeps what it holds. Do it when a hub user is deleted or renamed.",
+    )
     return parser.parse_args(argv)
 
 
@@ -86,8 +96,7 @@ async def serve(args: argparse.Namespace) -> None:
         log.warning("ts_notebook service: no client secret is set; only a PKCE-only key can sign in")
     service = Service(settings, vault, args.workers)
     hub_auth = HubAuth(cache_max_age=60)
-    app = make_app(service, hub_auth, re.escape(prefix))
-    server = app.listen(port, address=ip, xheaders=True)
+    server = listen(make_app(service, hub_auth, re.escape(prefix)), port, ip)
     log.info("ts_notebook service listening on %s:%d%s, keeping sign-ins in %s", ip, port, prefix, vault.path)
     await service.restore()
     stop = asyncio.Event()
@@ -101,13 +110,38 @@ async def serve(args: argparse.Namespace) -> None:
     vault.close()
 
 
+def forget(args: argparse.Namespace) -> None:
+    """Revoke each named user's kept sign-in at the provider and delete it from the vault."""
+    settings = Settings.load()
+    vault = Vault.from_environ(Path(args.vault).expanduser().resolve())
+    client = OAuthClient(settings)
+    for user in args.forget:
+        memory = Memory(VaultBackend(vault, user), Identity.of(settings))
+        tokens, _ = memory.restore()
+        said = "nothing kept"
+        if tokens is not None and tokens.refresh_token:
+            try:
+                client.revoke(tokens.refresh_token)
+                said = "revoked at the sign-in service and deleted"
+            except OAuthError as exc:
+                said = f"deleted; revoking it failed ({exc.error})"
+        elif user in vault.users():
+            said = "deleted (unreadable, so not revoked)"
+        memory.forget()
+        print(f"{user}: {said}")
+    vault.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     # Its own news at INFO; the libraries' (the hub's database layer among them) only when amiss.
     logging.basicConfig(level=logging.WARNING, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s")
     logging.getLogger("ts_notebook").setLevel(logging.INFO)
     args = parse_args(argv)
     try:
-        asyncio.run(serve(args))
+        if args.forget:
+            forget(args)
+        else:
+            asyncio.run(serve(args))
     except TSError as exc:  # Refusal, VaultError: one clear line, no traceback
         print(f"ts_notebook service cannot start: {exc}", file=sys.stderr)
         return 2

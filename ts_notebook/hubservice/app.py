@@ -41,8 +41,14 @@ WORKERS = 256
 # renewals run in the background, and a slow token endpoint (20 s has been seen) must not
 # turn every renewal into a timeout and a retry.
 PROVIDER_TIMEOUT = (5.0, 45.0)
-# The longest code, verifier, nonce, URL or token a server may send.
+# The longest code, verifier, nonce, URL or token a server may send, and the largest body:
+# anything longer is refused before it is read, token or not.
 MAX_FIELD = 4096
+MAX_BODY = 64 * 1024
+# Long-polls one user may keep waiting at once (a server keeps one); more are answered at once.
+MAX_POLLS = 32
+# How the service's HTTP server treats connections (see :func:`listen`).
+HTTP_LIMITS = {"max_body_size": MAX_BODY, "body_timeout": 30.0, "idle_connection_timeout": 120.0}
 
 
 class UserSignIn:
@@ -50,6 +56,8 @@ class UserSignIn:
 
     def __init__(self, service: Service, name: str) -> None:
         self.changes = Changes()
+        self.polls = 0  # long-polls waiting
+        self.exchanging = False  # a code is being exchanged
         memory = Memory(VaultBackend(service.vault, name), service.identity)
         self.signin = SignIn(memory, lambda: service.client, service.pool, self.changes.bump, label=f"hub user {name}")
 
@@ -123,7 +131,9 @@ class ServiceHandler(web.RequestHandler):
         self.service, self.hub_auth = service, hub_auth
 
     async def prepare(self) -> None:
-        token = self.hub_auth.get_token(self, in_cookie=False)
+        # The header only: a token in the URL would be written to access logs.
+        match = self.hub_auth.auth_header_pat.match(self.request.headers.get("Authorization", ""))
+        token = match.group(1) if match else ""
         if not token:
             raise Refused(401, "no_token", "Call this service with a JupyterHub token (Authorization: token ...).")
         try:
@@ -131,7 +141,7 @@ class ServiceHandler(web.RequestHandler):
         except Exception as exc:
             log.warning("ts_notebook service: the hub could not identify a caller (%s)", type(exc).__name__)
             raise Refused(503, "hub_unavailable", "The hub could not be asked who is calling; try again.") from exc
-        if not model or model.get("kind", "user") != "user" or not model.get("name"):
+        if not model or model.get("kind") != "user" or not model.get("name"):
             raise Refused(403, "not_a_user", "Only a hub user's servers may call this service.")
         if not self.hub_auth.check_scopes(self.hub_auth.access_scopes, model):
             raise Refused(
@@ -187,10 +197,14 @@ class SignInHandler(ServiceHandler):
                 raise ValueError("timeout")
         except ValueError:
             raise Refused(400, "invalid_request", "since must be a whole number and timeout a number.") from None
-        if since == entry.changes.version:
+        if since == entry.changes.version and entry.polls < MAX_POLLS:
+            entry.polls += 1
             self._wake = entry.changes.watch()
-            await asyncio.wait([self._wake], timeout=min(max(timeout, 0.0), LONGPOLL_MAX))
-            self._wake.cancel()
+            try:
+                await asyncio.wait([self._wake], timeout=min(max(timeout, 0.0), LONGPOLL_MAX))
+            finally:
+                entry.polls -= 1
+                self._wake.cancel()
             if self.request.connection.stream.closed():  # type: ignore[union-attr]
                 return
         self.reply(entry)
@@ -214,10 +228,15 @@ class SignInHandler(ServiceHandler):
         )
         code = text_field(data, "code")
         entry = self.service.user(self.hub_user)
+        if entry.exchanging:  # one at a time per user: a flood of codes cannot fill the pool
+            raise Refused(409, "sign_in_under_way", "A sign-in of yours is being finished; wait for it to end.")
+        entry.exchanging = True
         try:
             await entry.signin.complete(pending, code)
         except OAuthError as exc:
             raise Refused.oauth(400, exc) from exc
+        finally:
+            entry.exchanging = False
         self.reply(entry)
 
     async def delete(self) -> None:
@@ -235,6 +254,10 @@ class RefreshHandler(ServiceHandler):
         if stale is not None and (not isinstance(stale, str) or len(stale) > MAX_FIELD):
             raise Refused(400, "invalid_request", "stale must be the refused access token, or null.")
         entry = self.service.user(self.hub_user)
+        tokens = entry.signin.tokens
+        if stale is None and tokens is not None and not tokens.due():
+            self.reply(entry)  # nothing refused and nothing due: no provider call on request
+            return
         try:
             await entry.signin.refresh(stale)
         except NotSignedIn as exc:
@@ -250,6 +273,11 @@ class AboutHandler(web.RequestHandler):
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish("ts_notebook hub service: keeps each hub user's TradeStation sign-in for their servers.\n")
+
+
+def listen(app: web.Application, port: int, address: str) -> Any:
+    """Serve ``app`` with the service's limits (bodies, slow and idle connections)."""
+    return app.listen(port, address=address, **HTTP_LIMITS)
 
 
 def make_app(service: Service, hub_auth: Any, prefix: str) -> web.Application:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -80,12 +81,16 @@ class Vault:
         self.path = path
         self.unreadable: set[str] = set()  # users whose record no key opens
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # one made earlier, by hand or with another umask, too
+        finally:
+            os.close(fd)
         self._lock = threading.Lock()
         self._user_locks: dict[str, threading.Lock] = {}
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA secure_delete=ON")  # a deleted record's bytes are overwritten
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS signins (user TEXT PRIMARY KEY, sealed BLOB NOT NULL, saved REAL NOT NULL)"
         )
@@ -108,13 +113,18 @@ class Vault:
         if row is None:
             return None
         try:
-            record = self._fernet.decrypt(row[0]).decode("utf-8")
-        except (InvalidToken, ValueError):
+            sealed = json.loads(self._fernet.decrypt(row[0]))
+            if sealed["user"] != user:  # another user's record, copied into this row
+                raise ValueError("sealed for another user")
+            record = sealed["record"]
+            if not isinstance(record, str):
+                raise TypeError("not a record")
+        except (InvalidToken, ValueError, KeyError, TypeError):
             if user not in self.unreadable:
                 self.unreadable.add(user)
                 log.warning(
                     "ts_notebook service: the kept sign-in of %s opens with no key in %s (a lost or "
-                    "changed key); they will be asked to sign in again",
+                    "changed key) or was not sealed for them; they will be asked to sign in again",
                     user,
                     KEY_VAR,
                 )
@@ -122,8 +132,9 @@ class Vault:
         return record
 
     def put(self, user: str, record: str) -> None:
-        """Keep ``record`` for ``user``, encrypted, replacing the one before (in one transaction)."""
-        sealed = self._fernet.encrypt(record.encode("utf-8"))
+        """Keep ``record`` for ``user``, encrypted with their name inside (a record copied into
+        another user's row opens as nobody's), replacing the one before, in one transaction."""
+        sealed = self._fernet.encrypt(json.dumps({"user": user, "record": record}).encode("utf-8"))
         with self._lock:
             self._db.execute(
                 "INSERT INTO signins (user, sealed, saved) VALUES (?, ?, ?) "

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # Seconds a call to the service may take (an exchange waits for the provider, and its timeouts).
 CALL_TIMEOUT = 75.0
 # After a failed long-poll, wait this long before the next (doubling up to the most).
-RETRY_FIRST, RETRY_MOST = 1.0, 30.0
+RETRY_FIRST, RETRY_MOST = 1.0, 10.0
 # A renewal or sign-out waits this long for a service that is not answering (restarting, say).
 OUTAGE_WAIT = 20.0
 
