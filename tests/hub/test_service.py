@@ -388,6 +388,28 @@ def test_a_restarted_service_keeps_everyone_signed_in_and_no_request_fails(servi
     assert 3 <= len(refreshes) <= LOAD_SECONDS / 2 + 3, [round(g["at"] - started, 2) for g in refreshes]
 
 
+def test_a_service_stopped_mid_renewal_keeps_the_rotated_token(service_hub, alice_token):
+    default = service_hub.start("alice")
+    assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
+    stale = service_hub.service.call(alice_token, route="api/signin?since=0&timeout=0").json()["access_token"]
+    since = time.time()
+    service_hub.emulator.token_delay = 2.5  # the provider answers the renewal after the stop began
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            renewal = pool.submit(
+                service_hub.service.call, alice_token, "POST", "api/refresh", data=json.dumps({"stale": stale})
+            )
+            time.sleep(0.5)
+            service_hub.service.restart()  # SIGTERM while the rotated token is on its way
+            renewal.exception()
+    finally:
+        service_hub.emulator.token_delay = 0
+
+    assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
+    refreshes = [g for g in grants(service_hub, "refresh_token") if g["at"] >= since]
+    assert refreshes and all(g["ok"] for g in refreshes), refreshes  # the rotated token was kept, never reused
+
+
 def test_logout_in_one_server_signs_all_out_and_revokes(service_hub):
     default, research = service_hub.start("alice"), service_hub.start("alice", "research")
     assert service_hub.run(default, ACCOUNTS).strip() == "11111111"

@@ -107,6 +107,7 @@ async def serve(args: argparse.Namespace) -> None:
     server.stop()
     service.close()
     await asyncio.sleep(0.1)  # the waiting servers' answers go out
+    await loop.run_in_executor(None, service.wait_closed)  # renewals under way are kept first
     vault.close()
 
 

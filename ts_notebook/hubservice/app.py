@@ -100,11 +100,17 @@ class Service:
         log.info("ts_notebook service: %d kept sign-ins taken up", taken)
 
     def close(self) -> None:
-        """Stop every renewal timer and answer every waiting server (shutdown)."""
+        """Stop every renewal timer and answer every waiting server (shutdown). Provider calls
+        in flight go on: see :meth:`wait_closed`."""
         for entry in self.users.values():
             entry.signin.close()
             entry.changes.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def wait_closed(self) -> None:
+        """Block until the provider calls in flight have ended and what they brought is kept:
+        a renewal's rotated refresh token, once the provider has sent it, is the only one left."""
+        self.pool.shutdown(wait=True)
 
 
 class Refused(web.HTTPError):
