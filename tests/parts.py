@@ -81,6 +81,19 @@ class Kernel:
             await asyncio.sleep(0.02)
         raise TimeoutError(f"cell did not finish in {timeout}s: {code!r}")
 
+    async def until_heard(self, timeout: float = 60) -> None:
+        """After a restart: run an empty cell until its reply reaches us. The restarted kernel
+        answers on shell first; IOPub's subscriber reconnects later, and a PUB socket drops
+        whatever it sends before then (under load a first cell's output is lost)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await self.run("", timeout=3)
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+
     def widget_texts(self) -> list[str]:
         """Every ``value`` a widget was given, in order (what a frontend would render)."""
         texts = []

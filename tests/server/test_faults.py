@@ -114,6 +114,7 @@ async def test_a_kernel_restarted_mid_login_is_signed_in_when_the_login_complete
     page = await asyncio.to_thread(b.get, k.login_link())
 
     await server.app.kernel_manager.restart_kernel(k.kernel_id)  # returns once the new kernel answers
+    await k.until_heard()
     done = await asyncio.to_thread(b.submit, page, "allow", username="analyst")
 
     assert "Signed in to TradeStation as analyst" in done.text
