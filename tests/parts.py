@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
 import socket
@@ -31,6 +32,12 @@ class Result:
     stderr: str = ""
     data: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+
+
+def environ_without_settings() -> dict[str, str]:
+    """This process's environment without any ts_notebook or JupyterHub variable: what a
+    process a test starts gets before the test says what it should have."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TS_", "JUPYTERHUB_"))}
 
 
 class Kernel:

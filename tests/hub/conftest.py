@@ -4,7 +4,6 @@ the local-process spawner, everything on 127.0.0.1."""
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import requests
 from ts_notebook.emulator import Emulator
 from ts_notebook.launch import free_port
 
-from ..parts import Browser, run_in_kernel
+from ..parts import Browser, environ_without_settings, run_in_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -166,7 +165,7 @@ c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
 {extra_config}
 """)
     log = tmp / "hub.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TS_", "JUPYTERHUB_"))}
+    env = environ_without_settings()
     env.update(hub_env or {}, PYTHONPATH=str(ROOT))
     with open(log, "w") as out:
         proc = subprocess.Popen(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from ts_notebook.emulator import Emulator
 from ts_notebook.launch import free_port
 
 from ..conftest import CLIENT_ID
+from ..parts import environ_without_settings
 from .conftest import ACCOUNTS, ROOT, STATUS, Hub, running_hub, sign_in, stop_process, wait_for_answer
 
 CLIENT_SECRET = secrets.token_urlsafe(24)
@@ -42,7 +42,7 @@ class ServiceProcess:
         self.folder.mkdir()
         self.url = f"http://127.0.0.1:{self.port}{PREFIX}"
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("TS_", "JUPYTERHUB_"))},
+            **environ_without_settings(),
             "PYTHONPATH": str(ROOT),
             "JUPYTERHUB_API_TOKEN": self.token,
             "JUPYTERHUB_API_URL": f"http://127.0.0.1:{hub_port}/hub/api",

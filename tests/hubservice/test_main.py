@@ -3,7 +3,6 @@ is not run by a hub, has no key, or has no usable encryption key; and it writes 
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from ts_notebook.oauth import OAuthClient
 from ts_notebook.store import Identity, Memory
 
 from ..conftest import CLIENT_ID
+from ..parts import environ_without_settings
 from ..test_oauth import REDIRECT, approve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ GOOD = {**HUB, "TS_CLIENT_ID": "key", "TS_NOTEBOOK_CRYPT_KEY": secrets.token_hex
 
 
 def run(tmp_path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TS_", "JUPYTERHUB_"))}
+    base = environ_without_settings()
     base["PYTHONPATH"] = str(ROOT)
     vault = str(tmp_path / "vault" / "signins.sqlite")
     return subprocess.run(

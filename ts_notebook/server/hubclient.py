@@ -71,7 +71,12 @@ class ServiceSignIn:
     # -- talking to the service ------------------------------------------------------------------
 
     async def _call(
-        self, method: str, route: str, body: dict[str, Any] | None = None, resync: bool = False, **kw: Any
+        self,
+        method: str,
+        route: str,
+        body: dict[str, Any] | None = None,
+        resync: bool = False,
+        timeout: float = CALL_TIMEOUT,
     ) -> dict[str, Any]:
         """One call; the service's JSON reply, applied when it is a state (see :meth:`_apply`).
 
@@ -85,7 +90,7 @@ class ServiceSignIn:
             method=method,
             headers=self._headers,
             body=None if body is None else json.dumps(body),
-            request_timeout=kw.pop("timeout", CALL_TIMEOUT),
+            request_timeout=timeout,
             connect_timeout=10,
             follow_redirects=False,
         )
