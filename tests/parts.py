@@ -12,12 +12,14 @@ import os
 import random
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -32,12 +34,21 @@ class Result:
     stderr: str = ""
     data: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    traceback: list[str] = field(default_factory=list)  # the error's, as the frontend shows it
 
 
 def environ_without_settings() -> dict[str, str]:
     """This process's environment without any ts_notebook or JupyterHub variable: what a
     process a test starts gets before the test says what it should have."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("TS_", "JUPYTERHUB_"))}
+
+
+def note_browser(path: Path, opened: Path) -> Path:
+    """A system browser as ``webbrowser`` finds it (name it in ``BROWSER``): a program at
+    ``path`` that writes down in ``opened`` the address it is asked to open."""
+    path.write_text(f"#!{sys.executable}\nimport sys\nopen({str(opened)!r}, 'w').write(sys.argv[1])\n")
+    path.chmod(0o700)
+    return path
 
 
 class Kernel:
@@ -83,6 +94,7 @@ class Kernel:
                     result.data.append(content["data"])
                 elif kind == "error":
                     result.error = f"{content['ename']}: {content['evalue']}"
+                    result.traceback = content["traceback"]
                 elif kind == "status" and content["execution_state"] == "idle":
                     return result
             await asyncio.sleep(0.02)

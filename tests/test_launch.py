@@ -5,7 +5,6 @@ installed package enables its server extension with no further step.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -17,9 +16,9 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from ts_notebook.launch import free_port
+from ts_notebook.launch import free_port, working_copy
 
-from .parts import Browser
+from .parts import Browser, environ_without_settings, note_browser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,10 +33,17 @@ def test_the_installed_package_enables_its_server_extension():
 
 @pytest.fixture
 def launched(tmp_path):
-    """``python -m ts_notebook lab`` as a process; yields it, its URL, token and log reader."""
+    """``python -m ts_notebook lab --no-browser`` as a process; yields it, the address it
+    printed, its token, log reader and home folder."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
-    env["JUPYTER_RUNTIME_DIR"] = str(tmp_path)  # keep the runtime file away from the user's
+    home = tmp_path / "home"
+    home.mkdir()
+    env = environ_without_settings()
+    env.update(
+        HOME=str(home),  # the working copy of the notebooks goes here
+        JUPYTER_RUNTIME_DIR=str(tmp_path),  # keep the runtime file away from the user's
+        BROWSER=str(note_browser(tmp_path / "browser", tmp_path / "opened.txt")),
+    )
     log_path = tmp_path / "lab.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -49,15 +55,22 @@ def launched(tmp_path):
             text=True,
         )
     try:
-        token = None
+        opened = None
         deadline = time.monotonic() + 120
-        while token is None and time.monotonic() < deadline and proc.poll() is None:
+        while opened is None and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.5)
-            m = re.search(rf"http://127\.0\.0\.1:{port}/lab\S*\?token=(\w+)", log_path.read_text())
-            token = m.group(1) if m else None
-        assert token, "JupyterLab did not start"
+            opened = re.search(rf"ts_notebook: open (http://127\.0\.0\.1:{port}/\S+)", log_path.read_text())
+        assert opened, "JupyterLab did not start: " + log_path.read_text()[-2000:]
+        url = opened.group(1)
         yield SimpleNamespace(
-            proc=proc, url=f"http://127.0.0.1:{port}/", token=token, log=log_path.read_text, runtime_dir=tmp_path
+            proc=proc,
+            url=f"http://127.0.0.1:{port}/",
+            opened=url,
+            token=url.split("?token=")[1],
+            log=log_path.read_text,
+            runtime_dir=tmp_path,
+            home=home,
+            browser_saw=tmp_path / "opened.txt",
         )
     finally:
         if proc.poll() is None:
@@ -70,10 +83,9 @@ def launched(tmp_path):
 
 def test_python_m_ts_notebook_serves_lab_on_the_emulator_and_signs_in(launched):
     base, token = launched.url, launched.token
-    assert (
-        requests.get(f"{base}lab/tree/notebooks/quickstart.ipynb", params={"token": token}, timeout=30).status_code
-        == 200
-    )
+    assert launched.opened == f"{base}lab/tree/quickstart.ipynb?token={token}"  # as jupyter lab FILE opens it
+    assert requests.get(launched.opened, timeout=30).status_code == 200
+    assert not launched.browser_saw.exists()  # --no-browser
 
     browser = Browser(base, token)
     browser.sign_in_to_jupyter()
@@ -99,3 +111,37 @@ def test_a_stop_signal_stops_jupyter_first_then_the_emulator(launched, sig):
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{emulator_url}/.well-known/jwks.json", timeout=10)
     assert "Traceback" not in launched.log()
+
+
+def test_the_notebooks_run_from_a_working_copy_so_the_shipped_ones_stay_as_they_are(launched):
+    shipped = (ROOT / "notebooks" / "quickstart.ipynb").read_bytes()
+    headers = {"Authorization": f"token {launched.token}"}
+    model = requests.get(f"{launched.url}api/contents/quickstart.ipynb", headers=headers, timeout=30).json()
+    model["content"]["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "ran\n"}]
+    model["content"]["cells"][1]["execution_count"] = 1
+    saved = requests.put(
+        f"{launched.url}api/contents/quickstart.ipynb",
+        headers=headers,
+        json={"type": "notebook", "format": "json", "content": model["content"]},
+        timeout=30,
+    )
+
+    assert saved.status_code == 200, saved.text
+    assert (ROOT / "notebooks" / "quickstart.ipynb").read_bytes() == shipped
+    assert '"ran\\n"' in (launched.home / "ts_notebook-notebooks" / "quickstart.ipynb").read_text()
+
+
+def test_a_working_copy_already_there_is_kept(tmp_path):
+    (tmp_path / "quickstart.ipynb").write_text("{}")  # the analyst's own changes
+
+    assert working_copy(tmp_path) == tmp_path
+    assert (tmp_path / "quickstart.ipynb").read_text() == "{}"
+    assert (tmp_path / "streaming.ipynb").read_bytes() == (ROOT / "notebooks" / "streaming.ipynb").read_bytes()
+
+
+def test_help_is_plain_text():
+    out = subprocess.run(
+        [sys.executable, "-m", "ts_notebook", "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+
+    assert "``" not in out and "emulator" in out and "--workdir" in out

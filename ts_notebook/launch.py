@@ -1,25 +1,40 @@
-"""``python -m ts_notebook``: JupyterLab (or Notebook 7) with ts_notebook, ready to sign in.
+"""python -m ts_notebook: JupyterLab (or Notebook 7) with ts_notebook, ready to sign in.
 
 With ``TS_CLIENT_ID`` set it signs in to TradeStation. Without it, it starts the built-in
 emulator on loopback with a fresh random client secret and points the extension at it, so
 the whole flow can be tried with no account.
+
+The example notebooks are opened from a working copy (``~/ts_notebook-notebooks`` unless
+``--workdir`` says otherwise), so running them never changes the files the package ships.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
+import webbrowser
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .protocol import CALLBACK
 
-QUICKSTART = Path("notebooks") / "quickstart.ipynb"
+DESCRIPTION = (
+    "JupyterLab (or Jupyter Notebook 7) with ts_notebook, opening the quickstart notebook. "
+    "With no TS_CLIENT_ID set it runs against the built-in TradeStation emulator (any username signs in)."
+)
+EXAMPLES = ("quickstart.ipynb", "streaming.ipynb")
+WORKDIR = Path("~/ts_notebook-notebooks")
+# How long Jupyter may take to start and write its server file before the launcher gives up.
+START_TIMEOUT = 120.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -29,64 +44,133 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def shipped_notebooks() -> Path | None:
+    """The folder of example notebooks: inside the installed package (a wheel), or beside it
+    in a source checkout (an editable install)."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "notebooks", here.parent / "notebooks"):
+        if (folder / EXAMPLES[0]).is_file():
+            return folder
+    return None
+
+
+def working_copy(workdir: Path) -> Path | None:
+    """``workdir`` with the example notebooks in it, copied once: a copy already there (with
+    your changes) is kept. None when the package ships no notebooks."""
+    source = shipped_notebooks()
+    if source is None:
+        return None
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in EXAMPLES:
+        if (source / name).is_file() and not (workdir / name).exists():
+            shutil.copyfile(source / name, workdir / name)
+    return workdir
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; see ``python -m ts_notebook --help``."""
-    parser = argparse.ArgumentParser(prog="python -m ts_notebook", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ts_notebook", description=DESCRIPTION)
     parser.add_argument(
         "app", nargs="?", choices=["lab", "notebook"], default="lab", help="JupyterLab (default) or Jupyter Notebook 7"
     )
     parser.add_argument("--port", type=int, default=0, help="Jupyter's port (default: a free one)")
-    parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    parser.add_argument("--no-browser", action="store_true", help="print the address to open, do not open a browser")
     parser.add_argument(
-        "path",
-        nargs="?",
-        default=str(QUICKSTART) if QUICKSTART.exists() else None,
-        help="notebook to open (default: notebooks/quickstart.ipynb when present)",
+        "--workdir",
+        default=str(WORKDIR),
+        help=f"where the example notebooks are copied and opened (default: {WORKDIR}; a copy there is kept)",
     )
+    parser.add_argument("path", nargs="?", default=None, help="a notebook to open instead of the quickstart")
     return parser.parse_args(argv)
+
+
+def what_to_open(args: argparse.Namespace) -> tuple[Path, str | None]:
+    """Jupyter's root folder and the notebook to open in it (relative, or None)."""
+    if args.path:
+        path = Path(args.path).expanduser().resolve()
+        return (path, None) if path.is_dir() else (path.parent, path.name)
+    folder = working_copy(Path(args.workdir).expanduser())
+    if folder is None:
+        return Path.cwd(), None
+    return folder.resolve(), EXAMPLES[0]
+
+
+def address(app: str, server: dict[str, Any], notebook: str | None) -> str:
+    """The address that opens ``notebook`` (or the app's start page) with the server's token."""
+    base = server["url"].rstrip("/") + "/"
+    if notebook is None:
+        page = "lab" if app == "lab" else "tree"
+    else:
+        page = ("lab/tree/" if app == "lab" else "notebooks/") + quote(notebook)
+    return f"{base}{page}?token={server['token']}" if server.get("token") else f"{base}{page}"
+
+
+def wait_for_server(proc: subprocess.Popen, runtime_dir: Path) -> dict[str, Any] | None:
+    """The server file Jupyter writes once it listens (its URL and token), or None if it
+    stopped or did not start in time. Read from the private runtime folder, so the token is
+    never on a command line or in an environment."""
+    path = runtime_dir / f"jpserver-{proc.pid}.json"
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):  # not written yet, or half written
+            time.sleep(0.2)
+    return None
+
+
+def start_emulator(env: dict[str, str], port: int) -> Any:
+    """The emulator on loopback, and ``env`` pointed at it; returns it (to stop later)."""
+    from .emulator import Emulator
+
+    secret = secrets.token_urlsafe(24)  # fresh each run: nothing to leak, nothing committed
+    emulator = Emulator(client_id="emulator-client", client_secret=secret).start()
+    for host in ("127.0.0.1", "localhost"):
+        emulator.add_redirect_uri(f"http://{host}:{port}/{CALLBACK}")
+    env.update(
+        TS_CLIENT_ID="emulator-client",
+        TS_CLIENT_SECRET=secret,
+        TS_SIGNIN_URL=emulator.url,
+        TS_API_URL=f"{emulator.url}/v3",
+        TS_SIM_API_URL=f"{emulator.url}/sim/v3",
+    )
+    print(
+        f"No TS_CLIENT_ID set: using the TradeStation emulator at {emulator.url} (sign in with any username).",
+        flush=True,
+    )
+    return emulator
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run Jupyter in the foreground until it stops; returns its exit status."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
     args = parse_args(argv)
     port = args.port or free_port()
+    root, notebook = what_to_open(args)
     env = dict(os.environ)
-    emulator = None
-    if not env.get("TS_CLIENT_ID"):
-        from .emulator import Emulator
-
-        secret = secrets.token_urlsafe(24)  # fresh each run: nothing to leak, nothing committed
-        emulator = Emulator(client_id="emulator-client", client_secret=secret).start()
-        for host in ("127.0.0.1", "localhost"):
-            emulator.add_redirect_uri(f"http://{host}:{port}/{CALLBACK}")
-        env.update(
-            TS_CLIENT_ID="emulator-client",
-            TS_CLIENT_SECRET=secret,
-            TS_SIGNIN_URL=emulator.url,
-            TS_API_URL=f"{emulator.url}/v3",
-            TS_SIM_API_URL=f"{emulator.url}/sim/v3",
-        )
-        print(
-            f"No TS_CLIENT_ID set: using the TradeStation emulator at {emulator.url} (sign in with any username).",
-            flush=True,
-        )
+    emulator = None if env.get("TS_CLIENT_ID") else start_emulator(env, port)
     cmd = [
         sys.executable,
         "-m",
-        "jupyter",
-        args.app,
+        "jupyterlab" if args.app == "lab" else "notebook",  # the server is this process's child
         f"--port={port}",
         "--port-retries=0",
         "--ip=127.0.0.1",
-        "--ServerApp.open_browser=" + str(not args.no_browser),
+        "--ServerApp.open_browser=False",  # this process opens the notebook, once the server answers
+        f"--ServerApp.root_dir={root}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
-    if args.path:
-        cmd.append(args.path)
     proc = subprocess.Popen(cmd, env=env)
     previous = {sig: signal.signal(sig, _stopper(proc)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        server = wait_for_server(proc, Path(jupyter_runtime_dir()))
+        if server is not None:
+            url = address(args.app, server, notebook)
+            print(f"\nts_notebook: open {url}\n", flush=True)
+            if not args.no_browser:
+                webbrowser.open(url)
         return proc.wait()
     finally:
         for sig, handler in previous.items():
