@@ -1,4 +1,4 @@
-"""The redirect URI a sign-in registers, row by row of the README's deployment table."""
+"""The redirect URI a sign-in registers, row by row of the deployment table in docs/deployments.md."""
 
 from __future__ import annotations
 

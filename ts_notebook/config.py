@@ -54,7 +54,7 @@ TABLE: tuple[Setting, ...] = (
         "redirect_uri",
         "TS_REDIRECT_URI",
         None,
-        "Callback URL registered for your key. Unset: chosen per deployment (see README).",
+        "Callback URL registered for your key. Unset: chosen per deployment (see docs/deployments.md).",
     ),
     Setting(
         "hub_public_url",

@@ -1,5 +1,5 @@
-"""Which redirect URI a sign-in registers, by deployment (the table in the README's
-"Deployments"), as one pure function."""
+"""Which redirect URI a sign-in registers, by deployment (the table in docs/deployments.md),
+as one pure function."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The README's hub set-up, run as written: JupyterHub starts the ts_notebook service itself
-(a managed service) from the README's ``jupyterhub_config.py`` lines. The hub's environment
-holds the key's id, the vault key and the path of the secret file; users' servers get none of
-them but the id."""
+"""The documented hub set-up, run as written: JupyterHub starts the ts_notebook service itself
+(a managed service) from the ``jupyterhub_config.py`` lines in docs/jupyterhub.md. The hub's
+environment holds the key's id, the vault key and the path of the secret file; users' servers
+get none of them but the id."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ CLIENT_SECRET = secrets.token_urlsafe(24)
 MARK = "<!-- hub-service-config -->"
 
 
-def readme_config(port: int) -> str:
-    """The README's jupyterhub_config.py block for the service, on ``port``."""
-    text = (ROOT / "README.md").read_text()
+def documented_config(port: int) -> str:
+    """The jupyterhub_config.py block for the service in docs/jupyterhub.md, on ``port``."""
+    text = (ROOT / "docs" / "jupyterhub.md").read_text()
     block = text.split(MARK, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     assert "10101" in block
     return block.replace("10101", str(port))
@@ -46,13 +46,13 @@ def managed_hub(tmp_path_factory):
             "TS_CLIENT_SECRET_FILE": str(secret_file),
             "TS_NOTEBOOK_CRYPT_KEY": secrets.token_hex(32),
         }
-        config = readme_config(free_port())
+        config = documented_config(free_port())
         with running_hub(tmp, em, {"PYTHONPATH": str(ROOT)}, config, hub_env=hub_env) as hub:
             hub.folder = tmp
             yield hub
 
 
-def test_the_readme_setup_signs_a_user_in_once_for_all_her_servers(managed_hub):
+def test_the_documented_setup_signs_a_user_in_once_for_all_her_servers(managed_hub):
     alice = managed_hub.browser("alice")
     research, default = managed_hub.start("alice", "research"), managed_hub.start("alice")
 

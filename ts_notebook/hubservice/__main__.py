@@ -73,7 +73,7 @@ def setup(args: argparse.Namespace) -> tuple[Settings, Vault, str, int, str]:
     if missing:
         raise Refusal(
             f"{', '.join(missing)} not set: run this as a JupyterHub service (c.JupyterHub.services, "
-            "see the README's JupyterHub part), which sets them."
+            "see the JupyterHub admins page, docs/jupyterhub.md), which sets them."
         )
     try:
         settings = Settings.load()

@@ -154,7 +154,7 @@ class ServiceHandler(web.RequestHandler):
                 403,
                 "no_access",
                 f"This token lacks {' or '.join(sorted(self.hub_auth.access_scopes))}: give the users' servers "
-                "that scope (see the README's JupyterHub part).",
+                "that scope (see the JupyterHub admins page, docs/jupyterhub.md).",
             )
         self.hub_user = model["name"]
 
