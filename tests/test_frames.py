@@ -3,10 +3,13 @@ refused symbols as a warning), accounts, balances, positions and paged orders; a
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pandas as pd
 import pytest
 
 from ts_notebook import frames
+from ts_notebook.emulator.prices import SYMBOLS
 from ts_notebook.kernel.replies import APIError
 from ts_notebook.kernel.session import TSSession
 
@@ -35,6 +38,7 @@ def test_daily_bars_are_a_frame_with_an_exchange_time_index_and_numbers(session)
 
 
 def test_intraday_bars_past_the_limit_are_split_and_joined_without_duplicates(session, emulator):
+    emulator.market_clock = datetime(2026, 12, 2, 15, 0, 30, tzinfo=timezone.utc)  # one bar being built
     df = frames.bars(session, "MSFT", unit="Minute", barsback=60_000)
 
     assert len(df) == 60_000 and df.index.is_unique and df.index.is_monotonic_increasing
@@ -50,13 +54,14 @@ def test_intraday_bars_from_a_start_come_back_from_that_start(session):
 
 
 def test_quotes_come_in_batches_of_100_and_refused_symbols_are_a_warning(session, emulator):
-    symbols = [f"S{i}" for i in range(150)] + ["BADX"]
-    with pytest.warns(UserWarning, match=r"TradeStation left out: BADX \(Invalid symbol\)"):
+    symbols = [*SYMBOLS] * 4 + ["BADX"]  # more than 100, of which one the emulator does not know
+    with pytest.warns(UserWarning, match=r"TradeStation left out: BADX \(Invalid symbol\)$"):
         df = frames.quotes(session, symbols)
 
-    assert len(df) == 150 and df.index.name == "Symbol" and df["Last"].dtype == "float64"
+    assert len(df) == len(symbols) - 1 and df.index.name == "Symbol" and df["Last"].dtype == "float64"
     assert sum("/quotes/" in c["path"] for c in emulator.api_calls) == 2
     assert df["MarketFlags.IsDelayed"].dtype == bool
+    assert [str(df[c].dtype) for c in ("Volume", "BidSize", "AskSize")] == ["int64"] * 3
 
 
 def test_accounts_balances_positions_and_every_page_of_orders(session):
@@ -64,7 +69,8 @@ def test_accounts_balances_positions_and_every_page_of_orders(session):
     balances = frames.balances(session)
     assert balances["CashBalance"].dtype == "float64" and len(balances) == 2
     positions = frames.positions(session, "11111111")
-    assert len(positions) == 3 and positions["Quantity"].dtype == "float64"
+    assert len(positions) == 3 and positions["Quantity"].dtype == "int64"
+    assert positions["AveragePrice"].dtype == "float64"
     orders = frames.orders(session, page_size=5)
     assert len(orders) == 46 and orders["OrderID"].is_unique
 
@@ -117,8 +123,6 @@ def test_blank_null_and_missing_fields_are_nan_or_zero_never_an_error():
 
 
 def test_overlapping_pages_join_with_each_bar_once_in_time_order():
-    from datetime import datetime, timezone
-
     from ts_notebook.emulator.market import barchart
 
     now = datetime.now(timezone.utc)

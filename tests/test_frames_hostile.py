@@ -90,4 +90,14 @@ def test_id_columns_stay_text(canned):
     session = canned({"/v3/brokerage/accounts/1/positions": body({"Positions": [position]})})
     df = frames.positions(session, "1")
     assert df["PositionID"].iloc[0] == "00123" and df["ParentOrderID"].iloc[0] == "987654321987654321"
-    assert df["Quantity"].dtype == "float64"
+    assert df["Quantity"].dtype == "int64"
+
+
+@pytest.mark.parametrize("quantities", [["5", "0.125"], ["5", ""], ["5", None]], ids=["fractional", "blank", "null"])
+def test_a_count_that_is_not_whole_throughout_stays_a_float(canned, quantities):
+    rows = [
+        {"AccountID": "1", "Symbol": s, "Quantity": q} for s, q in zip(("BTCUSD", "ETHUSD"), quantities, strict=True)
+    ]
+    session = canned({"/v3/brokerage/accounts/1/positions": body({"Positions": rows})})
+    df = frames.positions(session, "1")
+    assert df["Quantity"].dtype == "float64" and df["Quantity"].iloc[0] == 5

@@ -25,6 +25,20 @@ QUOTE_BATCH = 100
 ACCOUNT_BATCH = 25
 PRICE_COLUMNS = ("Open", "High", "Low", "Close")
 INT_COLUMNS = ("Volume", "UpTicks", "DownTicks", "UpVolume", "DownVolume", "TotalTicks", "Epoch")
+# Counts TradeStation sends as text: whole numbers become int64 (a fractional crypto quantity or
+# a blank keeps the column float).
+COUNT_COLUMNS = (
+    "Quantity",
+    "QuantityOrdered",
+    "ExecQuantity",
+    "QuantityRemaining",
+    "Volume",
+    "PreviousVolume",
+    "BidSize",
+    "AskSize",
+    "LastSize",
+    "DailyOpenInterest",
+)
 
 
 def _pandas() -> Any:
@@ -180,15 +194,18 @@ def join_pages(pages: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def numeric(frame: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:
-    """Every text column whose values are all numbers (or blank) becomes a float column; ids
-    (columns named ``...ID``) stay text, leading zeros and all."""
+    """Every text column whose values are all numbers (or blank) becomes a float column, or an
+    int64 one for a count (:data:`COUNT_COLUMNS`) that is whole throughout; ids (columns named
+    ``...ID``) stay text, leading zeros and all."""
     pd = _pandas()
     for column in frame.columns:
         if column in keep or str(column).endswith("ID") or frame[column].dtype.kind not in "OUS":
             continue
         values = pd.to_numeric(frame[column], errors="coerce")
         if values.notna().sum() == frame[column].replace("", None).notna().sum():
-            frame[column] = values.astype("float64")
+            values = values.astype("float64")
+            whole = values.notna().all() and (values % 1 == 0).all() and (values.abs() < 2.0**63).all()
+            frame[column] = values.astype("int64") if column in COUNT_COLUMNS and whole else values
     return frame
 
 

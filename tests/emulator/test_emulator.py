@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -497,6 +498,7 @@ def test_api_bases(public: Emulator, base: str, prefix: str) -> None:
         (prefix + "11111111", "Margin"),
         (prefix + "22222222", "Cash"),
     ]
+    public.market_clock = datetime(2026, 12, 2, 15, 0, tzinfo=timezone.utc)  # quotes move with the clock
     quotes = api(public, base + "/marketdata/quotes/AAPL,MSFT", token).json()["Quotes"]
     again = api(public, base + "/marketdata/quotes/MSFT", token).json()["Quotes"]
     assert [q["Symbol"] for q in quotes] == ["AAPL", "MSFT"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,21 +109,22 @@ class ApiHandler(BaseHandler):
         """
         if self.request.method != "GET" and route:
             return None
+        now = market.market_now(self.state.faults.settings.market_clock)
         accounts = market.accounts_for(record.username, sim)
         owned = [a["AccountID"] for a in accounts["Accounts"]]
         parts = route.split("/")
         if route == "brokerage/accounts":
             return accounts
         if route.startswith("marketdata/quotes/"):
-            return market.quotes([s.strip() for s in route[len("marketdata/quotes/") :].split(",") if s.strip()])
+            return market.quotes([s.strip() for s in route[len("marketdata/quotes/") :].split(",") if s.strip()], now)
         if route.startswith("marketdata/barcharts/") and len(parts) == 3:
             params = {k: v[-1].decode() for k, v in self.request.query_arguments.items()}
-            return market.barchart(parts[2], params, datetime.now(timezone.utc))
+            return market.barchart(parts[2], params, now)
         if len(parts) == 4 and parts[:2] == ["brokerage", "accounts"]:
             if parts[3] == "balances":
-                return market.balances(parts[2], owned)
+                return market.balances(parts[2], owned, now)
             if parts[3] == "positions":
-                return market.positions(parts[2], owned)
+                return market.positions(parts[2], owned, now)
             if parts[3] == "orders":
                 try:
                     size = int(self.get_query_argument("pageSize", "600"))

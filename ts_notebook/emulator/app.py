@@ -10,6 +10,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from types import MappingProxyType, TracebackType
 from typing import Any
 
@@ -382,6 +383,24 @@ class Emulator:
     @clock_skew.setter
     def clock_skew(self, seconds: float) -> None:
         self._state.faults.update(clock_skew=finite_seconds(seconds, "clock_skew", allow_negative=True))
+
+    @property
+    def market_clock(self) -> datetime | None:
+        """The moment the market stands at (quotes, bars, positions), or None to follow the wall
+        clock. Once fixed, a stream's updates are the market one second further on each.
+
+        Raises:
+            ValueError: on setting a datetime without a time zone.
+        """
+        return self._state.faults.settings.market_clock
+
+    @market_clock.setter
+    def market_clock(self, moment: datetime | None) -> None:
+        if moment is not None:
+            if moment.tzinfo is None:
+                raise ValueError("market_clock needs a time zone, e.g. datetime(..., tzinfo=timezone.utc)")
+            moment = moment.astimezone(timezone.utc).replace(microsecond=0)  # quotes are to the second
+        self._state.faults.update(market_clock=moment)
 
     @property
     def jwks_override(self) -> Any:

@@ -13,6 +13,7 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 #: The ``error`` recorded in ``grants`` for a token call whose connection was reset.
@@ -68,6 +69,8 @@ class FaultSettings:
     stream_heartbeat: float = 5.0
     stream_goaway_after: int | None = None
     stream_rechunk_seed: int | None = None
+    # The market's moment (UTC, whole seconds) when a test fixed it; None: the wall clock.
+    market_clock: datetime | None = None
 
 
 def json_copy(value: Any) -> Any:

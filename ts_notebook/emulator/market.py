@@ -1,18 +1,19 @@
 """The emulator's market and accounts: made-up but deterministic data in TradeStation's v3 shapes.
 
-A value depends only on what it describes (a symbol, a bar's time, an account), never on the
-request that asked for it, so overlapping requests agree bar for bar.
+Every price is read from one path per symbol (:mod:`.prices`), so a quote, the bars of any unit
+and the positions agree at each moment. A closed bar depends only on what it describes (a symbol,
+its unit, interval and time), never on the request that asked for it, so overlapping requests
+agree bar for bar.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
 
-EXCHANGE = ZoneInfo("America/New_York")
+from . import prices
+from .prices import EXCHANGE, Span, known, rounded, session_close, session_open
+
 MAX_INTRADAY_BARS = 57_600
 MAX_QUOTE_SYMBOLS = 100
 # Minutes of each session template, in exchange time.
@@ -25,55 +26,70 @@ SESSIONS = {
     "USEQ24Hour": (time(0, 0), time(23, 59, 59)),
 }
 UNITS = ("Minute", "Daily", "Weekly", "Monthly")
+ACCOUNT_TYPES = {"11111111": "Margin", "22222222": "Cash"}
+HELD = ("MSFT", "AAPL", "SPY")
 
 
 class BadRequest(ValueError):
     """A request the real API answers 400 to; the message is its ``Message``."""
 
 
-def _unit(*parts: object) -> float:
-    """A number in [0, 1) fixed by ``parts``."""
-    digest = hashlib.sha256("|".join(map(str, parts)).encode("utf-8")).digest()
-    return int.from_bytes(digest[:6], "big") / 2**48
+def market_now(frozen: datetime | None) -> datetime:
+    """The market's moment, to the second: ``frozen`` when a test fixed it, else the wall clock."""
+    return frozen if frozen is not None else datetime.now(timezone.utc).replace(microsecond=0)
 
 
-def known(symbol: str) -> bool:
-    """Symbols the emulator knows: letters, digits, dots and spaces, not starting with BAD."""
-    return bool(symbol) and not symbol.upper().startswith("BAD") and all(c.isalnum() or c in ". " for c in symbol)
+def stamp(when: datetime) -> str:
+    """``when`` as the API writes times: UTC, RFC 3339, to the second."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def base_price(symbol: str) -> float:
-    return 10 + round(_unit(symbol) * 990_000) / 100
+def _money(value: float) -> str:
+    return f"{value + 0.0:.2f}"  # + 0.0: never "-0.00"
 
 
-def quote_for(symbol: str) -> dict[str, Any]:
-    """A quote whose every field is a string, as the real API's are."""
-    last = base_price(symbol)
-    volume = int(_unit(symbol, "volume") * 1_000_000)
+def quote_for(symbol: str, now: datetime) -> dict[str, Any]:
+    """The quote of a known ``symbol`` at ``now``, every field a string as the real API's are.
+
+    Open, High, Low, Close and Volume are those of the latest daily bar (today's, once the
+    session has opened), PreviousClose the Close of the one before; Last is the path at ``now``
+    (after the close too: extended hours), with the bid below it and the ask above.
+    """
+    today = prices.trading_day(now)
+    before = prices.previous_trading_day(today)
+    session = prices.span(symbol, session_open(today), min(now, session_close(today)))
+    previous = prices.day(symbol, before).volume
+    last = rounded(symbol, prices.price(symbol, now))
+    previous_close = rounded(symbol, prices.price(symbol, session_close(before)))
+    bid, ask, bid_size, ask_size = prices.book(symbol, now)
+    change = round(last - previous_close, 2)
     return {
         "Symbol": symbol,
-        "Last": f"{last:.2f}",
-        "Bid": f"{last - 0.01:.2f}",
-        "Ask": f"{last + 0.01:.2f}",
-        "Open": f"{last * 0.99:.2f}",
-        "High": f"{last * 1.01:.2f}",
-        "Low": f"{last * 0.98:.2f}",
-        "Close": f"{last:.2f}",
-        "PreviousClose": f"{last * 0.995:.2f}",
-        "Volume": str(volume),
-        "NetChange": f"{last * 0.005:.2f}",
-        "NetChangePct": "0.5",
-        "TradeTime": "2026-11-27T21:00:00Z",
+        "Open": _money(rounded(symbol, session.open)),
+        "High": _money(rounded(symbol, session.high)),
+        "Low": _money(rounded(symbol, session.low)),
+        "PreviousClose": _money(previous_close),
+        "Last": _money(last),
+        "Ask": _money(ask),
+        "AskSize": str(ask_size),
+        "Bid": _money(bid),
+        "BidSize": str(bid_size),
+        "NetChange": _money(change),
+        "NetChangePct": _money(100 * change / previous_close),
+        "Volume": str(session.volume),
+        "PreviousVolume": str(previous[prices.DAY] - previous[prices.OPEN]),
+        "Close": _money(rounded(symbol, session.close)),
+        "TradeTime": stamp(now),
         "MarketFlags": {"IsDelayed": False, "IsHalted": False, "IsBats": False, "IsHardToBorrow": False},
     }
 
 
-def quotes(symbols: list[str]) -> dict[str, Any]:
+def quotes(symbols: list[str], now: datetime) -> dict[str, Any]:
     """The quotes reply: known symbols' quotes, and an ``Errors`` entry for each other one."""
     if not symbols or len(symbols) > MAX_QUOTE_SYMBOLS:
         raise BadRequest(f"Give 1 to {MAX_QUOTE_SYMBOLS} symbols")
     return {
-        "Quotes": [quote_for(s) for s in symbols if known(s)],
+        "Quotes": [quote_for(s, now) for s in symbols if known(s)],
         "Errors": [{"Symbol": s, "Error": "Invalid symbol"} for s in symbols if not known(s)],
     }
 
@@ -84,19 +100,13 @@ def accounts_for(username: str, sim: bool) -> dict[str, Any]:
     return {
         "Accounts": [
             {
-                "AccountID": f"{prefix}11111111",
-                "AccountType": "Margin",
+                "AccountID": f"{prefix}{number}",
+                "AccountType": kind,
                 "Currency": "USD",
                 "Status": "Active",
                 "Alias": username,
-            },
-            {
-                "AccountID": f"{prefix}22222222",
-                "AccountType": "Cash",
-                "Currency": "USD",
-                "Status": "Active",
-                "Alias": username,
-            },
+            }
+            for number, kind in ACCOUNT_TYPES.items()
         ]
     }
 
@@ -109,65 +119,85 @@ def _accounts(ids: str, owned: list[str], key: str, make: Any) -> dict[str, Any]
     return {key: rows, "Errors": [{"AccountID": i, "Error": "Account not found"} for i in wanted if i not in owned]}
 
 
-def balances(ids: str, owned: list[str]) -> dict[str, Any]:
+def _holdings(account: str, now: datetime) -> list[dict[str, Any]]:
+    """The account's positions at ``now``, valued at the quotes' prices."""
+    out = []
+    for symbol in HELD:
+        qty = 1 + int(prices.fraction(account, symbol) * 200)
+        bought = now - timedelta(days=20 + int(prices.fraction(account, symbol, "bought") * 300))
+        average = rounded(symbol, prices.price(symbol, session_close(prices.trading_day(bought))))
+        quote = quote_for(symbol, now)
+        last, previous_close = float(quote["Last"]), float(quote["PreviousClose"])
+        out.append(
+            {
+                "AccountID": account,
+                "Symbol": symbol,
+                "Quantity": str(qty),
+                "AveragePrice": _money(average),
+                "Last": quote["Last"],
+                "Bid": quote["Bid"],
+                "Ask": quote["Ask"],
+                "TotalCost": _money(qty * average),
+                "MarketValue": _money(qty * last),
+                "TodaysProfitLoss": _money(qty * (last - previous_close)),
+                "UnrealizedProfitLoss": _money(qty * (last - average)),
+                "UnrealizedProfitLossPercent": _money(100 * (last - average) / average),
+                "LongShort": "Long",
+                "AssetType": "STOCK",
+            }
+        )
+    return out
+
+
+def balances(ids: str, owned: list[str], now: datetime) -> dict[str, Any]:
+    """Each account's cash, and its positions valued at ``now``."""
+
     def make(account: str) -> list[dict[str, Any]]:
-        cash = 10_000 + round(_unit(account, "cash") * 90_000, 2)
+        cash = 10_000 + round(prices.fraction(account, "cash") * 90_000, 2)
+        held = _holdings(account, now)
+        value = sum(float(p["MarketValue"]) for p in held)
+        today = sum(float(p["TodaysProfitLoss"]) for p in held)
+        margin = ACCOUNT_TYPES[account.removeprefix("SIM")] == "Margin"
         return [
             {
                 "AccountID": account,
-                "AccountType": "Margin",
-                "CashBalance": f"{cash:.2f}",
-                "Equity": f"{cash * 1.2:.2f}",
-                "MarketValue": f"{cash * 0.2:.2f}",
-                "TodaysProfitLoss": "12.50",
-                "BuyingPower": f"{cash * 2:.2f}",
+                "AccountType": ACCOUNT_TYPES[account.removeprefix("SIM")],
+                "CashBalance": _money(cash),
+                "Equity": _money(cash + value),
+                "MarketValue": _money(value),
+                "TodaysProfitLoss": _money(today),
+                "BuyingPower": _money(cash * 2 if margin else cash),
             }
         ]
 
     return _accounts(ids, owned, "Balances", make)
 
 
-def positions(ids: str, owned: list[str]) -> dict[str, Any]:
-    def make(account: str) -> list[dict[str, Any]]:
-        out = []
-        for symbol in ("MSFT", "AAPL", "SPY"):
-            qty = 1 + int(_unit(account, symbol) * 200)
-            price = base_price(symbol)
-            out.append(
-                {
-                    "AccountID": account,
-                    "Symbol": symbol,
-                    "Quantity": str(qty),
-                    "AveragePrice": f"{price:.2f}",
-                    "Last": f"{price * 1.01:.2f}",
-                    "MarketValue": f"{qty * price * 1.01:.2f}",
-                    "UnrealizedProfitLoss": f"{qty * price * 0.01:.2f}",
-                    "LongShort": "Long",
-                    "AssetType": "STOCK",
-                }
-            )
-        return out
-
-    return _accounts(ids, owned, "Positions", make)
+def positions(ids: str, owned: list[str], now: datetime) -> dict[str, Any]:
+    """Each account's positions at ``now``."""
+    return _accounts(ids, owned, "Positions", lambda account: _holdings(account, now))
 
 
 def orders(ids: str, owned: list[str], page_size: int, next_token: str | None) -> dict[str, Any]:
     """Orders, ``page_size`` at a time; ``NextToken`` names the next page while there is one."""
 
     def make(account: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "AccountID": account,
-                "OrderID": f"{account[-4:]}{n:04d}",
-                "Symbol": ("MSFT", "AAPL", "SPY")[n % 3],
-                "Status": "FLL",
-                "OrderType": "Limit",
-                "Quantity": str(10 + n),
-                "LimitPrice": f"{100 + n:.2f}",
-                "OpenedDateTime": f"2026-11-{1 + n % 27:02d}T15:00:00Z",
-            }
-            for n in range(23)
-        ]
+        out = []
+        for n in range(23):
+            symbol, opened = HELD[n % 3], datetime(2026, 11, 1 + n % 27, 15, 0, tzinfo=timezone.utc)
+            out.append(
+                {
+                    "AccountID": account,
+                    "OrderID": f"{account[-4:]}{n:04d}",
+                    "Symbol": symbol,
+                    "Status": "FLL",
+                    "OrderType": "Limit",
+                    "Quantity": str(10 + n),
+                    "LimitPrice": _money(rounded(symbol, prices.price(symbol, opened))),
+                    "OpenedDateTime": stamp(opened),
+                }
+            )
+        return out
 
     reply = _accounts(ids, owned, "Orders", make)
     if not 1 <= page_size <= 600:
@@ -194,14 +224,37 @@ def _parse_when(text: str, end_of_day: bool) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=EXCHANGE)
 
 
+def _start(unit: str, interval: int, end: datetime) -> datetime:
+    """When the bar ending at ``end`` begins: its first minute, or its first session's open."""
+    if unit == "Minute":
+        return end - timedelta(minutes=interval)
+    return session_open(_days(unit, end.date())[0])
+
+
+def _days(unit: str, last: date) -> list[date]:
+    """The weekdays of the Daily, Weekly or Monthly bar whose last day is ``last``."""
+    first = {"Daily": last, "Weekly": last - timedelta(days=last.weekday())}.get(unit, last.replace(day=1))
+    every = (first + timedelta(days=n) for n in range((last - first).days + 1))
+    return [d for d in every if d.weekday() < 5]
+
+
 def _bar_times(
-    unit: str, interval: int, session: str, start: datetime | None, end: datetime, count: int | None, limit: int
+    unit: str,
+    interval: int,
+    session: str,
+    start: datetime | None,
+    end: datetime,
+    count: int | None,
+    limit: int,
+    now: datetime,
 ) -> list[datetime]:
-    """Bar times (exchange time), oldest first, ending at or before ``end``: ``count`` of them,
-    or all from ``start``. Raises BadRequest past ``limit``."""
+    """Bar times (exchange time), oldest first, ending at or before ``end``, or the bar being
+    built at ``now`` when ``end`` is now: ``count`` of them, or all from ``start``. Raises
+    BadRequest past ``limit``."""
     opens, closes = SESSIONS[session]
     out: list[datetime] = []
-    day = end.astimezone(EXCHANGE).date()
+    # From the last day of the period holding ``end``: that bar may be the one being built.
+    day = end.astimezone(EXCHANGE).date() + timedelta(days={"Weekly": 6, "Monthly": 31}.get(unit, 0))
     while True:
         if day.weekday() < 5:
             stamps: list[datetime] = []
@@ -216,9 +269,9 @@ def _bar_times(
                 next_day = day + timedelta(days=1 if day.weekday() < 4 else 3)
                 last_of_month = unit == "Monthly" and next_day.month != day.month
                 if unit == "Daily" or last_of_week or last_of_month:
-                    stamps.append(datetime.combine(day, time(16, 0), EXCHANGE))
+                    stamps.append(session_close(day))
             for t in reversed(stamps):
-                if t > end:
+                if t > end and not (end == now and _start(unit, interval, t) < now):
                     continue
                 if start is not None and t < start:
                     return out[::-1]
@@ -232,38 +285,51 @@ def _bar_times(
             return out[::-1]
 
 
-def bar_at(symbol: str, unit: str, interval: int, when: datetime) -> dict[str, Any]:
-    """The bar of ``symbol`` ending at ``when``: its values depend on nothing else."""
-    epoch = int(when.timestamp())
-    base = base_price(symbol)
-    level = base * (1 + 0.2 * math.sin(epoch / 8_640_000 + _unit(symbol) * 6.28))
-    close = level * (1 + (_unit(symbol, unit, interval, epoch) - 0.5) * 0.02)
-    open_ = level * (1 + (_unit(symbol, unit, interval, epoch, "o") - 0.5) * 0.02)
-    high, low = max(open_, close) * 1.003, min(open_, close) * 0.997
-    up = int(_unit(symbol, epoch, "u") * 5_000)
-    down = int(_unit(symbol, epoch, "d") * 5_000)
+def bar_at(symbol: str, unit: str, interval: int, end: datetime, now: datetime) -> dict[str, Any]:
+    """The bar of ``symbol`` ending at ``end`` as it stands at ``now``: a closed bar depends on
+    nothing else, and the one being built closes at the price of ``now``."""
+    until = min(end, now)
+    if unit == "Minute":
+        traded = prices.span(symbol, _start(unit, interval, end), until)
+    else:
+        opened = [d for d in _days(unit, end.date()) if session_open(d) < until]  # not the days to come
+        days = [prices.span(symbol, session_open(d), min(session_close(d), until)) for d in opened]
+        traded = Span(
+            days[0].open,
+            max(d.high for d in days),
+            min(d.low for d in days),
+            days[-1].close,
+            sum(d.volume for d in days),
+        )
+    open_, high, low, close = (rounded(symbol, v) for v in (traded.open, traded.high, traded.low, traded.close))
+    # More of the volume on the upticks in a bar that rose.
+    share = 0.5 + (0.3 * (close - open_) / (high - low) if high > low else 0.0)
+    ticks = -(-traded.volume // (60 + int(prices.fraction(symbol, "trade size") * 140)))
+    up, up_volume = round(ticks * share), round(traded.volume * share)
+    building = now < end
     return {
-        "High": f"{high:.2f}",
-        "Low": f"{low:.2f}",
-        "Open": f"{open_:.2f}",
-        "Close": f"{close:.2f}",
-        "TimeStamp": when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "TotalVolume": str(up * 37 + down * 29),
-        "DownTicks": down,
-        "DownVolume": down * 29,
+        "High": _money(high),
+        "Low": _money(low),
+        "Open": _money(open_),
+        "Close": _money(close),
+        "TimeStamp": stamp(end),
+        "TotalVolume": str(traded.volume),
+        "DownTicks": ticks - up,
+        "DownVolume": traded.volume - up_volume,
         "OpenInterest": None,
-        "IsRealtime": False,
+        "IsRealtime": building,
         "IsEndOfHistory": False,
-        "TotalTicks": up + down,
+        "TotalTicks": ticks,
         "UpTicks": up,
-        "UpVolume": up * 37,
-        "Epoch": epoch * 1000,
-        "BarStatus": "Closed",
+        "UpVolume": up_volume,
+        "Epoch": int(end.timestamp()) * 1000,
+        "BarStatus": "Open" if building else "Closed",
     }
 
 
 def barchart(symbol: str, params: dict[str, str], now: datetime) -> dict[str, Any]:
-    """``GET marketdata/barcharts/{symbol}`` with its parameters, checked as the real API checks them."""
+    """``GET marketdata/barcharts/{symbol}`` at ``now``, its parameters checked as the real API
+    checks them; the last bar is the one being built while its session is open."""
     if not known(symbol):
         raise BadRequest(f"Invalid symbol: {symbol}")
     unit = params.get("unit", "Daily")
@@ -284,9 +350,9 @@ def barchart(symbol: str, params: dict[str, str], now: datetime) -> dict[str, An
         raise BadRequest(f"barsback must be 1 to {limit}")
     if count is not None and "firstdate" in params:
         raise BadRequest("Give barsback or firstdate, not both")
-    end = _parse_when(params["lastdate"], end_of_day=True) if "lastdate" in params else now
+    end = min(_parse_when(params["lastdate"], end_of_day=True), now) if "lastdate" in params else now
     start = _parse_when(params["firstdate"], end_of_day=False) if "firstdate" in params else None
     if count is None and start is None:
         count = 1
-    times = _bar_times(unit, interval, session, start, end, count, limit)
-    return {"Bars": [bar_at(symbol, unit, interval, t) for t in times]}
+    times = _bar_times(unit, interval, session, start, end, count, limit, now)
+    return {"Bars": [bar_at(symbol, unit, interval, t, now) for t in times]}

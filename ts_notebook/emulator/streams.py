@@ -1,67 +1,61 @@
 """TradeStation's streams, emulated: chunked newline-delimited JSON with a snapshot, an
 ``EndSnapshot``, updates, heartbeats when idle, ``GoAway`` after a configurable count, random
 re-chunking (boundaries mid-object and mid-character), and scripted drops, silences and errors.
-Deterministic: the same symbols and settings give the same bytes.
+Quotes and bars are the market's (:mod:`.market`) at each message's moment; with the market's
+clock fixed, the same symbols and settings give the same bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from tornado.iostream import StreamClosedError
 
+from . import market
 from .api import ApiHandler
-from .market import quote_for
+from .prices import known
 
 CONTENT_TYPE = "application/vnd.tradestation.streams.v2+json"
 
 
-def quote_updates(symbols: list[str]) -> Iterator[dict[str, Any]]:
-    """Endless quote changes for ``symbols``, the same for the same symbols."""
-    rng = random.Random(",".join(symbols))
-    last = {s: float(quote_for(s)["Last"]) for s in symbols}
+def moments(frozen: datetime | None) -> Iterator[datetime]:
+    """The moments a stream shows, one per message: the wall clock's, or from a fixed clock
+    on, a second further each (so such a stream is the same every time)."""
+    for n in itertools.count():
+        yield market.market_now(None) if frozen is None else frozen + timedelta(seconds=n)
+
+
+def refusal(symbol: str) -> dict[str, Any]:
+    """What a stream sends in place of a symbol TradeStation does not know."""
+    return {"Symbol": symbol, "Error": "InvalidSymbol", "Message": "Invalid symbol"}
+
+
+def quote_updates(symbols: list[str], at: Iterator[datetime]) -> Iterator[dict[str, Any]]:
+    """Quotes of the known ``symbols``, one symbol (picked the same way for the same symbols)
+    at each next moment; none when none is known."""
+    rng, quoted = random.Random(",".join(symbols)), [s for s in symbols if known(s)]
+    while quoted:
+        yield market.quote_for(rng.choice(quoted), next(at))
+
+
+def bar_updates(symbol: str, params: dict[str, str], at: Iterator[datetime]) -> Iterator[dict[str, Any]]:
+    """The latest bar at each next moment; a bar that ended since the last update is sent once
+    more, closed, before the next one."""
+    last: dict[str, Any] | None = None
     while True:
-        symbol = rng.choice(symbols)
-        last[symbol] = max(0.01, last[symbol] + rng.choice((-1, 1)) * rng.randint(1, 25) / 100)
-        yield {"Symbol": symbol, "Last": f"{last[symbol]:.2f}", "TradeTime": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
-
-
-def bar_updates(symbol: str, barsback: int) -> tuple[list[dict[str, Any]], Iterator[dict[str, Any]]]:
-    """A snapshot of ``barsback`` closed minute bars, then endless updates of the open one."""
-    rng = random.Random(symbol)
-    price, start = float(quote_for(symbol)["Last"]), int(time.time() // 60 * 60) - 60 * barsback
-
-    def bar(i: int, status: str) -> dict[str, Any]:
-        nonlocal price
-        o = price
-        c = max(0.01, o + rng.randint(-50, 50) / 100)
-        price = c
-        epoch = start + 60 * i
-        return {
-            "Open": f"{o:.2f}",
-            "High": f"{max(o, c) + 0.05:.2f}",
-            "Low": f"{min(o, c) - 0.05:.2f}",
-            "Close": f"{c:.2f}",
-            "TotalVolume": str(rng.randint(1_000, 90_000)),
-            "Epoch": epoch * 1000,
-            "TimeStamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)),
-            "BarStatus": status,
-            "IsRealtime": status == "Open",
-            "IsEndOfHistory": i == barsback - 1,
-        }
-
-    snapshot = [bar(i, "Closed") for i in range(barsback)]
-
-    def updates() -> Iterator[dict[str, Any]]:
-        while True:
-            yield bar(barsback, "Open")
-
-    return snapshot, updates()
+        now = next(at)
+        bar = market.barchart(symbol, {**params, "barsback": "1"}, now)["Bars"][-1]
+        if last is not None and last["BarStatus"] == "Open" and last["TimeStamp"] != bar["TimeStamp"]:
+            yield market.barchart(symbol, {**params, "barsback": "1", "lastdate": last["TimeStamp"]}, now)["Bars"][-1]
+        last = bar
+        yield bar
 
 
 class StreamHandler(ApiHandler):
@@ -82,12 +76,32 @@ class StreamHandler(ApiHandler):
         if not symbols or (kind == "barcharts" and len(symbols) != 1):
             self._reply(400, {"Error": "BadRequest", "Message": "Give one or more symbols (one for bars)"}, token)
             return
-        self.state.record_api_call(self.request.path, 200, token)
+        at = moments(self.state.faults.settings.market_clock)
         if kind == "quotes":
-            snapshot = [{**quote_for(s), "Description": f"{s} Ünïcødé ☃ Corp"} for s in symbols]
-            updates = quote_updates(symbols)
+            now = next(at)
+            snapshot = [
+                {**market.quote_for(s, now), "Description": f"{s} Ünïcødé ☃ Corp"} if known(s) else refusal(s)
+                for s in symbols
+            ]
+            updates = quote_updates(symbols, at)
         else:
-            snapshot, updates = bar_updates(symbols[0], int(self.get_query_argument("barsback", "10")))
+            params = {
+                k: self.get_query_argument(k)
+                for k in ("unit", "interval", "sessiontemplate")
+                if k in self.request.arguments
+            }
+            params["barsback"] = self.get_query_argument("barsback", "10")
+            try:
+                snapshot = market.barchart(symbols[0], params, next(at))["Bars"] if known(symbols[0]) else []
+            except market.BadRequest as exc:
+                self._reply(400, {"Error": "BadRequest", "Message": str(exc)}, token)
+                return
+            if snapshot:
+                snapshot[-1]["IsEndOfHistory"] = True
+                updates = bar_updates(symbols[0], params, at)
+            else:
+                snapshot, updates = [refusal(symbols[0])], iter(())
+        self.state.record_api_call(self.request.path, 200, token)
         self.state.streams_open += 1
         self.state.streams_opened += 1
         try:
@@ -103,7 +117,7 @@ class StreamHandler(ApiHandler):
         settings, brk = faults.settings, faults.streams.take()
         rng = random.Random(settings.stream_rechunk_seed) if settings.stream_rechunk_seed is not None else None
         self.set_header("Content-Type", CONTENT_TYPE)
-        sent, idle, beats = 0, 0.0, 0
+        sent, idle, quiet, beats = 0, 0.0, 0.0, 0
         try:
             await self.flush()  # the status and headers at once, as a streaming server sends them
         except StreamClosedError:
@@ -128,12 +142,16 @@ class StreamHandler(ApiHandler):
                     continue
                 step = min(settings.stream_interval, settings.stream_heartbeat)
                 await self._idle(step)
-                idle += step
+                idle, quiet = idle + step, quiet + step
                 if settings.stream_interval <= settings.stream_heartbeat or idle >= settings.stream_interval:
-                    pending.append(next(updates))
                     idle = 0.0
-                elif idle >= settings.stream_heartbeat * (beats + 1):
-                    beats += 1
+                    update = next(updates, None)
+                    if update is not None:
+                        pending.append(update)
+                        quiet = 0.0
+                        continue
+                if quiet >= settings.stream_heartbeat:  # nothing said for a while: say so
+                    beats, quiet = beats + 1, 0.0
                     await self._send([{"Heartbeat": beats, "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ")}], rng)
         except StreamClosedError:
             self._gone = True
