@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError, NotSignedIn, OAuthError, TSError
 
 if TYPE_CHECKING:
-    from .kernel.state import Status
+    from .kernel.state import SignOut, Status
 
 __all__ = [
     "APIError",
@@ -134,11 +134,12 @@ def login(scopes: str | None = None) -> None:
     api.login(scopes=scopes)
 
 
-def logout() -> None:
-    """Sign out everywhere this sign-in is used and revoke its refresh token."""
+def logout() -> SignOut:
+    """Sign out everywhere this sign-in is used and revoke its refresh token; the result says
+    what happened (shown, in a cell)."""
     from .kernel import api
 
-    api.logout()
+    return api.logout()
 
 
 def status() -> Status:

@@ -72,6 +72,11 @@ class OAuthError(TSError):
         super().__init__(text)
 
     @property
+    def reason(self) -> str:
+        """The error and its description without the hint: why an aside failed (a revocation)."""
+        return f"{self.error}: {self.description}" if self.description else self.error
+
+    @property
     def permanent(self) -> bool:
         """True when retrying the same request cannot succeed (the grant itself is dead)."""
         return self.error in PERMANENT_ERRORS

@@ -77,7 +77,7 @@ class Holder(Protocol):
 
     async def refresh(self, stale: str | None = None) -> None: ...
 
-    async def logout(self) -> None: ...
+    async def logout(self) -> str | None: ...
 
     def close(self) -> None: ...
 
@@ -185,9 +185,14 @@ class SignIn:
         if self._inflight is not None and self.keeper.refreshing is current:
             await asyncio.shield(self._inflight)
 
-    async def logout(self) -> None:
-        """Forget the sign-in (the kept one too) and revoke its refresh token."""
-        await self._carry_out(self.keeper.signed_out())
+    async def logout(self) -> str | None:
+        """Forget the sign-in (the kept one too) and revoke its refresh token.
+
+        Returns:
+            Why revoking failed, if it did (the sign-in is forgotten anyway).
+        """
+        done = await asyncio.gather(*self._apply(self.keeper.signed_out()))
+        return next((answer for answer in done if answer), None)  # only a revocation answers
 
     def close(self) -> None:
         """Stop the renewal timer (shutdown)."""
@@ -261,8 +266,11 @@ class SignIn:
             self._label,
         )
 
-    async def _revoke_quietly(self, refresh_token: str) -> None:
+    async def _revoke_quietly(self, refresh_token: str) -> str | None:
+        """Revoke ``refresh_token``; a failure is logged and returned, not raised."""
         try:
             await self._off_loop(self._client().revoke, refresh_token)
         except OAuthError as exc:
             log.warning("Revoking the refresh token%s failed (%s); it is forgotten here anyway", self._label, exc.error)
+            return exc.reason
+        return None

@@ -43,6 +43,8 @@ FORMAT = 1
 # How long a renewal waits for another process's renewal (two provider calls at most).
 LOCK_TIMEOUT = 90.0
 KEYRING_SERVICE = "ts_notebook"
+# How the words on where a sign-in is kept begin when it is not kept (then ": why, what to do").
+NOT_KEPT = "Sign-in not kept across restarts"
 ENABLE_FILE = (
     "Set TS_TOKEN_STORE=file (or c.TSNotebook.token_store = 'file') to keep it in a private file "
     "under the Jupyter data directory."
@@ -327,9 +329,9 @@ class Memory:
     def kept(self) -> str:
         """Where the sign-in is kept across restarts, in words."""
         if self.backend is None:
-            return f"Sign-in not kept across restarts: {self.note}"
+            return f"{NOT_KEPT}: {self.note}"
         if self.problem:
-            return f"Sign-in not kept across restarts: {self.problem}"
+            return f"{NOT_KEPT}: {self.problem}"
         return f"Sign-in kept across restarts in {self.backend.where}."
 
     @contextlib.contextmanager

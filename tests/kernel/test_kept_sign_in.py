@@ -88,7 +88,7 @@ async def test_logout_forgets_the_kept_sign_in(local_env, emulator, tmp_path):
         await sign_in_at(authorize_url(child))
         child.expect("Signed in to TradeStation as analyst.")
         child.sendline("%ts_logout")
-        child.expect("Not signed in to TradeStation")
+        child.expect(r"Signed out of TradeStation \(the sign-in was revoked\)\.")
         child.expect(PROMPT)
     finally:
         child.terminate(force=True)

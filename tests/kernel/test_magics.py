@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from ts_notebook.kernel import api
+from ts_notebook.kernel import api, state
 
 
 @pytest.fixture
 def shell(monkeypatch):
     monkeypatch.setattr(api, "_source", None)
     monkeypatch.setattr(api, "_objects", {})
+    monkeypatch.setattr(state, "_told", set())  # as in a new process: nothing said yet
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "ts_notebook")
     yield ip
@@ -29,6 +30,20 @@ def test_status_without_a_key_says_not_signed_in_and_where_nothing_is_kept(shell
     status = shell.run_line_magic("ts_status", "")
     assert str(status).startswith("Not signed in to TradeStation. Run %ts_login to sign in.")
     assert "Sign-in not kept across restarts: no secure system keyring here. Set TS_TOKEN_STORE=file" in str(status)
+
+
+def test_why_nothing_is_kept_is_said_once_per_process_then_only_that_it_is_not(shell):
+    first, second, third = (str(shell.run_line_magic("ts_status", "")) for _ in range(3))
+
+    assert "no secure system keyring here. Set TS_TOKEN_STORE=file" in first
+    assert (
+        second == third == "Not signed in to TradeStation. Run %ts_login to sign in.\nSign-in not kept across restarts."
+    )
+
+
+def test_logout_when_nobody_is_signed_in_says_there_is_nothing_to_sign_out(shell, capsys):
+    shell.run_line_magic("ts_logout", "")
+    assert capsys.readouterr().out == "Not signed in to TradeStation; nothing to sign out.\n"
 
 
 def test_login_without_a_key_says_how_to_set_one(shell, capsys):

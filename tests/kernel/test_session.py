@@ -13,7 +13,7 @@ from ts_notebook.errors import NotSignedIn, TSError
 from ts_notebook.kernel import session as session_module
 from ts_notebook.kernel.replies import APIError
 from ts_notebook.kernel.session import TSSession
-from ts_notebook.kernel.state import Snapshot, TokenSource
+from ts_notebook.kernel.state import SignOut, Snapshot, TokenSource
 
 from ..conftest import CLIENT_ID
 from ..test_oauth import REDIRECT, approve, client  # noqa: F401 - the client fixture
@@ -39,8 +39,8 @@ class FixedSource(TokenSource):
     def login(self, paste=False, timeout=0, open_browser=True, scopes=None) -> None:
         raise AssertionError("no sign-in here")
 
-    def logout(self) -> Snapshot:
-        return self.snap
+    def logout(self) -> SignOut:
+        return SignOut(self.snap.signed_in)
 
     def add_listener(self, listener) -> None:
         pass

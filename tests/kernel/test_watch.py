@@ -27,7 +27,7 @@ def session(signed_in, emulator, monkeypatch):  # noqa: F811
 
 
 def prices(html: str) -> list[str]:
-    return re.findall(r"<td>(\d+\.\d\d)</td>", html)
+    return re.findall(r"<td class=\"ts-num[^\"]*\"[^>]*>(\d+\.\d\d)</td>", html)
 
 
 def test_the_table_updates_in_place_no_faster_than_the_rate_then_stop_lets_go(session, emulator):
@@ -78,6 +78,36 @@ def test_the_terminal_prints_a_line_per_update_until_seconds(session, monkeypatc
 def test_no_symbols_is_a_clear_message(session):
     with pytest.raises(ConfigError, match=r"Give at least one symbol, such as ts.watch\(\['MSFT', 'AAPL'\]\)"):
         watch_module.watch(session, " , ")
+
+
+def test_numbers_are_right_aligned_times_in_exchange_time_and_changes_coloured_by_the_days_direction():
+    rows = {
+        "MSFT": {
+            "Symbol": "MSFT",
+            "Last": "410.50",
+            "NetChange": "2.05",
+            "Volume": "1234567",
+            "TradeTime": "2026-07-01T19:59:58Z",  # summer: UTC-4
+        },
+        "AAPL": {"Symbol": "AAPL", "Last": "190.10", "NetChange": "-1.25", "TradeTime": "2026-11-27T21:00:00Z"},
+        "SPY": {"Symbol": "SPY", "Last": "500.00", "NetChange": "0.00", "TradeTime": "soon"},
+    }
+    html = watch_module.table(rows, ["MSFT", "AAPL", "SPY"], ("Last", "NetChange", "Volume", "TradeTime"))
+    msft, aapl, spy = re.findall(r"<tr>(.*?)</tr>", html.split("<tbody>")[1])
+
+    last = re.search(r'<td class="ts-num ts-up" style="([^"]*)">410.50</td>', msft)
+    assert last and {"padding:2px 10px", "text-align:right", "color:#1b7f3b"} <= set(last.group(1).split(";"))
+    assert '<td class="ts-num ts-up"' in msft and ">2.05</td>" in msft and ">1,234,567</td>" in msft
+    assert 'class="ts-num" ' in msft  # the volume: aligned, not coloured
+    assert re.search(r'class="ts-num ts-down" style="[^"]*color:#c62828">-1.25</td>', aapl)
+    assert ">15:59:58 ET</td>" in msft and ">16:00:00 ET</td>" in aapl  # EDT, then EST
+    assert "ts-up" not in spy and "ts-down" not in spy and ">soon</td>" in spy
+    assert all("text-align:right" in th for th in re.findall(r"<th [^>]*>", html)[1:])
+
+
+def test_the_table_escapes_what_the_stream_sends():
+    html = watch_module.table({"X": {"Symbol": "<b>X</b>", "Last": "<script>"}}, ["X"], ("Last",))
+    assert "<script>" not in html and "<b>" not in html and "&lt;script&gt;" in html
 
 
 def test_a_quote_that_came_between_two_renders_is_shown_without_waiting_for_the_next(session, emulator):

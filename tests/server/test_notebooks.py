@@ -49,7 +49,7 @@ def test_the_quickstart_runs_end_to_end(server_process, emulator, tmp_path):
     assert "(120, " in text  # bars.shape
     assert "11111111" in text and "MarketValue" in text  # accounts and positions as frames
     assert "lacks the Trade scope" in text and '%ts_login --scopes "' in text
-    assert "Not signed in to TradeStation" in text  # %ts_logout at the end
+    assert "Signed out of TradeStation (the sign-in was revoked)." in text  # %ts_logout at the end
     assert not [s for s in emulator.issued_secrets() if s in nbformat.writes(nb)]  # nothing secret saved
     eventually_sync(lambda: emulator.streams_open == 0, what="the watch let go when the kernel stopped")
 

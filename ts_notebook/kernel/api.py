@@ -12,7 +12,7 @@ from ..errors import BrokerError
 from .broker_client import BrokerClient, BrokerSource, find_broker
 from .local import LocalSource
 from .session import TSAuth, TSSession
-from .state import LOGIN_TIMEOUT, Status, TokenSource
+from .state import LOGIN_TIMEOUT, SignOut, Status, TokenSource
 
 _lock = threading.Lock()
 _source: TokenSource | None = None
@@ -90,6 +90,6 @@ def login(
     source().login(paste=paste, timeout=timeout, open_browser=open_browser, scopes=scopes)
 
 
-def logout() -> Status:
+def logout() -> SignOut:
     """Sign out everywhere (every kernel of this server) and revoke the refresh token."""
-    return Status.of(source().logout())
+    return source().logout()

@@ -24,7 +24,7 @@ from ..config import parse_scopes
 from ..errors import BrokerError
 from ..protocol import ENV_VAR, KEY_HEADER, LOGIN, LONGPOLL, LONGPOLL_GRACE, OtherVersion, RuntimeInfo, Snapshot
 from .frontend import display, has_frontend
-from .state import LOGIN_TIMEOUT, Listener, Status, TokenSource, wait_interruptibly
+from .state import LOGIN_TIMEOUT, Listener, SignOut, Status, TokenSource, wait_interruptibly
 
 log = logging.getLogger(__name__)
 
@@ -295,10 +295,11 @@ class BrokerSource(TokenSource):
         finally:
             self.remove_listener(listener)
 
-    def logout(self) -> Snapshot:
+    def logout(self) -> SignOut:
         """Sign out on the server; every kernel hears of it through its watcher."""
-        self._update(self.client.logout())
-        return self.current()
+        reply = self.client.logout()
+        self._update(reply)
+        return SignOut(bool(reply.get("was_signed_in")), reply.get("revoke_failure"))
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(snapshot)`` from the watcher thread on every change."""

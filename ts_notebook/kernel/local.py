@@ -41,7 +41,7 @@ from ..store import open_memory
 from ..tokens import TokenSet
 from .frontend import display, has_frontend
 from .listener import CallbackListener
-from .state import LOGIN_TIMEOUT, Listener, Status, TokenSource, wait_interruptibly
+from .state import LOGIN_TIMEOUT, Listener, SignOut, Status, TokenSource, wait_interruptibly
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,7 @@ class LocalSource(TokenSource):
         self._timer: threading.Timer | None = None
         self._closed = False
         self._inflight: threading.Event | None = None
+        self.revoke_failure: str | None = None  # why the last revocation failed, if it did
         self.version = 0
         self.pending_login: LocalLogin | None = None  # the sign-in waiting for its browser, if any
         self._login_lock = threading.Lock()
@@ -313,10 +314,12 @@ class LocalSource(TokenSource):
                     log.debug("ts_notebook listener failed", exc_info=True)
 
     def _revoke_quietly(self, refresh_token: str) -> None:
+        self.revoke_failure = None
         try:
             self.client.revoke(refresh_token)
         except OAuthError as exc:
             log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
+            self.revoke_failure = exc.reason
 
     # -- what the kernel's API calls ------------------------------------------------------------------
 
@@ -437,10 +440,12 @@ class LocalSource(TokenSource):
                 self.pending_login = None
         return current
 
-    def logout(self) -> Snapshot:
+    def logout(self) -> SignOut:
         """Forget the tokens and revoke the refresh token."""
+        was_signed_in = self.keeper.tokens is not None
+        self.revoke_failure = None
         self._feed(self.keeper.signed_out)
-        return self.snapshot
+        return SignOut(was_signed_in, self.revoke_failure)
 
     def close(self) -> None:
         """Stop renewing (the tokens stay, and stay kept): for a source that is done with."""

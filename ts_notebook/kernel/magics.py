@@ -10,7 +10,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ..errors import TSError
-from . import api
+from . import api, tracebacks
 from .state import LOGIN_TIMEOUT
 
 
@@ -51,9 +51,9 @@ class TSMagics(Magics):
     @line_magic
     def ts_logout(self, line: str = "") -> None:
         """Sign out of TradeStation for every kernel of this server."""
-        status = _say(api.logout)
-        if status is not None:
-            print(status)
+        done = _say(api.logout)
+        if done is not None:
+            print(done)
 
     @line_magic
     def ts_status(self, line: str = "") -> Any:
@@ -70,8 +70,21 @@ def _say(call: Any) -> Any:
 
 
 def load(ipython: Any) -> None:
-    """Register the magics and put ``ts`` (the package) in the user namespace."""
+    """Register the magics, show ts_notebook's errors in a few lines, and put ``ts`` (the
+    package) in the user namespace. Loading again (the first cell run twice) says nothing."""
     import ts_notebook
 
     ipython.register_magics(TSMagics)
+    tracebacks.install(ipython)
     ipython.push({"ts": ts_notebook})
+    # IPython answers a second %load_ext of an extension it has recorded with "already loaded,
+    # use %reload_ext"; loading is repeatable, so once the cell is done the record goes.
+    ipython.events.register("post_run_cell", _forget_loaded)
+
+
+def _forget_loaded(result: Any = None) -> None:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    shell.extension_manager.loaded.discard("ts_notebook")
+    shell.events.unregister("post_run_cell", _forget_loaded)

@@ -11,10 +11,25 @@ from dataclasses import dataclass
 from html import escape
 
 from ..protocol import Snapshot
+from ..store import NOT_KEPT
 
 Listener = Callable[[Snapshot], None]
 # How long %ts_login waits for the browser by default.
 LOGIN_TIMEOUT = 300.0
+# Why a sign-in is not kept (and how to keep it), as already said in this process: said in
+# full once, since it stays true for as long as the process runs.
+_told: set[str] = set()
+
+
+def kept_once(kept: str) -> str:
+    """Where the sign-in is kept, for a status about to be shown: a reason it is not kept is
+    given the first time this process says it, and after that only that it is not kept."""
+    if not kept.startswith(f"{NOT_KEPT}: "):
+        return kept
+    if kept in _told:
+        return f"{NOT_KEPT}."
+    _told.add(kept)
+    return kept
 
 
 def wait_interruptibly(event: threading.Event, timeout: float) -> bool:
@@ -40,7 +55,7 @@ class Status:
 
     @classmethod
     def of(cls, snap: Snapshot) -> Status:
-        """Summarise a snapshot."""
+        """Summarise a snapshot (a reason the sign-in is not kept: in full once per process)."""
         return cls(
             signed_in=snap.signed_in,
             user=snap.display_name if snap.signed_in else "",
@@ -49,7 +64,7 @@ class Status:
             env=snap.env,
             api_url=snap.sim_api_url if snap.env == "sim" else snap.api_url,
             error=snap.error,
-            kept=snap.kept,
+            kept=kept_once(snap.kept),
         )
 
     def __str__(self) -> str:
@@ -68,6 +83,33 @@ class Status:
 
     def _repr_html_(self) -> str:
         return f"<span>{escape(str(self))}</span>"
+
+
+@dataclass(frozen=True)
+class SignOut:
+    """What a sign-out did, as a person reads it.
+
+    Attributes:
+        was_signed_in: someone was signed in (else there was nothing to sign out).
+        revoke_failure: why revoking the refresh token at the provider failed, if it did
+            (the sign-in is forgotten anyway).
+    """
+
+    was_signed_in: bool
+    revoke_failure: str | None = None
+
+    def __str__(self) -> str:
+        if not self.was_signed_in:
+            return "Not signed in to TradeStation; nothing to sign out."
+        if self.revoke_failure:
+            return (
+                "Signed out of TradeStation: the sign-in is forgotten here, but revoking it at TradeStation "
+                f"failed ({self.revoke_failure}), so it may stay valid there."
+            )
+        return "Signed out of TradeStation (the sign-in was revoked)."
+
+    def _repr_pretty_(self, p, cycle: bool) -> None:  # type: ignore[no-untyped-def]
+        p.text(str(self))
 
 
 class TokenSource(ABC):
@@ -99,8 +141,8 @@ class TokenSource(ABC):
         """
 
     @abstractmethod
-    def logout(self) -> Snapshot:
-        """Sign out everywhere."""
+    def logout(self) -> SignOut:
+        """Sign out everywhere: forget the sign-in and revoke its refresh token."""
 
     @abstractmethod
     def add_listener(self, listener: Listener) -> None:

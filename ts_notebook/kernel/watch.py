@@ -12,14 +12,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..errors import ConfigError
+from ..frames import EXCHANGE_TZ
 from .frontend import display, has_frontend
 from .streams import Stream
 
 FIELDS = ("Last", "Bid", "Ask", "NetChange", "Volume", "TradeTime")
+# Coloured green when the day's change (NetChange) is up, red when down: the rule of a quote
+# board, steady between ticks (a tick-by-tick rule would flicker).
+COLOURED = ("Last", "NetChange", "NetChangePct")
+COLOURS = {"up": "#1b7f3b", "down": "#c62828"}
+CELL = "padding:2px 10px;"
+RIGHT = "text-align:right;font-variant-numeric:tabular-nums;"
 
 
 def symbols_of(symbols: str | Sequence[str]) -> list[str]:
@@ -29,13 +38,57 @@ def symbols_of(symbols: str | Sequence[str]) -> list[str]:
     return out
 
 
+def exchange_time(value: str) -> str:
+    """``2026-11-27T20:59:58Z`` as the exchange's clock shows it: ``15:59:58 ET`` (anything
+    that is not such a time is shown as it came)."""
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if when.tzinfo is None:  # no zone given: not a time that can be converted
+        return value
+    return f"{when.astimezone(ZoneInfo(EXCHANGE_TZ)):%H:%M:%S} ET"
+
+
+def number(value: str) -> str | None:
+    """A price or a count as shown (a count with thousands separators); None if not a number."""
+    try:
+        figure = float(value)
+    except ValueError:
+        return None
+    return f"{int(figure):,}" if value.strip().lstrip("+-").isdigit() else value
+
+
+def direction(row: dict[str, Any]) -> str | None:
+    """``up`` or ``down`` as the day's change (NetChange) says; None when flat or unknown."""
+    try:
+        change = float(row.get("NetChange", ""))
+    except ValueError:
+        return None
+    return "up" if change > 0 else "down" if change < 0 else None
+
+
+def cell(row: dict[str, Any], name: str) -> str:
+    """One field of a row as a table cell: numbers right-aligned, times in exchange time,
+    the price and its change coloured by the day's direction."""
+    raw = str(row.get(name, ""))
+    if name == "Symbol":
+        return f'<td style="{CELL}font-weight:600">{escape(raw)}</td>'
+    if name.endswith("Time"):
+        return f'<td class="ts-time" style="{CELL}{RIGHT}">{escape(exchange_time(raw))}</td>'
+    shown = number(raw)
+    if shown is None:
+        return f'<td style="{CELL}">{escape(raw)}</td>'
+    way = direction(row) if name in COLOURED else None
+    if way is None:
+        return f'<td class="ts-num" style="{CELL}{RIGHT}">{escape(shown)}</td>'
+    return f'<td class="ts-num ts-{way}" style="{CELL}{RIGHT}color:{COLOURS[way]}">{escape(shown)}</td>'
+
+
 def table(rows: dict[str, dict[str, Any]], symbols: list[str], fields: Sequence[str]) -> str:
     """The quotes as an HTML table, one row per symbol in the order asked (escaped)."""
-    head = "".join(f"<th>{escape(f)}</th>" for f in ("Symbol", *fields))
-    body = "".join(
-        "<tr>" + "".join(f"<td>{escape(str(rows.get(s, {}).get(f, '')))}</td>" for f in ("Symbol", *fields)) + "</tr>"
-        for s in symbols
-    )
+    head = "".join(f'<th style="{CELL}{"" if f == "Symbol" else RIGHT}">{escape(f)}</th>' for f in ("Symbol", *fields))
+    body = "".join("<tr>" + "".join(cell(rows.get(s, {}), f) for f in ("Symbol", *fields)) + "</tr>" for s in symbols)
     return f'<table class="ts-notebook-watch"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 

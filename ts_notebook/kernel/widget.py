@@ -32,6 +32,10 @@ PASTE_FORM = (
     '<button type="submit" class="ts-notebook-paste-submit">Finish sign-in</button></form></details>'
 )
 
+# What a notebook shows where the widget cannot be drawn: reopened after its kernel stopped
+# (the widget's model is gone), on GitHub or nbviewer, converted to HTML.
+FALLBACK = "Run this cell to sign in to TradeStation."
+
 
 class LoginWidget(VBox):
     """``%ts_login``'s output. Follows the sign-in state live.
@@ -59,6 +63,12 @@ class LoginWidget(VBox):
         self.add_class("ts-notebook-login")
         self.show(source.current())
         source.add_listener(self.show)
+
+    def _repr_mimebundle_(self, **kwargs: object) -> dict[str, object]:
+        """The widget's view, and :data:`FALLBACK` in place of its raw repr."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle.update({"text/plain": FALLBACK, "text/html": f'<p class="ts-notebook-fallback">{FALLBACK}</p>'})
+        return bundle
 
     def show(self, snap: Snapshot) -> None:
         """Render ``snap`` (called from the watcher thread on every change)."""

@@ -294,9 +294,14 @@ class TokenBroker:
         :meth:`SignIn.refresh`)."""
         await self.signin.refresh(stale)
 
-    async def logout(self) -> None:
-        """Forget the sign-in everywhere and revoke its refresh token at the provider."""
-        await self.signin.logout()
+    async def logout(self) -> tuple[bool, str | None]:
+        """Forget the sign-in everywhere and revoke its refresh token at the provider.
+
+        Returns:
+            Whether someone was signed in, and why revoking failed if it did.
+        """
+        was_signed_in = self.signin.tokens is not None
+        return was_signed_in, await self.signin.logout()
 
     def close(self) -> None:
         """Stop the renewal timer and release every watcher (server shutdown)."""

@@ -396,11 +396,17 @@ class LogoutHandler(_API):
     async def post(self) -> None:
         self.require_access()
         try:
-            await self.broker.logout()
+            was_signed_in, revoke_failure = await self.broker.logout()
         except OAuthError as exc:  # the hub's service could not be reached: nothing changed
             self.reply({"message": str(exc)}, 502)
             return
-        self.reply(self.broker.snapshot().to_wire(include_token=False))
+        self.reply(
+            {
+                **self.broker.snapshot().to_wire(include_token=False),
+                "was_signed_in": was_signed_in,
+                "revoke_failure": revoke_failure,
+            }
+        )
 
 
 class StatusHandler(_API):
