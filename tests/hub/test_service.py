@@ -150,19 +150,46 @@ def sign_ins(hub: Hub) -> int:
     return sum(g["ok"] for g in grants(hub, "authorization_code"))
 
 
+# Run in a user's kernel: wait (up to 30 s) until the status says TEXT, then print it. A change
+# made in another process (the service, another server) reaches a kernel soon, not at once.
+UNTIL = """
+import time
+import ts_notebook as ts
+for _ in range(150):
+    status = str(ts.status())
+    if {text!r} in status:
+        break
+    time.sleep(0.2)
+print(status)
+"""
+UNTIL_SIGNED_IN = UNTIL.format(text="Signed in to TradeStation")
+UNTIL_SIGNED_OUT = UNTIL.format(text="Not signed in")
+
+
+@pytest.fixture
+def alice(service_hub) -> str:
+    """alice's default server, signed in: by this fixture when no earlier test left her so."""
+    default = service_hub.start("alice")
+    if "Signed in to TradeStation" not in service_hub.run(default, STATUS):
+        assert "Signed in to TradeStation" in sign_in(service_hub, service_hub.browser("alice"), default).text
+    return default
+
+
 def test_alice_signs_in_once_and_all_her_servers_are_signed_in_bob_stays_signed_out(service_hub):
-    alice = service_hub.browser("alice")
+    browser = service_hub.browser("alice")
     default, research = service_hub.start("alice"), service_hub.start("alice", "research")
     bob = service_hub.start("bob")
+    before = sign_ins(service_hub)
 
-    done = sign_in(service_hub, alice, default)
+    done = sign_in(service_hub, browser, default)
 
     assert done.status_code == 200 and "Signed in to TradeStation as analyst" in done.text
     assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
-    assert service_hub.run(research, ACCOUNTS).strip() == "11111111"  # no click there
-    assert "kept by the hub's ts_notebook service" in service_hub.run(research, STATUS)
+    status = service_hub.run(research, UNTIL_SIGNED_IN)  # no click there
+    assert "kept by the hub's ts_notebook service" in status, status
+    assert service_hub.run(research, ACCOUNTS).strip() == "11111111"
     assert "Not signed in" in service_hub.run(bob, STATUS)
-    assert sign_ins(service_hub) == 1
+    assert sign_ins(service_hub) == before + 1
 
 
 # Run in a user's kernel: every environment it can name and every file under the user's home
@@ -221,8 +248,8 @@ print(json.dumps(out))
 """
 
 
-def test_bobs_server_asking_the_service_for_alices_token_gets_only_bobs_sign_in(service_hub):
-    bob, alice = service_hub.start("bob"), service_hub.start("alice")
+def test_bobs_server_asking_the_service_for_alices_token_gets_only_bobs_sign_in(service_hub, alice):
+    bob = service_hub.start("bob")
     assert service_hub.run(alice, ACCOUNTS).strip() == "11111111"
 
     replies = json.loads(service_hub.run(bob, AS_BOB))
@@ -269,8 +296,8 @@ def test_bobs_server_asking_the_service_for_alices_token_gets_only_bobs_sign_in(
         ("GET", "api/signin?since=soon", None, "since must be a whole number"),
     ],
 )
-def test_bad_calls_get_a_clear_400_and_change_nothing(service_hub, method, route, body, says):
-    default = service_hub.start("alice")
+def test_bad_calls_get_a_clear_400_and_change_nothing(service_hub, alice, method, route, body, says):
+    default = alice
     assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
     token = service_hub.api.post(
         f"{service_hub.url}hub/api/users/alice/tokens",
@@ -286,7 +313,7 @@ def test_bad_calls_get_a_clear_400_and_change_nothing(service_hub, method, route
     assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
 
 
-def test_many_servers_asking_to_renew_at_once_make_one_refresh(service_hub, alice_token):
+def test_many_servers_asking_to_renew_at_once_make_one_refresh(service_hub, alice, alice_token):
     stale = service_hub.service.call(alice_token, route="api/signin?since=0&timeout=0").json()["access_token"]
     since = time.time()
 
@@ -328,7 +355,7 @@ def test_a_user_flooding_the_service_with_codes_gets_one_exchange_at_a_time(serv
     assert "being finished" in next(r for r in replies if r.status_code == 409).json()["message"]
 
 
-def test_renewals_asked_for_with_no_refused_token_cost_nothing_until_due(service_hub, alice_token):
+def test_renewals_asked_for_with_no_refused_token_cost_nothing_until_due(service_hub, alice, alice_token):
     since = time.time()
 
     replies = [service_hub.service.call(alice_token, "POST", "api/refresh", data='{"stale": null}') for _ in range(10)]
@@ -337,13 +364,14 @@ def test_renewals_asked_for_with_no_refused_token_cost_nothing_until_due(service
     assert len([g for g in grants(service_hub, "refresh_token") if g["at"] >= since]) <= 2  # the timer's, at most
 
 
-def test_a_stopped_and_started_server_is_signed_in_with_no_click(service_hub):
+def test_a_stopped_and_started_server_is_signed_in_with_no_click(service_hub, alice):
+    before = sign_ins(service_hub)
     service_hub.stop("alice")  # as the idle culler does
 
     default = service_hub.start("alice")
 
     assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
-    assert sign_ins(service_hub) == 1
+    assert sign_ins(service_hub) == before
 
 
 # Run in each of alice's kernels: call the API every 50 ms for LOAD_SECONDS, report each status.
@@ -362,8 +390,9 @@ print(json.dumps(codes))
 """
 
 
-def test_a_restarted_service_keeps_everyone_signed_in_and_no_request_fails(service_hub):
-    servers = [service_hub.start("alice"), service_hub.start("alice", "research")]
+def test_a_restarted_service_keeps_everyone_signed_in_and_no_request_fails(service_hub, alice):
+    servers = [alice, service_hub.start("alice", "research")]
+    assert "Signed in to TradeStation" in service_hub.run(servers[1], UNTIL_SIGNED_IN)
     results: dict[str, list] = {}
 
     def load(server: str) -> None:
@@ -388,8 +417,8 @@ def test_a_restarted_service_keeps_everyone_signed_in_and_no_request_fails(servi
     assert 3 <= len(refreshes) <= LOAD_SECONDS / 2 + 3, [round(g["at"] - started, 2) for g in refreshes]
 
 
-def test_a_service_stopped_mid_renewal_keeps_the_rotated_token(service_hub, alice_token):
-    default = service_hub.start("alice")
+def test_a_service_stopped_mid_renewal_keeps_the_rotated_token(service_hub, alice, alice_token):
+    default = alice
     assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
     stale = service_hub.service.call(alice_token, route="api/signin?since=0&timeout=0").json()["access_token"]
     since = time.time()
@@ -410,13 +439,13 @@ def test_a_service_stopped_mid_renewal_keeps_the_rotated_token(service_hub, alic
     assert refreshes and all(g["ok"] for g in refreshes), refreshes  # the rotated token was kept, never reused
 
 
-def test_logout_in_one_server_signs_all_out_and_revokes(service_hub):
-    default, research = service_hub.start("alice"), service_hub.start("alice", "research")
-    assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
+def test_logout_in_one_server_signs_all_out_and_revokes(service_hub, alice):
+    default, research = alice, service_hub.start("alice", "research")
+    assert "Signed in to TradeStation" in service_hub.run(research, UNTIL_SIGNED_IN)
 
     service_hub.run(research, "import ts_notebook as ts\nts.logout()")
 
-    assert "Not signed in" in service_hub.run(default, STATUS)
+    assert "Not signed in" in service_hub.run(default, UNTIL_SIGNED_OUT)  # through the service
     assert "Not signed in" in service_hub.run(service_hub.start("alice", "research"), STATUS)
     gone = service_hub.run(default, ACCOUNTS)
     assert "NotSignedIn" in gone, gone
@@ -428,18 +457,6 @@ def test_logout_in_one_server_signs_all_out_and_revokes(service_hub):
         if requests.post(f"{em.url}/oauth/token", data={**grant, "refresh_token": s}, timeout=10).ok
     ]
     assert live == []  # the last refresh token was revoked, not just forgotten
-
-
-UNTIL_SIGNED_OUT = """
-import time
-import ts_notebook as ts
-for _ in range(150):
-    status = str(ts.status())
-    if "Not signed in" in status:
-        break
-    time.sleep(0.2)
-print(status)
-"""
 
 
 def test_a_changed_key_means_signing_in_again_never_a_crash(service_hub):
@@ -454,8 +471,7 @@ def test_a_changed_key_means_signing_in_again_never_a_crash(service_hub):
         assert "Not signed in" in status and "could not open your kept sign-in" in status, status
         assert service_hub.service.proc.poll() is None  # still serving
 
-        alice = service_hub.browser("alice")
-        assert "Signed in to TradeStation" in sign_in(service_hub, alice, default).text
+        assert "Signed in to TradeStation" in sign_in(service_hub, service_hub.browser("alice"), default).text
         assert service_hub.run(service_hub.start("alice", "research"), ACCOUNTS).strip() == "11111111"
     finally:
         service_hub.service.env["TS_NOTEBOOK_CRYPT_KEY"] = (

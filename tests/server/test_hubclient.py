@@ -123,6 +123,7 @@ async def test_a_renewal_waits_out_a_restarting_service(holder, canned):
 async def test_kernels_are_told_while_the_service_cannot_be_followed_and_when_it_can_again(holder, canned, monkeypatch):
     monkeypatch.setattr(hubclient, "RETRY_FIRST", 0.05)
     monkeypatch.setattr(hubclient, "RETRY_MOST", 0.2)
+    monkeypatch.setattr(hubclient, "OUTAGE_WAIT", 0.5)
     url, replies, _, start, stop = canned
     replies["GET"] = (200, state(7, "current"))
     sc = holder()
@@ -134,6 +135,34 @@ async def test_kernels_are_told_while_the_service_cannot_be_followed_and_when_it
     stop()  # down for longer than a restart
     await eventually(lambda: sc.error is not None and "did not answer" in sc.error, 5, "the outage said")
     assert sc.tokens.access_token == "current"  # the token it had lives out its time
+
+
+async def test_the_watch_follows_a_restarted_service_again_at_once_however_long_it_was_down(holder, canned):
+    url, replies, seen, start, stop = canned
+    replies["GET"] = (200, state(7, "before"))
+    start()
+    sc = holder()
+    await sc.restore()
+    await eventually(lambda: len(seen) >= 2, 5, "the watch long-polling")
+
+    stop()
+    await asyncio.sleep(7.5)  # a slow restart: a doubling backoff would now sleep 8 s more
+    replies["GET"] = (200, state(9, None))  # meanwhile signed out in another of the user's servers
+    start()
+
+    await eventually(lambda: sc.tokens is None, 3, "this server following the restarted service")
+    assert sc.error is None  # a restart is not an outage to tell kernels about
+
+
+@pytest.mark.parametrize(
+    ("failures", "down_for", "most"),
+    [(1, 0.0, 0.25), (3, 2.0, 1.0), (40, 19.0, 1.0), (6, 25.0, 8.0), (40, 300.0, 10.0)],
+    ids=["first", "restarting", "long-restart", "outage", "long-outage"],
+)
+def test_the_watch_backs_off_but_never_past_a_second_while_the_service_restarts(failures, down_for, most):
+    delay = hubclient.retry_delay(failures, down_for)
+
+    assert delay == most and delay >= hubclient.RETRY_FIRST  # never a busy loop, whatever the service does
 
 
 @pytest.mark.parametrize(

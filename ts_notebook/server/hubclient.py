@@ -28,12 +28,22 @@ log = logging.getLogger(__name__)
 
 # Seconds a call to the service may take (an exchange waits for the provider, and its timeouts).
 CALL_TIMEOUT = 75.0
-# After a failed long-poll, wait this long before the next (doubling up to the most).
-RETRY_FIRST, RETRY_MOST = 1.0, 10.0
-# A renewal or sign-out waits this long for a service that is not answering (restarting, say).
+# A service down for less than this is restarting: a renewal or sign-out waits it out, and the
+# watch does not tell kernels it is down. Longer, it is an outage.
 OUTAGE_WAIT = 20.0
+# After a failed long-poll the next waits RETRY_FIRST, doubling up to RETRY_MOST; never more than
+# RESTART_STEP while the service is restarting, so the server follows it again within a second of
+# its coming back (a sign-out in another of the user's servers must reach this one's kernels).
+RETRY_FIRST, RESTART_STEP, RETRY_MOST = 0.25, 1.0, 10.0
 
 UNREACHABLE = "hub_service_unavailable"
+
+
+def retry_delay(failures: int, down_for: float) -> float:
+    """Seconds to wait before the next long-poll, after ``failures`` in a row over ``down_for``
+    seconds."""
+    delay = min(RETRY_MOST, RETRY_FIRST * 2 ** (failures - 1))
+    return min(delay, RESTART_STEP) if down_for < OUTAGE_WAIT else delay
 
 
 class ServiceSignIn:
@@ -139,22 +149,25 @@ class ServiceSignIn:
 
     async def _watch(self) -> None:
         """Follow the service's state for as long as the server runs."""
-        delay = RETRY_FIRST
+        loop = asyncio.get_running_loop()
+        failures, down_since = 0, 0.0
         while not self._closed:
             route = f"{SERVICE_SIGNIN}?since={self._version}"
             try:
                 await self._call("GET", route, resync=True, timeout=LONGPOLL + LONGPOLL_GRACE)
                 self._set_outage(None)
-                delay = RETRY_FIRST
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if delay == RETRY_FIRST:
+                failures += 1
+                if failures == 1:
+                    down_since = loop.time()
                     log.warning("ts_notebook: cannot follow the hub's sign-in service (%s); retrying", exc)
-                elif delay >= RETRY_MOST / 2:  # not a restart: say so to every kernel
+                down_for = loop.time() - down_since
+                if down_for >= OUTAGE_WAIT:  # not a restart: say so to every kernel
                     self._set_outage(str(exc))
-                await asyncio.sleep(delay)
-                delay = min(RETRY_MOST, delay * 2)
+                await asyncio.sleep(retry_delay(failures, down_for))
 
     # -- what the broker asks ----------------------------------------------------------------------
 
