@@ -1,9 +1,11 @@
-"""``python -m ts_notebook.emulator``: serve the emulator until Ctrl-C or SIGTERM."""
+"""python -m ts_notebook.emulator: serve the emulator until Ctrl-C or SIGTERM, and print the
+``export`` lines that point ts_notebook in another terminal (terminal IPython, a script) at it."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -42,6 +44,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def exports(url: str, client_id: str, has_secret: bool) -> list[str]:
+    """Shell lines that point ts_notebook at the emulator at ``url``. Never the secret: these
+    lines end up in terminals and CI logs."""
+    lines = [
+        f"export TS_CLIENT_ID={shlex.quote(client_id)}",
+        f"export TS_SIGNIN_URL={url}",
+        f"export TS_API_URL={url}/v3",
+        f"export TS_SIM_API_URL={url}/sim/v3",
+    ]
+    if has_secret:
+        lines.append("# and TS_CLIENT_SECRET: the --client-secret this emulator was started with (not printed)")
+    else:  # a public client: PKCE alone, and a secret left in the shell would be refused
+        lines.append("unset TS_CLIENT_SECRET TS_CLIENT_SECRET_FILE")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the emulator in the foreground; returns the exit status."""
     args = parse_args(argv)
@@ -67,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     try:
-        # Never the secret: this line ends up in terminals and CI logs.
-        print(f"TradeStation emulator on {emulator.url} (client_id={args.client_id})", flush=True)
+        print(f"TradeStation emulator on {emulator.url} (client_id={args.client_id}). To use it from a terminal:")
+        print("\n".join(exports(emulator.url, args.client_id, bool(args.client_secret))), flush=True)
         while not done.is_set():
             # A timeout keeps the main thread waking up to run signal handlers on every platform.
             done.wait(1.0)
