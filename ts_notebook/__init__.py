@@ -119,7 +119,7 @@ def orders(accounts: Any = None) -> Any:
 def watch(symbols: Any, seconds: float | None = None, **options: Any) -> Any:
     """Live quotes of ``symbols``: a table with a Stop button in a notebook (returned, and
     shown), one line per update in a terminal. ``seconds`` stops it; see
-    :func:`ts_notebook.kernel.watch.watch` for ``fields``, ``rate`` and ``block``."""
+    ``ts_notebook.kernel.watch.watch`` for ``fields``, ``rate`` and ``block``."""
     from .kernel import api
     from .kernel.watch import watch as live
 

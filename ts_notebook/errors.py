@@ -57,7 +57,7 @@ class OAuthError(TSError):
             local code such as ``network_error``.
         description: the provider's ``error_description``, if any.
     The message ends with what the user should do next: ``hint`` when given, else the hint
-    for ``error`` (:data:`HINTS`).
+    for ``error`` (``HINTS``).
     """
 
     def __init__(self, error: str, description: str = "", hint: str | None = None) -> None:

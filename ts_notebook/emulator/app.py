@@ -1,4 +1,4 @@
-"""The :class:`Emulator`: a real loopback HTTP server faking TradeStation's sign-in and API.
+"""The ``Emulator``: a real loopback HTTP server faking TradeStation's sign-in and API.
 
 The server runs on its own asyncio loop in a daemon thread so that blocking test code (and
 ``requests``) can talk to it from the calling thread.
@@ -74,7 +74,7 @@ class Emulator:
     Args:
         client_id: The one registered client.
         client_secret: Its secret, or None for a public client that must use PKCE.
-        redirect_uris: Registered callback URLs; None means :data:`DEFAULT_REDIRECT_URIS`.
+        redirect_uris: Registered callback URLs; None means ``DEFAULT_REDIRECT_URIS``.
         access_token_lifetime: Seconds an access token lives; may be changed later.
         rotate_refresh_tokens: Whether each refresh replaces the refresh token.
         host: Interface to listen on.
@@ -110,7 +110,7 @@ class Emulator:
     def start(self) -> Emulator:
         """Listen and serve in a daemon thread; returns once requests are being answered.
 
-        After :meth:`stop` this starts the same provider again on the same port, with its
+        After ``stop`` this starts the same provider again on the same port, with its
         client, tokens, records and faults as they were: a provider that went down and came back.
 
         Raises:
@@ -137,8 +137,8 @@ class Emulator:
     def stop(self) -> None:
         """Stop serving, close connections and free the port; safe to call twice.
 
-        Connections to the port are refused until :meth:`start` is called again. Token calls
-        still waiting out :attr:`token_delay` are dropped without a reply.
+        Connections to the port are refused until ``start`` is called again. Token calls
+        still waiting out ``token_delay`` are dropped without a reply.
         """
         thread, loop, stopping = self._thread, self._loop, self._stopping
         if thread is None:
@@ -246,7 +246,7 @@ class Emulator:
     ) -> None:
         """Make the next ``times`` ``/oauth/token`` calls, whatever they are, fail with this reply.
 
-        Scripted calls queue up in order with :meth:`reset_next_token_request` and are not acted
+        Scripted calls queue up in order with ``reset_next_token_request`` and are not acted
         on (a code or refresh token sent stays as it was). A request whose body cannot be parsed
         gets its own error and does not use one up.
 
@@ -259,8 +259,8 @@ class Emulator:
         """Drop the TCP connection of the next ``times`` ``/oauth/token`` calls, with no reply.
 
         The connection is reset (RST), so the client sees a connection error; the call is not
-        acted on. Each one is recorded in :attr:`grants` with ``ok`` False and ``error``
-        ``"connection_reset"``. Queued in order with :meth:`fail_next_token_request`.
+        acted on. Each one is recorded in ``grants`` with ``ok`` False and ``error``
+        ``"connection_reset"``. Queued in order with ``fail_next_token_request``.
 
         Raises:
             ValueError: if ``times`` is not a positive integer.
@@ -428,7 +428,7 @@ class Emulator:
     def expires_in_override(self) -> Any:
         """JSON value token replies give as ``expires_in``; None = the real lifetime.
 
-        Only the reply lies: the access token still lives :attr:`access_token_lifetime`.
+        Only the reply lies: the access token still lives ``access_token_lifetime``.
 
         Raises:
             TypeError: on setting a value that is not JSON-serialisable.
@@ -463,7 +463,7 @@ class Emulator:
 
     @property
     def timed_grants(self) -> list[dict[str, Any]]:
-        """As :attr:`grants`, each with ``at``: when it was answered (wall-clock seconds)."""
+        """As ``grants``, each with ``at``: when it was answered (wall-clock seconds)."""
         return self._state.grants(with_times=True)
 
     @property
