@@ -32,10 +32,10 @@ def test_the_installed_package_enables_its_server_extension():
 
 
 @pytest.fixture
-def launched(tmp_path):
+def launched(tmp_path, request):
     """``python -m ts_notebook lab --no-browser`` as a process; yields it, the address it
     printed, its token, log reader and home folder."""
-    port = free_port()
+    port, app = free_port(), getattr(request, "param", "lab")  # lab unless a test asks for notebook
     home = tmp_path / "home"
     home.mkdir()
     env = environ_without_settings()
@@ -47,7 +47,7 @@ def launched(tmp_path):
     log_path = tmp_path / "lab.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ts_notebook", "lab", "--no-browser", "--port", str(port)],
+            [sys.executable, "-m", "ts_notebook", app, "--no-browser", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -137,6 +137,13 @@ def test_a_working_copy_already_there_is_kept(tmp_path):
     assert working_copy(tmp_path) == tmp_path
     assert (tmp_path / "quickstart.ipynb").read_text() == "{}"
     assert (tmp_path / "streaming.ipynb").read_bytes() == (ROOT / "notebooks" / "streaming.ipynb").read_bytes()
+
+
+@pytest.mark.parametrize("launched", ["notebook"], indirect=True)
+def test_python_m_ts_notebook_notebook_opens_the_quickstart_in_notebook_7(launched):
+    assert launched.opened == f"{launched.url}notebooks/quickstart.ipynb?token={launched.token}"
+    page = requests.get(launched.opened, timeout=30)
+    assert page.status_code == 200 and "Jupyter Notebook" in page.text
 
 
 def test_help_is_plain_text():
