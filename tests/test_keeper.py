@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from ts_notebook.keeper import MIN_DELAY, ArmTimer, Forget, Keep, Keeper, Notify, Refresh, Revoke
+from ts_notebook.keeper import MIN_DELAY, ArmTimer, Drop, Forget, Keep, Keeper, Notify, Refresh, Revoke
 from ts_notebook.tokens import RETRY_AFTER, TokenSet
 
 T0 = 1_000_000.0
 
 
-def tokens(n: int, lifetime: float = 1200, now: float = T0, refresh: str | None = "r1") -> TokenSet:
-    return TokenSet.from_response({"access_token": f"a{n}", "expires_in": lifetime, "refresh_token": refresh}, now=now)
+def tokens(
+    n: int, lifetime: float = 1200, now: float = T0, refresh: str | None = "r1", sub: str = "auth0|analyst"
+) -> TokenSet:
+    reply = {"access_token": f"a{n}", "expires_in": lifetime, "refresh_token": refresh}
+    return TokenSet.from_response(reply, now=now, claims={"sub": sub})
 
 
 @pytest.fixture
@@ -119,21 +122,41 @@ def test_a_failure_after_sign_out_changes_nothing(keeper):
     assert keeper.refresh_failed(first, T0, ended="ended") == [] and keeper.error is None
 
 
-def test_a_new_sign_in_revokes_the_old_refresh_token_first_and_keeps_its_access_token(keeper):
-    old = keeper.tokens
-
-    assert keeper.replacing() == [Notify(), ArmTimer(None), Revoke("r1")]
-    assert keeper.tokens.access_token == old.access_token and keeper.tokens.refresh_token is None
+def test_the_same_person_signing_in_again_drops_the_old_refresh_token_and_never_revokes_it(keeper):
     second = tokens(2, refresh="r2")
-    assert keeper.signed_in(second, T0) == [Notify(), ArmTimer(1080), Keep(second)]
+
+    assert keeper.signed_in(second, T0) == [Notify(), ArmTimer(1080), Keep(second), Drop("r1")]
 
 
-def test_a_sign_in_that_finished_beside_another_is_revoked_by_the_later(keeper):
-    keeper.replacing()  # two tabs: the first retires r1 ...
-    assert keeper.replacing() == []  # ... the second finds nothing left to retire
-    keeper.signed_in(tokens(2, refresh="r2"), T0)
-    third = tokens(3, refresh="r3")
-    assert keeper.signed_in(third, T0) == [Notify(), ArmTimer(1080), Keep(third), Revoke("r2")]
+def test_another_person_signing_in_revokes_the_old_refresh_token_once_the_new_one_exists(keeper):
+    trader = tokens(2, refresh="r2", sub="auth0|trader")
+
+    assert keeper.signed_in(trader, T0) == [Notify(), ArmTimer(1080), Keep(trader), Revoke("r1")]
+
+
+def test_a_sign_in_with_no_subject_is_taken_for_the_same_person():
+    k = Keeper()
+    k.signed_in(tokens(1, sub=""), T0)
+    assert k.signed_in(tokens(2, refresh="r2"), T0)[-1] == Drop("r1")
+
+
+@pytest.mark.parametrize(
+    ("sub", "retired"), [("auth0|analyst", Drop("r2")), ("auth0|trader", Revoke("r2"))], ids=["same", "another"]
+)
+def test_a_refresh_back_after_a_new_sign_in_retires_what_it_brought_as_the_sign_in_would(keeper, sub, retired):
+    first = keeper.tokens
+    keeper.timer_fired()
+    keeper.signed_in(tokens(5, refresh="r5", sub=sub), T0)  # signed in again while the refresh was out
+
+    assert keeper.refreshed(first, tokens(2, refresh="r2"), T0) == [retired, Forget("r2")]
+    assert keeper.tokens.access_token == "a5"
+
+
+def test_a_failed_sign_in_leaves_the_sign_in_it_would_have_replaced_as_it_was(keeper):
+    before = keeper.tokens
+
+    assert keeper.failed("invalid_grant") == [Notify()]
+    assert keeper.tokens is before and keeper.timer_fired() == [Refresh(before)]
 
 
 def test_a_sign_in_that_did_not_complete_only_says_why(keeper):

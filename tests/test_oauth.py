@@ -26,12 +26,12 @@ def client(emulator, client_secret) -> OAuthClient:
     )
 
 
-def approve(pending: PendingLogin, decision: str = "allow") -> dict[str, str]:
-    """Press Allow (or Deny) on the emulator's page; return the callback's query."""
+def approve(pending: PendingLogin, decision: str = "allow", username: str = "analyst") -> dict[str, str]:
+    """Press Allow (or Deny) on the emulator's page as ``username``; return the callback's query."""
     query = {k: v[0] for k, v in parse_qs(urlsplit(pending.authorize_url).query).items()}
     base = pending.authorize_url.split("?", 1)[0]
     r = requests.post(
-        base, data={**query, "username": "analyst", "decision": decision}, allow_redirects=False, timeout=10
+        base, data={**query, "username": username, "decision": decision}, allow_redirects=False, timeout=10
     )
     assert r.status_code == 302, r.text
     location = r.headers["Location"]

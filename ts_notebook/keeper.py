@@ -17,9 +17,11 @@ The policy:
 - a refresh that ends for good (revoked, expired, no refresh token) signs out with the reason;
 - a refresh that comes back after the sign-in it renewed is gone revokes the rotated token it
   brought, which nobody will use;
-- a new sign-in revokes the refresh token it replaces before its code is exchanged (a provider
-  that revokes a whole grant at once would take the new one with it), keeps the old access
-  token meanwhile, and revokes any sign-in that finished beside it;
+- a new sign-in's code is exchanged first, while the sign-in it replaces goes on. Then the
+  replaced refresh token is dropped, never revoked, when it is the same person's (same
+  ``sub``): providers that end the whole grant, or every token of the user and key, on a
+  revocation (oidc-provider, Auth0's "revocation deletes grant", TradeStation) would take the
+  new sign-in with it, before the exchange as after. Another person's is revoked;
 - a sign-in kept from an earlier run is used, and renewed at once when it is due;
 - a new sign-in is kept; a sign-out forgets and revokes; a refresh token the provider refused
   for good is forgotten by the store that tried it.
@@ -27,13 +29,18 @@ The policy:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .oauth import same_secret
 from .tokens import TokenSet
 
 # Renewal timers fire at least this many seconds apart.
 MIN_DELAY = 1.0
+# What a driver logs for ``Drop`` (%s: which sign-in, such as " (hub user alice)", or "").
+SUPERSEDED = (
+    "Signed in again as the same person%s: the previous refresh token is superseded and dropped, "
+    "not revoked (some providers would end the new sign-in with it)"
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,14 @@ class Revoke:
 
 
 @dataclass(frozen=True)
+class Drop:
+    """The same person signed in again: this refresh token is superseded. It is not revoked
+    (that would end the new sign-in at some providers) and not kept; say so in the log."""
+
+    refresh_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Keep:
     """Keep ``tokens`` in the store (a new sign-in), replacing what was kept."""
 
@@ -76,7 +91,14 @@ class Forget:
     refresh_token: str | None = None
 
 
-Action = Notify | ArmTimer | Refresh | Revoke | Keep | Forget
+Action = Notify | ArmTimer | Refresh | Revoke | Drop | Keep | Forget
+
+
+def another_person(a: TokenSet, b: TokenSet) -> bool:
+    """Whether two sign-ins are known to be different people (both name a ``sub``, and they
+    differ). Unknown counts as the same: a revocation that ends the new sign-in costs more."""
+    first, second = a.user.get("sub"), b.user.get("sub")
+    return bool(first and second and first != second)
 
 
 class Keeper:
@@ -90,14 +112,6 @@ class Keeper:
 
     # -- sign-in and sign-out --------------------------------------------------------------------
 
-    def replacing(self) -> list[Action]:
-        """A new sign-in's code is about to be exchanged: retire the current refresh token."""
-        old = self.tokens
-        if old is None or not old.refresh_token:
-            return []
-        self.tokens, self.refreshing = old.without_refresh(), None
-        return [Notify(), ArmTimer(None), Revoke(old.refresh_token)]
-
     def restored(self, tokens: TokenSet, now: float) -> list[Action]:
         """A sign-in kept by an earlier run was found at start: use it. Renew it at once when
         it is due (after a restart its access token has usually expired); one another process
@@ -110,14 +124,15 @@ class Keeper:
         return [Notify(), Refresh(tokens)]
 
     def signed_in(self, tokens: TokenSet, now: float) -> list[Action]:
-        """A sign-in finished: make ``tokens`` current and keep them. A sign-in that finished
-        beside it (after its ``replacing``) is replaced too."""
+        """A sign-in finished (its code exchanged): make ``tokens`` current and keep them. The
+        refresh token of the sign-in it replaces is dropped when it is the same person's, and
+        revoked when it is another's."""
         overtaken = self.tokens
         actions = self._install(tokens, now)
         if tokens.refresh_token:  # without one, nothing outlives the access token
             actions.append(Keep(tokens))
         if overtaken is not None and overtaken.refresh_token and overtaken.refresh_token != tokens.refresh_token:
-            actions.append(Revoke(overtaken.refresh_token))
+            actions.append(self._retire(overtaken.refresh_token, overtaken, tokens))
         return actions
 
     def failed(self, message: str) -> list[Action]:
@@ -158,7 +173,10 @@ class Keeper:
             return self._install(new, now)
         if fetched and new.refresh_token and new.refresh_token != old.refresh_token:
             # Signed out or in again meanwhile: a rotated token nobody will use.
-            return [Revoke(new.refresh_token), Forget(new.refresh_token)]
+            retire = (
+                Revoke(new.refresh_token) if self.tokens is None else self._retire(new.refresh_token, new, self.tokens)
+            )
+            return [retire, Forget(new.refresh_token)]
         return []
 
     def refresh_failed(self, old: TokenSet, now: float, ended: str | None = None) -> list[Action]:
@@ -174,6 +192,11 @@ class Keeper:
         return [ArmTimer(max(MIN_DELAY, old.retry_in(now)))]
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _retire(refresh_token: str, old: TokenSet, new: TokenSet) -> Action:
+        """What to do with ``old``'s refresh token now that ``new`` is current."""
+        return Revoke(refresh_token) if another_person(old, new) else Drop(refresh_token)
 
     def _refresh_unless_under_way(self) -> list[Action]:
         if self.tokens is None or self.refreshing is self.tokens:

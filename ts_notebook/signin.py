@@ -16,7 +16,7 @@ from concurrent.futures import Executor
 from typing import Any, Protocol
 
 from .errors import NotSignedIn, OAuthError
-from .keeper import Action, ArmTimer, Forget, Keep, Keeper, Notify, Refresh, Revoke
+from .keeper import SUPERSEDED, Action, ArmTimer, Drop, Forget, Keep, Keeper, Notify, Refresh, Revoke
 from .oauth import OAuthClient, PendingLogin, as_oauth_error, sign_in_ended
 from .store import Memory
 from .tokens import TokenSet
@@ -145,13 +145,14 @@ class SignIn:
 
     async def complete(self, pending: PendingLogin, code: str) -> TokenSet:
         """Exchange a claimed login's code, verify its id_token and make the result the
-        current sign-in, replacing (and revoking) any other.
+        current sign-in. The one it replaces goes on until then, and is retired as the keeper
+        says (dropped when it is the same person's, revoked when another's).
 
         Raises:
-            OAuthError: the exchange failed; the reason is recorded for every listener.
+            OAuthError: the exchange failed; the reason is recorded for every listener (the
+                sign-in it would have replaced, if any, goes on).
         """
         try:
-            await self._carry_out(self.keeper.replacing())
             tokens = await self._off_loop(self._client().exchange, pending, code)
         except Exception as exc:
             error = as_oauth_error(exc)
@@ -214,6 +215,8 @@ class SignIn:
                 self._inflight.add_done_callback(self._refresh_done)
             elif isinstance(action, Revoke):
                 calls.append(asyncio.ensure_future(self._revoke_quietly(action.refresh_token)))
+            elif isinstance(action, Drop):
+                log.info(SUPERSEDED, self._label)
             elif isinstance(action, Keep):
                 calls.append(self._off_loop(self.memory.remember, action.tokens))
             elif isinstance(action, Forget):

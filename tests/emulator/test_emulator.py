@@ -707,7 +707,7 @@ def test_cli_serves_until_terminated() -> None:
         assert select.select([proc.stdout], [], [], 15)[0], "the CLI printed nothing"
         line = proc.stdout.readline().strip() if proc.stdout else ""
         url = f"http://127.0.0.1:{port}"
-        assert line == f"TradeStation emulator on {url} (client_id=cli-client)"
+        assert line == f"TradeStation emulator on {url} (client_id=cli-client). To use it from a terminal:"
         assert requests.get(url + "/.well-known/openid-configuration", timeout=5).json()["issuer"] == url + "/"
         page = requests.get(
             url + "/authorize",

@@ -128,7 +128,9 @@ def test_a_configured_callback_elsewhere_asks_for_the_pasted_address(make_source
     LocalLogin(source, listen=False).close()  # the paste flow needs no listener
 
 
-def test_signing_in_again_revokes_the_refresh_token_it_replaces(login, make_source, emulator):
+@pytest.mark.parametrize("revocation", ["token", "user", "grant"])
+def test_signing_in_again_as_the_same_person_keeps_the_new_sign_in(login, make_source, emulator, revocation):
+    emulator.revocation = revocation
     source = make_source()
     browse(login(source).start_url, "analyst")
     first = source.tokens
@@ -136,6 +138,19 @@ def test_signing_in_again_revokes_the_refresh_token_it_replaces(login, make_sour
     browse(login(source).start_url, "analyst")
 
     assert source.tokens.refresh_token != first.refresh_token
+    assert source.client.refresh(source.tokens).access_token  # the provider still renews the new one
+
+
+@pytest.mark.parametrize("revocation", ["token", "user", "grant"])
+def test_another_person_signing_in_revokes_the_refresh_token_it_replaces(login, make_source, emulator, revocation):
+    emulator.revocation = revocation
+    source = make_source()
+    browse(login(source).start_url, "analyst")
+    first = source.tokens
+
+    browse(login(source).start_url, "trader")
+
+    assert source.tokens.display_name == "trader"
     with pytest.raises(Exception, match="invalid_grant"):
         source.client.refresh(first)
     assert source.client.refresh(source.tokens).access_token

@@ -86,7 +86,7 @@ async def test_sign_out_in_one_kernel_reaches_the_others(server, kernels, emulat
     assert (await b.run("import ts_notebook as ts\n" + ACCOUNTS)).stdout.split()[0] == "200"
 
     out = await a.run("%ts_logout")
-    assert "Not signed in" in out.stdout, out
+    assert "Signed out of TradeStation (the sign-in was revoked)" in out.stdout, out
     # b learns of it by push, without making a request.
     probe = "from ts_notebook.kernel import api; print(api.source().snapshot.signed_in)"
     for _ in range(40):

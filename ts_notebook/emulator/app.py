@@ -68,6 +68,10 @@ def make_app(state: ProviderState) -> web.Application:
     )
 
 
+# What revoking a refresh token may end (``Emulator.revocation``).
+REVOCATIONS = ("token", "user", "grant")
+
+
 class Emulator:
     """A local TradeStation sign-in (Auth0-style OIDC) and v3 API subset for one client.
 
@@ -212,6 +216,27 @@ class Emulator:
     @rotate_refresh_tokens.setter
     def rotate_refresh_tokens(self, rotate: bool) -> None:
         self._state.rotate_refresh_tokens = rotate
+
+    @property
+    def revocation(self) -> str:
+        """What revoking a refresh token ends, as real providers differ:
+
+        - ``"token"``: that refresh token and the access tokens issued from it (the default);
+        - ``"user"``: every refresh token of this key for that user, and their access tokens
+          (TradeStation documents that a revoke "revokes all refresh tokens");
+        - ``"grant"``: all of that and the user's codes not yet exchanged (oidc-provider, and
+          Auth0 with "revocation deletes grant").
+
+        Raises:
+            ValueError: on setting anything else.
+        """
+        return self._state.revocation
+
+    @revocation.setter
+    def revocation(self, kind: str) -> None:
+        if kind not in REVOCATIONS:
+            raise ValueError(f"revocation must be one of {', '.join(REVOCATIONS)}, not {kind!r}")
+        self._state.revocation = kind
 
     def add_redirect_uri(self, uri: str) -> None:
         """Register another callback URL (matched byte for byte)."""

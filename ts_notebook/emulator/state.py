@@ -96,6 +96,8 @@ class ProviderState:
         self._redirect_uris = list(redirect_uris)
         self.access_token_lifetime = access_token_lifetime
         self.rotate_refresh_tokens = rotate_refresh_tokens
+        # What revoking a refresh token ends (see ``Emulator.revocation``).
+        self.revocation = "token"
         self._key = signing_key
         self.issuer = ""
         self._codes: dict[str, _CodeRecord] = {}
@@ -248,11 +250,24 @@ class ProviderState:
             )
 
     def revoke(self, token: str) -> None:
-        """Revoke a refresh token and the access tokens issued from it; others are ignored."""
+        """Revoke a refresh token and what ``revocation`` says goes with it; others are ignored."""
         with self._lock:
             record = self._refresh.pop(token, None)
-            if record is not None:
-                self._access = {t: a for t, a in self._access.items() if a.family != record.family}
+            if record is None:
+                return
+            if self.revocation == "token":  # that token and the access tokens issued from it
+                self._end(lambda user, family: family == record.family)
+                return
+            # "user" (TradeStation: every refresh token of the key for that user), or "grant"
+            # (oidc-provider, Auth0's "revocation deletes grant": the codes not yet exchanged too).
+            self._end(lambda user, family: user == record.username)
+            if self.revocation == "grant":
+                self._codes = {c: r for c, r in self._codes.items() if r.username != record.username}
+
+    def _end(self, ends: Any) -> None:
+        # Caller holds the lock: drop every refresh and access token ``ends(user, family)`` names.
+        self._refresh = {t: r for t, r in self._refresh.items() if not ends(r.username, r.family)}
+        self._access = {t: a for t, a in self._access.items() if not ends(a.username, a.family)}
 
     def _issue(
         self, *, family: str, username: str, scope: str, nonce: str | None, with_refresh: bool

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..errors import ConfigError, OAuthError
-from ..keeper import Action, ArmTimer, Forget, Keep, Keeper, Notify, Refresh, Revoke
+from ..keeper import SUPERSEDED, Action, ArmTimer, Drop, Forget, Keep, Keeper, Notify, Refresh, Revoke
 from ..loopback import relay_port
 from ..oauth import (
     OAuthClient,
@@ -267,6 +267,8 @@ class LocalSource(TokenSource):
                 failure = self._refresh(action.tokens, inflight)
             elif isinstance(action, Revoke):
                 self._revoke_quietly(action.refresh_token)
+            elif isinstance(action, Drop):
+                log.info(SUPERSEDED, "")
             elif isinstance(action, Keep):
                 self.memory.remember(action.tokens)
             elif isinstance(action, Forget):
@@ -329,14 +331,13 @@ class LocalSource(TokenSource):
 
     def complete_login(self, pending: PendingLogin, params: dict[str, str]) -> TokenSet:
         """Finish a claimed login (as the server's broker does): exchange the code and make
-        the result the current sign-in, revoking the one it replaces first.
+        the result the current sign-in (the one it replaces is retired as the keeper says).
 
         Raises:
             OAuthError: the provider sent an error, or the exchange failed; the widget says why.
         """
         try:
             code = callback_code(params)
-            self._feed(self.keeper.replacing)
             tokens = self.client.exchange(pending, code)
         except Exception as exc:
             error = as_oauth_error(exc)
