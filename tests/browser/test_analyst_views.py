@@ -7,6 +7,7 @@ import re
 
 from playwright.sync_api import expect
 
+from ..parts import eventually_sync
 from .test_click_through import open_notebook, sign_in_tab
 
 PLOT = """bars = ts.bars("MSFT", barsback=60)
@@ -28,8 +29,7 @@ def test_watch_updates_in_place_and_bars_plot(jupyter, browser, emulator, artifa
     expect(grid.locator("tbody tr")).to_have_count(4, timeout=60_000)
     expect(grid.locator("tbody tr").first).to_contain_text(re.compile(r"MSFT\s*\d+\.\d\d"), timeout=30_000)
     before = grid.inner_text()
-    nb.page.wait_for_timeout(1500)
-    assert grid.inner_text() != before  # updated in place, in the same output
+    eventually_sync(lambda: grid.inner_text() != before, 30, "the table updated in place")  # in the same output
     assert watch.locator("table.ts-notebook-watch").count() == 1
     watch.screenshot(path=artifacts / f"{jupyter.app}-watch.png")
     watch.locator("button", has_text="Stop").click()

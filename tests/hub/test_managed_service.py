@@ -17,7 +17,7 @@ from ts_notebook.launch import free_port
 
 from ..conftest import CLIENT_ID
 from .conftest import ACCOUNTS, ROOT, STATUS, running_hub, sign_in
-from .test_service import COLLECT
+from .test_service import COLLECT, UNTIL_SIGNED_IN
 
 CLIENT_SECRET = secrets.token_urlsafe(24)
 MARK = "<!-- hub-service-config -->"
@@ -59,7 +59,9 @@ def test_the_documented_setup_signs_a_user_in_once_for_all_her_servers(managed_h
     done = sign_in(managed_hub, alice, research)
 
     assert "Signed in to TradeStation as analyst" in done.text
-    assert managed_hub.run(default, ACCOUNTS).strip() == "11111111"  # no click there
+    status = managed_hub.run(default, UNTIL_SIGNED_IN)  # no click there: it hears it from the service
+    assert "kept by the hub's ts_notebook service" in status, status
+    assert managed_hub.run(default, ACCOUNTS).strip() == "11111111"
     assert "kept by the hub's ts_notebook service" in managed_hub.run(research, STATUS)
     assert "Not signed in" in managed_hub.run(managed_hub.start("bob"), STATUS)
     assert [g["grant_type"] for g in managed_hub.emulator.grants][:1] == ["authorization_code"]

@@ -85,11 +85,16 @@ async def new_browser(server) -> Browser:
 
 
 async def sign_in(server, kernel: Kernel, decision: str = "allow"):
-    """Run %ts_login in ``kernel`` and click through the provider; return (browser, last page)."""
+    """Run %ts_login in ``kernel`` and click through the provider; return (browser, last page).
+
+    When the page says signed in, return once ``kernel`` has heard it too: the server pushes the
+    change to the kernel's watcher, which takes a moment (its widget shows it then)."""
     result = await kernel.run("%load_ext ts_notebook\n%ts_login")
     assert result.error is None, result
     browser = await new_browser(server)
     page = await asyncio.to_thread(browser.sign_in_to_tradestation, kernel.login_link(), decision)
+    if "Signed in to TradeStation" in page.text:
+        await kernel.wait_for_widget(r"^Signed in as ")
     return browser, page
 
 
