@@ -7,6 +7,7 @@ kernel client is async and the browser's blocking requests run in a worker threa
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import random
@@ -19,9 +20,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 
@@ -49,6 +51,43 @@ def note_browser(path: Path, opened: Path) -> Path:
     path.write_text(f"#!{sys.executable}\nimport sys\nopen({str(opened)!r}, 'w').write(sys.argv[1])\n")
     path.chmod(0o700)
     return path
+
+
+def opened_address(noted: Path) -> str:
+    """The address a browser named in ``BROWSER`` (``note_browser``) was sent on to: through
+    the private page ts_notebook opens (a ``file://`` URL whose page redirects), or as given."""
+    url = noted.read_text().strip()
+    if not url.startswith("file://"):
+        return url
+    page = Path(urlsplit(url).path).read_text()
+    return html.unescape(re.search(r'content="0;url=([^"]*)"', page).group(1))
+
+
+class EchoingRefusal(BaseHTTPRequestHandler):
+    """A provider endpoint (token, revoke) that refuses every call, quoting what it was sent,
+    as a sloppy or hostile provider (or a debugging proxy before one) does."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        sent = dict(parse_qsl(body))
+        quoted = " ".join(f"{k}={v}" for k, v in sent.items() if k not in ("grant_type", "client_id"))
+        reply = json.dumps({"error": "invalid_request", "error_description": f"cannot use {quoted}"}).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve_on_loopback(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """``handler`` served on 127.0.0.1 in a daemon thread; ``shutdown()`` it when done."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
 
 
 class Kernel:

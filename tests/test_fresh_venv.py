@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .parts import Browser, environ_without_settings, note_browser
+from .parts import Browser, environ_without_settings, note_browser, opened_address
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +83,7 @@ def main_job(tmp_path):
         while not (opened.exists() and opened.read_text()) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.5)
         assert opened.exists(), f"no browser was opened; the log ends:\n{log_path.read_text()[-3000:]}"
-        yield env_dir, env, opened.read_text().strip(), home, tmp_path, log_path
+        yield env_dir, env, opened_address(opened), home, tmp_path, log_path
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # the launcher stops Jupyter, then the emulator

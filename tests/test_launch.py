@@ -12,13 +12,14 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-from ts_notebook.launch import free_port, working_copy
+from ts_notebook.launch import address, free_port, working_copy
 
-from .parts import Browser, environ_without_settings, note_browser
+from .parts import Browser, environ_without_settings, eventually_sync, note_browser, opened_address
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,3 +153,73 @@ def test_help_is_plain_text():
     ).stdout
 
     assert "``" not in out and "emulator" in out and "--workdir" in out
+
+
+def test_the_browser_is_opened_through_a_private_page_never_with_the_token_on_a_command_line(tmp_path):
+    home, noted = tmp_path / "home", tmp_path / "opened.txt"
+    home.mkdir()
+    env = environ_without_settings()
+    env.update(
+        HOME=str(home),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        BROWSER=str(note_browser(tmp_path / "browser", noted)),  # writes down its command line's address
+    )
+    log_path = tmp_path / "launch.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ts_notebook", "lab", "--port", str(free_port())],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        eventually_sync(lambda: noted.exists() and noted.read_text(), timeout=120, what="the browser was opened")
+        printed = re.search(r"ts_notebook: open (\S+)", log_path.read_text()).group(1)
+        on_the_command_line, page = noted.read_text(), Path(urlsplit(noted.read_text()).path)
+
+        # Every local user can read /proc/PID/cmdline; the page is this user's alone.
+        assert parse_qs(urlsplit(printed).query)["token"][0] not in on_the_command_line
+        assert on_the_command_line.startswith("file://") and page.stat().st_mode & 0o077 == 0
+        assert opened_address(noted) == printed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert not page.exists()  # gone with the launcher
+
+
+def test_a_link_planted_in_the_working_folder_is_not_written_through(tmp_path):
+    folder, target = tmp_path / "notebooks", tmp_path / "elsewhere" / "authorized_keys"
+    folder.mkdir(mode=0o700)
+    target.parent.mkdir()
+    (folder / "quickstart.ipynb").symlink_to(target)  # dangling: it does not "exist"
+
+    working_copy(folder)
+
+    assert not target.exists()
+
+
+def test_a_working_folder_others_may_write_is_refused_with_what_to_do(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "quickstart.ipynb").write_text("{}")  # someone else's notebook, waiting to be opened
+    shared.chmod(0o777)
+    env = {**environ_without_settings(), "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ts_notebook", "--no-browser", "--workdir", str(shared)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2 and f"chmod go-w {shared}" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "runtime").exists()  # nothing was started
+
+
+def test_the_address_carries_a_token_with_url_characters_whole():
+    url = address("lab", {"url": "http://127.0.0.1:8888/", "token": "a#b&c d"}, "quickstart.ipynb")
+
+    assert parse_qs(urlsplit(url).query)["token"] == ["a#b&c d"]

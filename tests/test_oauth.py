@@ -15,6 +15,7 @@ from ts_notebook.errors import OAuthError
 from ts_notebook.oauth import OAuthClient, PendingLogin, ProviderMetadata, check_metadata, pkce_challenge
 
 from .conftest import CLIENT_ID
+from .parts import EchoingRefusal, serve_on_loopback
 
 REDIRECT = "http://localhost:31022"
 
@@ -228,3 +229,24 @@ def test_discovery_endpoints_must_be_https_unless_the_issuer_is_this_machine(emu
     check_metadata(
         dataclasses.replace(remote, token_endpoint="https://signin.example/oauth/token"), "https://signin.example"
     )
+
+
+def test_a_refusal_that_quotes_the_request_back_carries_none_of_its_secrets(client, emulator):
+    hostile = serve_on_loopback(EchoingRefusal)  # the token endpoint quotes what it was sent
+    emulator.discovery_overrides = {"token_endpoint": f"http://127.0.0.1:{hostile.server_port}/oauth/token"}
+    try:
+        pending = client.begin_login(REDIRECT)
+        code = approve(pending)["code"]
+        with pytest.raises(OAuthError) as refused:
+            client.exchange(pending, code)
+    finally:
+        hostile.shutdown()
+
+    shown = str(refused.value)
+    assert "cannot use" in shown and "[redacted]" in shown  # the hostile reply was read
+    assert code not in shown and pending.verifier not in shown and client.settings.client_secret not in shown
+
+
+def test_the_reason_of_a_failed_aside_is_the_error_code_alone():
+    assert OAuthError("invalid_request", "token=r3Ls... echoed").reason == "invalid_request"
+    assert OAuthError("token=r3Ls echoed", "").reason == "an unreadable error"

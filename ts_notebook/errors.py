@@ -6,6 +6,13 @@ which end up in saved files.
 
 from __future__ import annotations
 
+import re
+
+# An OAuth error code as providers spell them (``invalid_grant``): safe to show and to save.
+ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# A provider's error_description is cut to this many characters.
+MAX_DESCRIPTION = 300
+
 
 class TSError(Exception):
     """Base class of every error ts_notebook raises."""
@@ -73,8 +80,9 @@ class OAuthError(TSError):
 
     @property
     def reason(self) -> str:
-        """The error and its description without the hint: why an aside failed (a revocation)."""
-        return f"{self.error}: {self.description}" if self.description else self.error
+        """Why an aside failed (a revocation), for a message that may be saved (a notebook
+        output): the error code alone, never the provider's own words."""
+        return self.error if ERROR_CODE.fullmatch(self.error) else "an unreadable error"
 
     @property
     def permanent(self) -> bool:

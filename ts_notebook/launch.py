@@ -14,17 +14,17 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import webbrowser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .browser import open_privately
+from .errors import ConfigError
 from .protocol import CALLBACK
 
 DESCRIPTION = (
@@ -56,15 +56,43 @@ def shipped_notebooks() -> Path | None:
 
 def working_copy(workdir: Path) -> Path | None:
     """``workdir`` with the example notebooks in it, copied once: a copy already there (with
-    your changes) is kept. None when the package ships no notebooks."""
+    your changes) is kept. None when the package ships no notebooks.
+
+    Raises:
+        ConfigError: ``workdir`` is not this user's alone (another user could plant a notebook
+            there, or a link the copy would be written through).
+    """
     source = shipped_notebooks()
     if source is None:
         return None
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_own_folder(workdir)
     for name in EXAMPLES:
-        if (source / name).is_file() and not (workdir / name).exists():
-            shutil.copyfile(source / name, workdir / name)
+        if not (source / name).is_file():
+            continue
+        try:  # never through a link, never over what is there
+            fd = os.open(workdir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as copy:
+            copy.write((source / name).read_bytes())
     return workdir
+
+
+def check_own_folder(folder: Path) -> None:
+    """Refuse a folder another user owns or may write (on systems with such modes).
+
+    Raises:
+        ConfigError: saying which, and what to do.
+    """
+    if os.name != "posix":
+        return
+    st = folder.stat()
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise ConfigError(
+            f"{folder} belongs to another user or others may write to it, so the notebooks are not "
+            f"opened from it. Run: chmod go-w {folder}, or choose your own folder with --workdir."
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -102,7 +130,7 @@ def address(app: str, server: dict[str, Any], notebook: str | None) -> str:
         page = "lab" if app == "lab" else "tree"
     else:
         page = ("lab/tree/" if app == "lab" else "notebooks/") + quote(notebook)
-    return f"{base}{page}?token={server['token']}" if server.get("token") else f"{base}{page}"
+    return f"{base}{page}?token={quote(server['token'], safe='')}" if server.get("token") else f"{base}{page}"
 
 
 def wait_for_server(proc: subprocess.Popen, runtime_dir: Path) -> dict[str, Any] | None:
@@ -147,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     port = args.port or free_port()
-    root, notebook = what_to_open(args)
+    try:
+        root, notebook = what_to_open(args)
+    except ConfigError as exc:
+        print(f"ts_notebook: {exc}", file=sys.stderr)
+        return 2
     env = dict(os.environ)
     emulator = None if env.get("TS_CLIENT_ID") else start_emulator(env, port)
     cmd = [
@@ -163,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     proc = subprocess.Popen(cmd, env=env)
+    page = None
     previous = {sig: signal.signal(sig, _stopper(proc)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server = wait_for_server(proc, Path(jupyter_runtime_dir()))
@@ -170,9 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             url = address(args.app, server, notebook)
             print(f"\nts_notebook: open {url}\n", flush=True)
             if not args.no_browser:
-                webbrowser.open(url)
+                page = open_privately(url)  # the token never goes on the browser's command line
         return proc.wait()
     finally:
+        if page is not None:
+            page.unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if emulator is not None:

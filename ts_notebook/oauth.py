@@ -23,7 +23,7 @@ import jwt
 import requests
 
 from .config import Settings
-from .errors import OAuthError
+from .errors import ERROR_CODE, MAX_DESCRIPTION, OAuthError
 from .jwks import parse_jwks, pick_key
 from .tokens import TokenSet
 
@@ -171,6 +171,30 @@ def check_metadata(meta: ProviderMetadata, signin_url: str) -> None:
             scheme, netloc = "", ""
         if scheme not in schemes or not netloc:
             raise OAuthError("invalid_discovery", f"{strip_query(endpoint)} is not an https endpoint")
+
+
+# The fields of a request to the provider that are secret, cut out of any refusal it sends.
+SECRET_FIELDS = ("client_secret", "code", "code_verifier", "refresh_token", "token")
+
+
+def refusal(resp: requests.Response, where: str, sent: Mapping[str, str]) -> OAuthError:
+    """A provider's refusal as an :class:`OAuthError`, with nothing of what it was sent in it:
+    a provider (or a proxy before it) may quote the request back, secret, code and refresh
+    token included, and the message is shown in pages, widgets and notebook outputs."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    fallback = "server_error" if resp.status_code >= 500 else "invalid_request"
+    error = str(body.get("error") or fallback)
+    description = str(body.get("error_description") or f"HTTP {resp.status_code} from {where}")
+    for value in (sent.get(name) for name in SECRET_FIELDS):
+        if isinstance(value, str) and value:
+            error, description = error.replace(value, "[redacted]"), description.replace(value, "[redacted]")
+    if not ERROR_CODE.fullmatch(error):
+        error, description = fallback, f"an error this client cannot read, from {where}"
+    return OAuthError(error, description[:MAX_DESCRIPTION])
 
 
 class OAuthClient:
@@ -379,12 +403,5 @@ class OAuthClient:
         except requests.RequestException as exc:
             raise OAuthError("network_error", f"could not reach {strip_query(url)} ({type(exc).__name__})") from exc
         if resp.status_code >= 400:
-            try:
-                body = resp.json()
-            except ValueError:
-                body = None
-            body = body if isinstance(body, dict) else {}
-            error = str(body.get("error") or ("server_error" if resp.status_code >= 500 else "invalid_request"))
-            description = str(body.get("error_description") or f"HTTP {resp.status_code} from {strip_query(url)}")
-            raise OAuthError(error, description)
+            raise refusal(resp, strip_query(url), kwargs.get("data") or {})
         return resp

@@ -459,6 +459,17 @@ def test_logout_in_one_server_signs_all_out_and_revokes(service_hub, alice):
     assert live == []  # the last refresh token was revoked, not just forgotten
 
 
+def test_a_sign_out_whose_revocation_failed_at_the_service_says_so(service_hub, alice):
+    service_hub.emulator.stop()  # the service cannot reach the provider to revoke
+    try:
+        said = service_hub.run(alice, "import ts_notebook as ts\nprint(ts.logout())")
+    finally:
+        service_hub.emulator.start()
+
+    assert "revoking it at TradeStation failed (network_error)" in said, said
+    assert "Not signed in" in service_hub.run(alice, UNTIL_SIGNED_OUT)
+
+
 def test_a_changed_key_means_signing_in_again_never_a_crash(service_hub):
     default = service_hub.start("alice")
     assert "Signed in to TradeStation" in sign_in(service_hub, service_hub.browser("alice"), default).text

@@ -87,3 +87,26 @@ async def test_the_sign_in_widget_says_run_this_cell_where_it_cannot_be_drawn(lo
     assert FALLBACK in bundle["text/html"]
     assert bundle[WIDGET_VIEW]["model_id"]  # still the widget where widgets are drawn
     assert "localhost" not in bundle["text/plain"] + bundle["text/html"]
+
+
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [
+        # pandas not installed (pip install ts_notebook, without the extra): ConfigError from ImportError.
+        ('import sys\nsys.modules["pandas"] = None\nts.accounts()', "ConfigError: DataFrames need pandas"),
+        # A ts_notebook error raised while the user's own code handles another.
+        ("try:\n    {}['x']\nexcept KeyError:\n    ts.watch(' , ')", "ConfigError: Give at least one symbol"),
+    ],
+    ids=["raised-from-another", "raised-while-handling-another"],
+)
+async def test_a_chained_ts_notebook_error_is_still_shown_short_and_as_itself(local_env, code, shown):
+    async with serverless_kernel(local_env) as kernel:
+        assert (await kernel.run("%load_ext ts_notebook")).error is None
+        result = await kernel.run(code)
+        after = await kernel.run("raise ts.NotSignedIn()")  # the hook still installed
+
+    short = ANSI.sub("", "\n".join(result.traceback)).splitlines()
+    assert result.error is not None and result.error.startswith(shown), result.error  # nbclient's ename/evalue
+    assert "Custom TB Handler failed" not in result.stdout + result.stderr, (result.stdout + result.stderr)[:300]
+    assert len(short) <= 6 and short[-1] == "(%tb shows the full traceback)", short[-3:]
+    assert ANSI.sub("", after.traceback[-1]) == "(%tb shows the full traceback)", after.traceback

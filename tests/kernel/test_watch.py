@@ -4,8 +4,12 @@ prints a line per update; bad input is one clear message."""
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 import time
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -13,7 +17,7 @@ from ts_notebook.errors import ConfigError
 from ts_notebook.kernel import watch as watch_module
 from ts_notebook.kernel.session import TSSession
 
-from ..parts import eventually_sync
+from ..parts import eventually_sync, serve_on_loopback
 from ..test_oauth import client  # noqa: F401 - the client fixture
 from .test_session import signed_in  # noqa: F401 - the signed_in fixture
 
@@ -117,3 +121,63 @@ def test_a_quote_that_came_between_two_renders_is_shown_without_waiting_for_the_
     # The first quote renders at once; the two right behind it within the next second.
     eventually_sync(lambda: len(prices(grid.value)) >= 3 * 3, what="every symbol shown", timeout=5)
     live.stop()
+
+
+def hostile_stream_handler(quote: dict):
+    """A quote stream that sends a good quote, then (within the watch's render interval, so a
+    timer thread renders it) one whose field the table cannot format, then stays open."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # chunked, as TradeStation streams
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.tradestation.streams.v2+json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for sent in ({"Symbol": "MSFT", "Last": "420.00", "NetChange": "1.50"}, quote):
+                line = json.dumps(sent).encode() + b"\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                self.wfile.flush()
+                time.sleep(0.05)
+            time.sleep(30)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.mark.parametrize(
+    "quote",
+    [
+        {"Symbol": "MSFT", "TradeTime": "0001-01-01T00:00:00+14:00"},
+        {"Symbol": "MSFT", "Volume": "9" * 400},
+        {"Symbol": "MSFT", "NetChange": None},
+    ],
+    ids=["trade-time-out-of-range", "huge-volume", "null-netchange"],
+)
+def test_a_quote_field_the_table_cannot_format_is_shown_as_it_came_and_no_thread_dies(
+    signed_in,  # noqa: F811 - the fixture
+    monkeypatch,
+    quote,
+):
+    httpd = serve_on_loopback(hostile_stream_handler(quote))
+    origin = f"http://127.0.0.1:{httpd.server_port}"
+    signed_in.snap = replace(signed_in.snap, api_url=f"{origin}/v3", api_origins=(origin,))
+    monkeypatch.setattr(watch_module, "display", lambda widget: None)
+    monkeypatch.setattr(watch_module, "has_frontend", lambda: True)
+    crashed: list[str] = []  # what a thread's death prints, in a kernel, under whichever cell runs then
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashed.append(f"{args.thread.name}: {args.exc_value!r}"))
+    try:
+        live = watch_module.watch(TSSession(lambda: signed_in), "MSFT", rate=4.0)
+        time.sleep(2)
+        error, shown = live.error, live.widget.children[0].value
+        live.stop()
+        eventually_sync(lambda: live.widget.children[1].children[0].disabled, timeout=10, what="the watch ended")
+    finally:
+        httpd.shutdown()
+
+    assert not crashed, f"a watch thread died: {crashed}"
+    assert error is None, f"one odd value ended the watch: Stopped: {error}"
+    assert "420.00" in shown

@@ -184,3 +184,46 @@ async def test_a_refusal_is_raised_with_its_reason(holder, canned, monkeypatch, 
         await sc.refresh(None)
 
     assert says in str(failed.value) and sc.tokens is None
+
+
+def test_the_retry_delay_stays_bounded_however_long_the_service_is_down():
+    # About 2.8 hours of a hub service that does not answer: ~1025 failed long-polls at 10 s.
+    assert hubclient.retry_delay(1025, 3 * 3600.0) == hubclient.RETRY_MOST
+
+
+async def test_a_server_follows_the_hub_service_again_after_a_long_outage(holder, canned, monkeypatch):
+    _, replies, _, start, _ = canned
+    # Time compressed: the watch retries at once instead of every 10 s; the overflow in
+    # retry_delay does not depend on RETRY_MOST (it is computed before the min).
+    monkeypatch.setattr(hubclient, "RETRY_MOST", 0.0)
+    sc = holder()
+    await sc.restore()  # the service is down
+
+    # Down for well over 1025 long-polls (about 3 hours at the real 10 s schedule).
+    deadline = time.monotonic() + 5  # thousands of refused long-polls, with no pause between
+    while time.monotonic() < deadline and not sc._watching.done():
+        await asyncio.sleep(0.1)
+    replies["GET"] = (200, state(7, "back"))
+    start()  # the service is back, with a sign-in made in another of the user's servers
+
+    await eventually(
+        lambda: sc.tokens is not None and sc.tokens.access_token == "back",
+        timeout=10,
+        what=(
+            "following the service again"
+            + (f" (the watch task ended: {sc._watching.exception()!r})" if sc._watching.done() else "")
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("said", "told"),
+    [("network_error", "network_error"), (None, None), ("token=r3Ls", None), (12, None)],
+    ids=["its-code", "revoked", "not-a-code", "not-text"],
+)
+async def test_a_sign_out_passes_on_why_the_services_revocation_failed_as_a_code_only(holder, canned, said, told):
+    url, replies, _, start, _ = canned
+    replies["DELETE"] = (200, {**state(8, None), "revoke_failure": said})
+    start()
+
+    assert await holder().logout() == told

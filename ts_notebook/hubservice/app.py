@@ -167,10 +167,10 @@ class ServiceHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
-    def reply(self, entry: UserSignIn) -> None:
+    def reply(self, entry: UserSignIn, **more: Any) -> None:
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(entry.state()))
+        self.finish(json.dumps({**entry.state(), **more}))
 
     def body(self) -> dict[str, Any]:
         try:
@@ -247,9 +247,9 @@ class SignInHandler(ServiceHandler):
 
     async def delete(self) -> None:
         entry = self.service.user(self.hub_user)
-        await entry.signin.logout()
+        failure = await entry.signin.logout()
         log.info("ts_notebook service: hub user %s signed out", self.hub_user)
-        self.reply(entry)
+        self.reply(entry, revoke_failure=failure)
 
 
 class RefreshHandler(ServiceHandler):

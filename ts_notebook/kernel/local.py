@@ -10,18 +10,15 @@ in this process.
 from __future__ import annotations
 
 import getpass
-import html
 import logging
-import os
 import secrets
-import tempfile
 import threading
 import time
-import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..browser import open_privately
 from ..config import Settings
 from ..errors import ConfigError, OAuthError
 from ..keeper import SUPERSEDED, Action, ArmTimer, Drop, Forget, Keep, Keeper, Notify, Refresh, Revoke
@@ -97,15 +94,8 @@ class LocalLogin:
         return f"{self._origin}/start/{self._start_token}" if self.listener else None
 
     def open_browser(self) -> None:
-        """Open the start address in the system browser without putting it on a command line
-        (other users of the machine can read those): through a page only this user can read,
-        which sends the browser on, as Jupyter opens its own address."""
-        fd, path = tempfile.mkstemp(prefix="ts_notebook-signin-", suffix=".html")  # mode 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as page:
-            target = html.escape(self.start_url or "")
-            page.write(f'<!doctype html><meta http-equiv="refresh" content="0;url={target}">')
-        self._page = Path(path)
-        webbrowser.open(self._page.as_uri())
+        """Open the start address in the system browser, never on a command line."""
+        self._page = open_privately(self.start_url or "")
 
     def start(self, token: str) -> str | None:
         """The authorize URL for the first visit of the start address, else None.

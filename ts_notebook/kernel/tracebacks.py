@@ -20,8 +20,11 @@ def short_traceback(
     notebook run stops there)."""
     # %tb (and %debug) read these, as after any other error.
     sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb
-    stb = [line.rstrip("\n") for line in shell.InteractiveTB.get_exception_only(etype, value)]
-    stb.append(FULL_TRACEBACK)
+    if sys.version_info >= (3, 12):
+        sys.last_exc = value
+    # Written here, not by IPython's formatter, which fails on an error raised from another
+    # (``raise ... from exc``, as most of ts_notebook's errors are).
+    stb = [f"{etype.__name__}: {value}", *map(str, getattr(value, "__notes__", ())), FULL_TRACEBACK]
     shell._showtraceback(etype, value, stb)  # the hook ipykernel turns into an "error" message
     return stb
 

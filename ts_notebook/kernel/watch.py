@@ -43,27 +43,27 @@ def exchange_time(value: str) -> str:
     that is not such a time is shown as it came)."""
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if when.tzinfo is None:  # no zone given: not a time that can be converted
+            return value
+        return f"{when.astimezone(ZoneInfo(EXCHANGE_TZ)):%H:%M:%S} ET"
+    except (ValueError, OverflowError):  # not a time, or one no clock shows (year 1 at +14:00)
         return value
-    if when.tzinfo is None:  # no zone given: not a time that can be converted
-        return value
-    return f"{when.astimezone(ZoneInfo(EXCHANGE_TZ)):%H:%M:%S} ET"
 
 
 def number(value: str) -> str | None:
     """A price or a count as shown (a count with thousands separators); None if not a number."""
     try:
         figure = float(value)
-    except ValueError:
+        return f"{int(figure):,}" if value.strip().lstrip("+-").isdigit() else value
+    except (ValueError, OverflowError):  # not a number, or a count past any float (inf)
         return None
-    return f"{int(figure):,}" if value.strip().lstrip("+-").isdigit() else value
 
 
 def direction(row: dict[str, Any]) -> str | None:
     """``up`` or ``down`` as the day's change (NetChange) says; None when flat or unknown."""
     try:
-        change = float(row.get("NetChange", ""))
-    except ValueError:
+        change = float(row.get("NetChange") or "")
+    except (ValueError, TypeError):
         return None
     return "up" if change > 0 else "down" if change < 0 else None
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from ..errors import NotSignedIn, OAuthError
+from ..errors import ERROR_CODE, NotSignedIn, OAuthError
 from ..oauth import PendingLogin
 from ..protocol import LONGPOLL, LONGPOLL_GRACE, SERVICE_REFRESH, SERVICE_SIGNIN, handover, read_service_state
 from ..tokens import TokenSet
@@ -42,7 +42,7 @@ UNREACHABLE = "hub_service_unavailable"
 def retry_delay(failures: int, down_for: float) -> float:
     """Seconds to wait before the next long-poll, after ``failures`` in a row over ``down_for``
     seconds."""
-    delay = min(RETRY_MOST, RETRY_FIRST * 2 ** (failures - 1))
+    delay = min(RETRY_MOST, RETRY_FIRST * 2 ** min(failures - 1, 16))  # a bounded exponent: hours down
     return min(delay, RESTART_STEP) if down_for < OUTAGE_WAIT else delay
 
 
@@ -195,13 +195,12 @@ class ServiceSignIn:
         self._error = message
         self._on_change()
 
-    async def _call_through_outage(self, method: str, route: str, body: dict[str, Any] | None = None) -> None:
+    async def _call_through_outage(self, method: str, route: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """A call that waits out a short outage of the service (a restart) before failing."""
         deadline = asyncio.get_running_loop().time() + OUTAGE_WAIT
         while True:
             try:
-                await self._call(method, route, body)
-                return
+                return await self._call(method, route, body)
             except OAuthError as exc:
                 if exc.error != UNREACHABLE or asyncio.get_running_loop().time() > deadline:
                     raise
@@ -210,8 +209,11 @@ class ServiceSignIn:
     async def refresh(self, stale: str | None = None) -> None:
         await self._call_through_outage("POST", SERVICE_REFRESH, {"stale": stale})
 
-    async def logout(self) -> None:
-        await self._call_through_outage("DELETE", SERVICE_SIGNIN)
+    async def logout(self) -> str | None:
+        """Sign the hub user out everywhere; why the service's revocation failed, if it did."""
+        done = await self._call_through_outage("DELETE", SERVICE_SIGNIN)
+        failure = done.get("revoke_failure")
+        return failure if isinstance(failure, str) and ERROR_CODE.fullmatch(failure) else None
 
     def close(self) -> None:
         self._closed = True
