@@ -29,8 +29,10 @@ from .tokens import TokenSet
 
 log = logging.getLogger(__name__)
 
-# (connect, read) seconds for every call to the sign-in service.
-DEFAULT_TIMEOUT = (5.0, 20.0)
+# (connect, read) seconds for every call to the sign-in service, by every caller (a server, the
+# hub service, a process with no server). Generous: token endpoints answering in 20 s have been
+# seen, and a code is single use, so a timeout on a slow exchange loses the sign-in.
+PROVIDER_TIMEOUT = (5.0, 45.0)
 # A pending login (state, verifier, nonce) is good for this long.
 PENDING_TTL = 600.0
 # Clock difference tolerated when checking id_token times.
@@ -207,7 +209,7 @@ class OAuthClient:
         self,
         settings: Settings,
         http: requests.Session | None = None,
-        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        timeout: tuple[float, float] = PROVIDER_TIMEOUT,
     ) -> None:
         self.settings = settings
         self.client_id = settings.require_client_id()

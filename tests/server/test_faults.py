@@ -5,7 +5,9 @@ work, and a sign-in that has ended for good is said once to every kernel."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 
 import pytest
 
@@ -15,6 +17,7 @@ from ts_notebook.protocol import KEY_HEADER
 from ..parts import eventually, fails_once
 from .conftest import new_browser, new_kernel, sign_in
 from .test_api import api, browser_sign_in
+from .test_relay import start_login
 from .test_signin_loop import ACCOUNTS
 
 
@@ -103,7 +106,7 @@ async def test_a_slow_token_endpoint_leaves_the_server_answering(server, emulato
     status = await asyncio.to_thread(api, server, "GET", "status")
 
     assert status.status_code == 200 and not callback.done()  # answered while the exchange waits
-    done = await callback
+    done = await look_again_until_done(b, await callback)  # (a waiting page, if the machine is slow)
     assert "Signed in to TradeStation as analyst" in done.text
 
 
@@ -192,3 +195,28 @@ async def test_no_unexpected_error_stops_the_renewal_timer(server, emulator, mon
 
     await eventually(lambda: broker.tokens is not first and broker.tokens is not None, 15, "a renewal after the bug")
     assert refresh.calls >= 2
+
+
+async def look_again_until_done(browser, page, timeout: float = 120):
+    """Follow a waiting page's own refresh, as a browser does, until a result page comes."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while page.status_code == 202:
+        assert asyncio.get_running_loop().time() < deadline, "the sign-in never finished"
+        again = html.unescape(re.search(r'http-equiv="refresh" content="1;url=([^"]+)"', page.text).group(1))
+        await asyncio.sleep(1)
+        page = await asyncio.to_thread(browser.get, again)
+    return page
+
+
+async def test_a_token_endpoint_that_answers_in_25_s_still_signs_in_and_the_page_says_it_is_under_way(server, emulator):
+    emulator.token_delay = 25  # longer than a 20 s read timeout: every such sign-in was a 502
+    b, page = await start_login(server)
+
+    waiting = await asyncio.to_thread(b.submit, page, "allow", username="analyst")
+
+    assert waiting.status_code == 202 and "the exchange is under way" in waiting.text
+    done = await look_again_until_done(b, waiting)
+    assert done.status_code == 200 and "Signed in to TradeStation as analyst" in done.text, done.text
+    assert [g["ok"] for g in emulator.grants if g["grant_type"] == "authorization_code"] == [True]
+    again = await asyncio.to_thread(b.get, done.url)  # the waiting page's address, used up
+    assert again.status_code == 400 and "not under way here any more" in again.text

@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 
 # Provider calls in flight at once (exchanges, renewals, revocations of every user together).
 WORKERS = 256
-# Connect and read timeouts of each provider call. Longer than a person waits at the keyboard:
-# renewals run in the background, and a slow token endpoint (20 s has been seen) must not
-# turn every renewal into a timeout and a retry.
-PROVIDER_TIMEOUT = (5.0, 45.0)
 # The longest code, verifier, nonce, URL or token a server may send, and the largest body:
 # anything longer is refused before it is read, token or not.
 MAX_FIELD = 4096
@@ -81,7 +77,7 @@ class Service:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=workers)  # a connection per call in flight
         http.mount("https://", adapter)
         http.mount("http://", adapter)
-        self.client = OAuthClient(settings, http=http, timeout=PROVIDER_TIMEOUT)
+        self.client = OAuthClient(settings, http=http)
         self.identity = Identity.of(settings)
         self.users: dict[str, UserSignIn] = {}
 

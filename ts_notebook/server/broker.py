@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,8 @@ class TokenBroker:
         self.clock = clock
         self.changes = Changes()
         self._pending: dict[str, _Pending] = {}
+        # Exchanges a browser's waiting page looks at again: ticket -> (when kept, the exchange).
+        self._exchanges: dict[str, tuple[float, asyncio.Future[TokenSet]]] = {}
         self._closed = False
         # Room for every pending login's exchange at once, and renewals beside them.
         self._pool = ThreadPoolExecutor(max_workers=MAX_PENDING + 4, thread_name_prefix="ts_notebook-broker")
@@ -233,6 +236,31 @@ class TokenBroker:
                 told why.
         """
         return await self.complete_login(self.take_pending(params.get("state", ""), browser_key), params)
+
+    def keep_exchange(self, exchange: asyncio.Future[TokenSet], ticket: str | None = None) -> str:
+        """Keep an exchange under way for its browser to look at again; returns its ticket
+        (``ticket`` again when given). Exchanges nobody looked at for 10 minutes are let go."""
+        now = self.clock()
+        for old in [t for t, (kept, _) in self._exchanges.items() if now - kept > PENDING_TTL]:
+            del self._exchanges[old]
+        ticket = ticket or secrets.token_urlsafe(24)
+        self._exchanges[ticket] = (now, exchange)
+        return ticket
+
+    def exchange_under_way(self, ticket: str) -> asyncio.Future[TokenSet]:
+        """The exchange a waiting page looks at (``forget_exchange`` once its result is shown).
+
+        Raises:
+            LoginRejected: no exchange is kept under that ticket.
+        """
+        kept = self._exchanges.get(ticket)
+        if kept is None:
+            raise LoginRejected("This sign-in is not under way here any more. Run %ts_login again.")
+        return kept[1]
+
+    def forget_exchange(self, ticket: str) -> None:
+        """The exchange's result was shown: its ticket is used up."""
+        self._exchanges.pop(ticket, None)
 
     def take_pending(self, state: str, browser_key: str | None) -> PendingLogin:
         """Claim the pending login named by ``state``: single use, unexpired, same browser.

@@ -47,6 +47,12 @@ def is_owner(user: Any) -> bool:
     return bool(user) and (here is None or getattr(user, "username", None) == here.user)
 
 
+# A callback answers with the result when the provider exchanges the code within this many
+# seconds; otherwise with a page that says the exchange is under way and looks again, each
+# look waiting up to LOOK_WAIT.
+QUICK_ANSWER, LOOK_WAIT = 3.0, 15.0
+
+
 class Refused(web.HTTPError):
     """A request refused with a result page: its status, title and what to do. Every page
     but success is one of these, rendered by ``write_error``."""
@@ -205,11 +211,23 @@ class CallbackHandler(_Base):
         if not self.current_user:
             self.login_first()
             return
+        ticket = self.get_query_argument("exchange", None)
         try:
-            params = self.callback_params()
-            if self.forward_to_named_server(params):
+            if ticket is not None:  # the waiting page looking again
+                outcome = self.broker.exchange_under_way(ticket)
+            else:
+                params = self.callback_params()
+                if self.forward_to_named_server(params):
+                    return
+                cookie = self.get_cookie(self.cookie_name)
+                outcome = asyncio.ensure_future(self.broker.finish_login(params, cookie))
+            done, _ = await asyncio.wait({outcome}, timeout=LOOK_WAIT if ticket else QUICK_ANSWER)
+            if not done:  # a slow provider: say so, and look again (the exchange goes on meanwhile)
+                self.send_waiting(self.broker.keep_exchange(outcome, ticket))
                 return
-            tokens = await self.broker.finish_login(params, self.get_cookie(self.cookie_name))
+            if ticket:
+                self.broker.forget_exchange(ticket)
+            tokens = outcome.result()
         except LoginRejected as exc:
             raise Refused(400, "Sign-in not accepted", str(exc)) from exc
         except OAuthError as exc:
@@ -221,6 +239,22 @@ class CallbackHandler(_Base):
         self.send_page(
             f"Signed in to TradeStation as {tokens.display_name}.",
             "You can close this tab and go back to your notebook.",
+        )
+
+    def send_waiting(self, ticket: str) -> None:
+        """202: the exchange with the provider is under way; the page looks again by itself."""
+        self.set_status(202)
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        again = url_path_join(self.base_url, CALLBACK) + "?" + urlencode({"exchange": ticket})
+        self.finish(
+            result_page(
+                "Finishing your sign-in with TradeStation…",
+                "TradeStation's sign-in service is slow to answer; the exchange is under way. "
+                "This page looks again by itself: keep it open.",
+                ok=True,
+                look_again=again,
+            )
         )
 
     @property
