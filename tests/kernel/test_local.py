@@ -13,7 +13,7 @@ from jupyter_client.manager import AsyncKernelManager
 from ts_notebook.protocol import ENV_VAR
 
 from ..conftest import CLIENT_ID
-from ..parts import Browser, Kernel, port_is_free
+from ..parts import Browser, Kernel, eventually, note_browser, opened_address, port_is_free
 from .conftest import PROMPT, spawn_ipython
 
 ACCOUNTS = 'print(ts.session.get("brokerage/accounts").json()["Accounts"][0]["AccountID"])'
@@ -113,12 +113,17 @@ async def test_a_stale_runtime_file_says_so_in_one_line_and_signs_in_here(local_
         child.terminate(force=True)
 
 
-async def test_a_kernel_with_no_server_shows_the_widget_and_renews_in_process(local_env, emulator):
+async def test_a_kernel_with_no_server_shows_the_widget_and_renews_in_process(local_env, emulator, tmp_path):
     emulator.access_token_lifetime = 3
+    noted = tmp_path / "opened.txt"
+    local_env["BROWSER"] = str(note_browser(tmp_path / "browser", noted))
     async with serverless_kernel(local_env) as kernel:
         await kernel.run("%load_ext ts_notebook\n%ts_login")
-        link = kernel.login_link()
+        kernel.click(kernel.buttons("Sign in to TradeStation")[0])  # the kernel opens this machine's browser
+        await eventually(lambda: noted.exists() and noted.read_text(), 20, "the browser was opened")
+        link = opened_address(noted)
         assert re.fullmatch(r"http://localhost:31022/start/[\w-]{43}", link)  # one-time; no state in it
+        assert "/start/" not in kernel.transcript()  # never in widget state, nor any other message
 
         await sign_in_at(link)
 

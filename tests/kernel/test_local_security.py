@@ -6,6 +6,7 @@ replaced refresh token revoked."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import stat
 import time
@@ -20,7 +21,8 @@ from ts_notebook.errors import ConfigError
 from ts_notebook.kernel.local import LocalLogin, LocalSource
 
 from ..conftest import CLIENT_ID
-from ..parts import Browser, fails_once, port_is_free
+from ..parts import Browser, eventually, fails_once, note_browser, opened_address, port_is_free
+from .test_local import serverless_kernel
 
 
 @pytest.fixture
@@ -202,7 +204,7 @@ def test_another_local_apps_odd_cookie_does_not_hide_ours(login):
 def test_the_system_browser_is_given_a_private_page_not_the_start_address(login, monkeypatch):
     # Other users read command lines (/proc/*/cmdline): the one-time address must not be on one.
     opened = []
-    monkeypatch.setattr("webbrowser.open", opened.append)
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)  # the system browser opener
     attempt = login()
 
     attempt.open_browser()
@@ -224,9 +226,29 @@ def test_a_reply_that_cannot_be_used_ends_the_wait_with_a_message(login, emulato
 
 def test_a_terminal_sign_in_hands_the_browser_the_private_page(make_source, monkeypatch, capsys):
     opened = []
-    monkeypatch.setattr("webbrowser.open", opened.append)
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)  # the system browser opener
 
     make_source().login(paste=False, timeout=0.5, open_browser=True)  # no frontend here: the terminal flow
 
     start = re.search(r"http://localhost:\d+/start/\S+", capsys.readouterr().out).group(0)  # printed for the user
     assert len(opened) == 1 and opened[0].startswith("file:///") and start not in opened[0]
+
+
+async def test_whoever_reads_the_widget_state_finds_no_address_to_sign_the_victim_in_as_themselves(
+    local_env, emulator, tmp_path
+):
+    noted = tmp_path / "opened.txt"
+    local_env["BROWSER"] = str(note_browser(tmp_path / "browser", noted))
+    async with serverless_kernel(local_env) as kernel:
+        await kernel.run("%load_ext ts_notebook\n%ts_login")
+        # Widget state goes to every frontend of the kernel and into the saved notebook.
+        for address in re.findall(r"http://[\w.\[\]:]+/start/[\w-]+", kernel.transcript()):
+            await asyncio.to_thread(browse, address, "mallory")  # the attacker, first
+        assert "mallory" not in (await kernel.run("print(ts.status())")).stdout  # (its page came back after)
+
+        kernel.click(kernel.buttons("Sign in to TradeStation")[0])  # the analyst
+        await eventually(lambda: noted.exists() and noted.read_text(), 20, "the browser was opened")
+        await asyncio.to_thread(browse, opened_address(noted), "analyst")
+
+        await kernel.wait_for_widget(r"Signed in as analyst")
+        assert "mallory" not in (await kernel.run("print(ts.status())")).stdout

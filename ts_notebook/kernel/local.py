@@ -89,13 +89,27 @@ class LocalLogin:
             raise
 
     @property
+    def started(self) -> bool:
+        """Whether a browser has opened the start address."""
+        return self._started
+
+    @property
     def start_url(self) -> str | None:
         """Where the browser on this machine starts (one use), if listening."""
         return f"{self._origin}/start/{self._start_token}" if self.listener else None
 
-    def open_browser(self) -> None:
-        """Open the start address in the system browser, never on a command line."""
+    def open_browser(self) -> bool:
+        """Open a fresh start address in the system browser, never on a command line; the
+        address before it stops working (a click asks again). False when no browser could
+        be started here, or the sign-in page was opened already."""
+        with self._claim:
+            if self._started or self.done.is_set():
+                return False
+            self._start_token = secrets.token_urlsafe(32)
+        if self._page is not None:
+            self._page.unlink(missing_ok=True)
         self._page = open_privately(self.start_url or "")
+        return self._page is not None
 
     def start(self, token: str) -> str | None:
         """The authorize URL for the first visit of the start address, else None.
@@ -376,7 +390,10 @@ class LocalSource(TokenSource):
         from .widget import LoginWidget
 
         attempt = self._new_login(listen=True, scopes=scopes)
-        display(LoginWidget(self, login_path=attempt.start_url or "#"))
+        # A button, not a link: the start address is a secret, and widget state is broadcast
+        # to every frontend and may be saved in the notebook. A click asks this kernel for a
+        # fresh address and opens it in this machine's browser.
+        display(LoginWidget(self, open_sign_in=lambda: self._open_sign_in(attempt)))
 
         def wait_then_release() -> None:
             finished = attempt.wait(timeout)
@@ -385,6 +402,19 @@ class LocalSource(TokenSource):
 
         threading.Thread(target=wait_then_release, name="ts_notebook-login", daemon=True).start()
 
+    def _open_sign_in(self, attempt: LocalLogin) -> str | None:
+        """The widget's button was clicked; what to tell the person if nothing opened."""
+        if attempt.done.is_set() or attempt is not self.pending_login:
+            return "This sign-in has ended. Run %ts_login again."
+        if attempt.open_browser():
+            return None
+        if attempt.started:
+            return "TradeStation's sign-in page is open in your browser already; finish there, or run %ts_login again."
+        return (
+            "No browser could be started from this kernel. Run %ts_login --paste to sign in from a browser "
+            "on another machine."
+        )
+
     def _terminal_login(self, paste: bool, timeout: float, open_browser: bool, scopes: str | None) -> None:
         """Blocks until signed in, timeout or Ctrl-C; the port is freed whatever happens."""
         if self.current().signed_in and not scopes:
@@ -392,6 +422,8 @@ class LocalSource(TokenSource):
             return
         attempt = self._new_login(listen=not paste, scopes=scopes)
         try:
+            if open_browser and not paste:
+                attempt.open_browser()  # a fresh start address: print the one it opened
             url = attempt.start_url or attempt.pending.authorize_url
             print(f"Sign in to TradeStation in your browser:\n  {url}")
             if paste:
@@ -399,8 +431,6 @@ class LocalSource(TokenSource):
                 address = getpass.getpass("Then paste the address your browser ended on: ")
                 attempt.complete_pasted(address)
             else:
-                if open_browser:
-                    attempt.open_browser()
                 print(
                     f"Waiting for the browser on {attempt.listener.url if attempt.listener else ''} "
                     "(Ctrl-C to cancel)...",

@@ -1,13 +1,16 @@
-"""The sign-in widget: a link styled as a button, a sign-out button and a status line.
+"""The sign-in widget: a sign-in link (or button), a sign-out button and a status line.
 
-Its traits hold only display text and the login path: widget state is broadcast to every
-frontend and can be saved in the notebook, so no token, code or verifier ever goes in.
-The watcher thread updates it; it never prints or displays.
+Its traits hold only display text and the server's login path: widget state is broadcast to
+every frontend and can be saved in the notebook, so no token, code, verifier or one-time
+address ever goes in. With no server, the sign-in is a button that asks the kernel to open a
+fresh one-time address in this machine's browser. The watcher thread updates it; it never
+prints or displays.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from html import escape
 
 from ipywidgets import HTML, Button, HBox, Layout, VBox
@@ -45,15 +48,30 @@ class LoginWidget(VBox):
         login_path: the server's ``ts_notebook/login`` path (same origin as the notebook).
         paste_path: where the "paste the address your browser ended on" form goes (the
             server's callback); None to leave the form out.
+        open_sign_in: instead of a link, a button that calls this in the kernel to open the
+            sign-in in this machine's browser; it returns what to tell the person when it
+            could not, else None.
     """
 
-    def __init__(self, source: TokenSource, login_path: str, paste_path: str | None = None) -> None:
+    def __init__(
+        self,
+        source: TokenSource,
+        login_path: str = "",
+        paste_path: str | None = None,
+        open_sign_in: Callable[[], str | None] | None = None,
+    ) -> None:
         self._source = source
-        self.signin = HTML(
-            f'<a class="ts-notebook-signin" href="{escape(login_path)}" target="_blank" '
-            f'rel="noopener" style="{BUTTON_STYLE}">Sign in to TradeStation</a>'
-            + (PASTE_FORM.format(action=escape(paste_path)) if paste_path else "")
-        )
+        self.signin: HTML | Button
+        if open_sign_in is not None:
+            self.signin = Button(description="Sign in to TradeStation", button_style="primary", icon="sign-in")
+            self.signin.add_class("ts-notebook-signin")
+            self.signin.on_click(lambda _button: self._say(open_sign_in()))
+        else:
+            self.signin = HTML(
+                f'<a class="ts-notebook-signin" href="{escape(login_path)}" target="_blank" '
+                f'rel="noopener" style="{BUTTON_STYLE}">Sign in to TradeStation</a>'
+                + (PASTE_FORM.format(action=escape(paste_path)) if paste_path else "")
+            )
         self.signout = Button(description="Sign out", icon="sign-out", tooltip="Sign out of TradeStation")
         self.signout.add_class("ts-notebook-signout")
         self.signout.on_click(self._sign_out)
@@ -89,6 +107,10 @@ class LoginWidget(VBox):
         if snap.error:
             return f"{snap.error}"
         return "Not signed in. Click the button and sign in on TradeStation's page (it opens in a new tab)."
+
+    def _say(self, message: str | None) -> None:
+        if message:
+            self.status.value = escape(message)
 
     def _sign_out(self, _button: Button) -> None:
         try:
