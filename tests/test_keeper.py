@@ -173,18 +173,39 @@ def test_a_refresh_without_a_refresh_token_is_asked_of_the_provider_which_ends_i
 def test_a_kept_sign_in_that_is_due_is_used_at_once_and_renewed_at_once():
     k = Keeper()
     kept = tokens(1, now=T0 - 86000)  # long expired
-    assert k.restored(kept, T0) == [Notify(), Refresh(kept)]
+    assert k.restored(kept, T0, k.restoring()) == [Notify(), Refresh(kept)]
     assert k.tokens is kept and k.refresh_wanted("a1") == []  # the renewal under way serves everyone
     assert k.refreshed(kept, tokens(2), T0)[:2] == [Notify(), ArmTimer(1080)]
 
 
 def test_a_kept_sign_in_another_process_just_renewed_is_used_as_it_is():
     k = Keeper()
-    assert k.restored(tokens(1, now=T0 - 60), T0) == [Notify(), ArmTimer(1200 - 120 - 60)]
+    assert k.restored(tokens(1, now=T0 - 60), T0, k.restoring()) == [Notify(), ArmTimer(1200 - 120 - 60)]
 
 
 def test_a_kept_sign_in_found_after_a_new_one_is_ignored(keeper):
-    assert keeper.restored(tokens(9), T0) == [] and keeper.tokens.access_token == "a1"
+    assert keeper.restored(tokens(9), T0, keeper.restoring()) == [] and keeper.tokens.access_token == "a1"
+
+
+def test_a_sign_out_while_the_kept_sign_in_was_read_wins_and_revokes_it():
+    k = Keeper()
+    mark = k.restoring()
+    k.signed_out()  # a server's sign-out, answered while the restore still reads
+
+    assert k.restored(tokens(1, refresh="kept"), T0, mark) == [Revoke("kept"), Forget("kept")]
+    assert k.tokens is None
+
+
+@pytest.mark.parametrize(
+    ("sub", "retired"), [("auth0|analyst", Drop("kept")), ("auth0|trader", Revoke("kept"))], ids=["same", "another"]
+)
+def test_a_sign_in_while_the_kept_one_was_read_wins_and_retires_it(sub, retired):
+    k = Keeper()
+    mark = k.restoring()
+    k.signed_in(tokens(5, refresh="new", sub=sub), T0)
+
+    assert k.restored(tokens(1, refresh="kept"), T0, mark) == [retired, Forget("kept")]
+    assert k.tokens.access_token == "a5"
 
 
 def test_tokens_another_process_renewed_are_taken_up_and_never_revoked(keeper):

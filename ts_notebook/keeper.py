@@ -22,7 +22,10 @@ The policy:
   ``sub``): providers that end the whole grant, or every token of the user and key, on a
   revocation (oidc-provider, Auth0's "revocation deletes grant", TradeStation) would take the
   new sign-in with it, before the exchange as after. Another person's is revoked;
-- a sign-in kept from an earlier run is used, and renewed at once when it is due;
+- a sign-in kept from an earlier run is used, and renewed at once when it is due; a sign-in or
+  sign-out that happened while it was being read wins over it (the service listens before its
+  restore ends): after a sign-out its refresh token is revoked, after a sign-in retired as
+  the replaced one would be;
 - a new sign-in is kept; a sign-out forgets and revokes; a refresh token the provider refused
   for good is forgotten by the store that tried it.
 """
@@ -109,15 +112,26 @@ class Keeper:
         self.error: str | None = None
         # The token set a refresh in flight renews (at most one at a time).
         self.refreshing: TokenSet | None = None
+        # Sign-ins and sign-outs so far: a restore that began before the latest one lost.
+        self.events = 0
 
     # -- sign-in and sign-out --------------------------------------------------------------------
 
-    def restored(self, tokens: TokenSet, now: float) -> list[Action]:
-        """A sign-in kept by an earlier run was found at start: use it. Renew it at once when
-        it is due (after a restart its access token has usually expired); one another process
-        renewed moments ago is used as it is, and renewed when due."""
-        if self.tokens is not None:
-            return []  # signed in meanwhile
+    def restoring(self) -> int:
+        """A restore begins (the kept sign-in is being read); hand the mark to ``restored``."""
+        return self.events
+
+    def restored(self, tokens: TokenSet, now: float, mark: int) -> list[Action]:
+        """A sign-in kept by an earlier run was read, by a restore begun at ``mark``: use it,
+        renewed at once when it is due (after a restart its access token usually is); one
+        another process renewed moments ago is used as it is, and renewed when due. A sign-in
+        or sign-out since ``mark`` wins: the kept refresh token is then retired."""
+        if mark != self.events or self.tokens is not None:
+            kept = tokens.refresh_token
+            if not kept or (self.tokens is not None and kept == self.tokens.refresh_token):
+                return []
+            current = self.tokens
+            return [Revoke(kept) if current is None else self._retire(kept, tokens, current), Forget(kept)]
         if not tokens.due(now):
             return self._install(tokens, now)
         self.tokens, self.error, self.refreshing = tokens, None, tokens
@@ -128,6 +142,7 @@ class Keeper:
         refresh token of the sign-in it replaces is dropped when it is the same person's, and
         revoked when it is another's."""
         overtaken = self.tokens
+        self.events += 1
         actions = self._install(tokens, now)
         if tokens.refresh_token:  # without one, nothing outlives the access token
             actions.append(Keep(tokens))
@@ -143,6 +158,7 @@ class Keeper:
     def signed_out(self) -> list[Action]:
         """Forget the sign-in everywhere (the kept one too) and revoke its refresh token."""
         old = self.tokens
+        self.events += 1
         self.tokens, self.error, self.refreshing = None, None, None
         actions: list[Action] = [Notify(), ArmTimer(None), Forget()]
         if old is not None and old.refresh_token:

@@ -134,12 +134,15 @@ class SignIn:
     async def restore(self) -> None:
         """Take up the sign-in kept by an earlier run, if any, and renew it at once when due;
         a kept sign-in that cannot be used is reported as the reason nobody is signed in."""
+        mark = self.keeper.restoring()
         tokens, notice = await self._off_loop(self.memory.restore)
         if tokens is not None:
-            where = self.memory.backend.where  # type: ignore[union-attr]
-            log.info("Signed in to TradeStation as %s%s, from %s", tokens.display_name, self._label, where)
-            self._apply(self.keeper.restored(tokens, time.time()))
-        elif notice:
+            actions = self.keeper.restored(tokens, time.time(), mark)
+            if self.keeper.tokens is tokens:
+                where = self.memory.backend.where  # type: ignore[union-attr]
+                log.info("Signed in to TradeStation as %s%s, from %s", tokens.display_name, self._label, where)
+            await self._carry_out(actions)
+        elif notice and mark == self.keeper.events:  # not when signed in or out meanwhile
             log.warning("ts_notebook%s: %s", self._label, notice)
             self._apply(self.keeper.failed(notice))
 

@@ -217,10 +217,11 @@ class LocalSource(TokenSource):
         self._restore()
 
     def _restore(self) -> None:
+        mark = self.keeper.restoring()
         tokens, notice = self.memory.restore()
         if tokens is not None:
-            self._feed(lambda: self.keeper.restored(tokens, time.time()))
-        elif notice:
+            self._feed(lambda: self.keeper.restored(tokens, time.time(), mark))
+        elif notice and mark == self.keeper.events:
             self.set_error(notice)
 
     @property
