@@ -21,7 +21,8 @@ The policy:
   replaced refresh token is dropped, never revoked, when it is the same person's (same
   ``sub``): providers that end the whole grant, or every token of the user and key, on a
   revocation (oidc-provider, Auth0's "revocation deletes grant", TradeStation) would take the
-  new sign-in with it, before the exchange as after. Another person's is revoked;
+  new sign-in with it, before the exchange as after. Another person's is revoked, unless it
+  came from the store, where another process may be using it (then it is dropped too);
 - a sign-in kept from an earlier run is used, and renewed at once when it is due; a sign-in or
   sign-out that happened while it was being read wins over it (the service listens before its
   restore ends): after a sign-out its refresh token is revoked, after a sign-in retired as
@@ -114,6 +115,9 @@ class Keeper:
         self.refreshing: TokenSet | None = None
         # Sign-ins and sign-outs so far: a restore that began before the latest one lost.
         self.events = 0
+        # Whether the current tokens came from the store (restored, or another process's
+        # renewal taken over): other processes may be using them too.
+        self.shared = False
 
     # -- sign-in and sign-out --------------------------------------------------------------------
 
@@ -130,8 +134,10 @@ class Keeper:
             kept = tokens.refresh_token
             if not kept or (self.tokens is not None and kept == self.tokens.refresh_token):
                 return []
-            current = self.tokens
-            return [Revoke(kept) if current is None else self._retire(kept, tokens, current), Forget(kept)]
+            # Signed out meanwhile: revoke it, as the sign-out would have. Signed in: the kept one
+            # may be another process's, so it is only dropped.
+            return [Revoke(kept) if self.tokens is None else Drop(kept), Forget(kept)]
+        self.shared = True
         if not tokens.due(now):
             return self._install(tokens, now)
         self.tokens, self.error, self.refreshing = tokens, None, tokens
@@ -139,15 +145,17 @@ class Keeper:
 
     def signed_in(self, tokens: TokenSet, now: float) -> list[Action]:
         """A sign-in finished (its code exchanged): make ``tokens`` current and keep them. The
-        refresh token of the sign-in it replaces is dropped when it is the same person's, and
-        revoked when it is another's."""
-        overtaken = self.tokens
+        refresh token of the sign-in it replaces is dropped when it is the same person's, or
+        came from the store (another process may be using it), and revoked otherwise."""
+        overtaken, shared = self.tokens, self.shared
         self.events += 1
+        self.shared = False
         actions = self._install(tokens, now)
         if tokens.refresh_token:  # without one, nothing outlives the access token
             actions.append(Keep(tokens))
         if overtaken is not None and overtaken.refresh_token and overtaken.refresh_token != tokens.refresh_token:
-            actions.append(self._retire(overtaken.refresh_token, overtaken, tokens))
+            old = overtaken.refresh_token
+            actions.append(Drop(old) if shared else self._retire(old, overtaken, tokens))
         return actions
 
     def failed(self, message: str) -> list[Action]:
@@ -159,6 +167,7 @@ class Keeper:
         """Forget the sign-in everywhere (the kept one too) and revoke its refresh token."""
         old = self.tokens
         self.events += 1
+        self.shared = False
         self.tokens, self.error, self.refreshing = None, None, None
         actions: list[Action] = [Notify(), ArmTimer(None), Forget()]
         if old is not None and old.refresh_token:
@@ -186,6 +195,7 @@ class Keeper:
         if self.refreshing is old:
             self.refreshing = None
         if self.tokens is old:
+            self.shared = self.shared or not fetched
             return self._install(new, now)
         if fetched and new.refresh_token and new.refresh_token != old.refresh_token:
             # Signed out or in again meanwhile: a rotated token nobody will use.

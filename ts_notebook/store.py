@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import TSError
+from .keeper import another_person
 from .oauth import sign_in_ended
 from .tokens import TokenSet
 
@@ -440,6 +441,15 @@ class Memory:
         except StoreError as exc:  # left as it is until the user fixes it
             self.problem, kept, refused = str(exc), None, True
         base = tokens
+        if kept is not None and another_person(kept, tokens):
+            # Another TradeStation account signed in elsewhere (a terminal): never taken over
+            # (orders would go to that account). Ours goes on in this process; the store is the
+            # newer sign-in's.
+            self.problem = (
+                f"{backend.where} holds the sign-in of {kept.display_name}, another TradeStation account, "
+                f"so this one ({tokens.display_name}) is kept in this process only"
+            )
+            return refresh(tokens), True
         # Only a newer record is another process's renewal. An older one (a write that failed,
         # a store refused meanwhile) holds a refresh token that may be spent: never sent.
         if kept is not None and kept.expires_at > tokens.expires_at:

@@ -11,9 +11,11 @@ import time
 import pexpect
 
 from ts_notebook.config import Settings
-from ts_notebook.kernel.local import LocalSource
+from ts_notebook.kernel.local import LocalLogin, LocalSource
+from ts_notebook.kernel.state import Status
 
 from ..conftest import CLIENT_ID
+from ..test_oauth import approve
 from .conftest import PROMPT, spawn_ipython
 from .test_local import ACCOUNTS, authorize_url, sign_in_at
 
@@ -151,3 +153,36 @@ def test_processes_sharing_a_store_spend_each_refresh_token_once(local_env, emul
     assert 3 <= len(refreshes) <= RUN_FOR / 2 + 3, refreshes
     gaps = [b - a for a, b in zip(refreshes, refreshes[1:], strict=False)]
     assert min(gaps) > 1.0, gaps  # never two renewals of one expiry
+
+
+SIGN_IN_AS_TRADER = SIGN_IN.replace("approve(attempt.pending)", 'approve(attempt.pending, username="trader")')
+
+
+def test_a_store_another_account_signed_in_to_is_never_taken_over(
+    local_env, emulator, client_secret, tmp_path, monkeypatch
+):
+    env = kept_env(local_env, tmp_path)
+    monkeypatch.setenv("JUPYTER_DATA_DIR", env["JUPYTER_DATA_DIR"])
+    settings = Settings.load(
+        environ={},
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        signin_url=emulator.url,
+        token_store="file",
+    )
+    ours = LocalSource(settings)  # this process: signed in as analyst, kept in the shared file
+    attempt = LocalLogin(ours, listen=False)
+    attempt.complete(approve(attempt.pending), attempt.browser_key)
+    # A terminal of the same OS user signs in as another TradeStation account, in the same file.
+    done = subprocess.run(
+        [sys.executable, "-c", SIGN_IN_AS_TRADER], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "Signed in to TradeStation as trader" in done.stdout, done.stderr[-2000:]
+
+    ours.force_refresh(ours.snapshot.access_token)  # our next renewal, through the shared store
+
+    assert ours.tokens.display_name == "analyst"  # still ours: orders never go to the other account
+    status = str(Status.of(ours.current()))
+    assert "trader, another TradeStation account" in status and "analyst" in status, status
+    kept = json.loads((tmp_path / "data" / "ts_notebook" / "signin.json").read_text())
+    assert kept["user"]["name"] == "trader"  # the store stays the newer sign-in's
