@@ -131,13 +131,16 @@ class Stream:
         silence: float = SILENCE,
         max_reconnects: int = MAX_RECONNECTS,
     ) -> None:
-        self._opener = opener
-        self.heartbeats, self.markers, self.silence, self.max_reconnects = heartbeats, markers, silence, max_reconnects
-        self.snapshot_done = False
-        self.reconnects = 0
-        self._closed = threading.Event()
-        self._resp: requests.Response | None = None
-        self._items = self._run()
+        self._reader = _Reader(opener, heartbeats, markers, silence, max_reconnects)
+        self._items = self._reader.run()
+
+    @property
+    def snapshot_done(self) -> bool:
+        return self._reader.snapshot_done
+
+    @property
+    def reconnects(self) -> int:
+        return self._reader.reconnects
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self
@@ -153,6 +156,37 @@ class Stream:
 
     def close(self) -> None:
         """End the stream and release its connection; safe from any thread."""
+        self._reader.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called (or the iteration ended)."""
+        return self._reader.closed
+
+
+class _Reader:
+    """The connection side of a ``Stream``: opens, reads, reopens and closes. The stream holds
+    it and its loop; it never holds the stream, so a stream nobody holds any more (``break``
+    out of ``for q in ts.stream(...)``) is freed at once, and its loop's ``finally`` lets go
+    of the connection (a cycle would wait for the garbage collector)."""
+
+    def __init__(
+        self,
+        opener: Callable[[float], requests.Response],
+        heartbeats: bool = False,
+        markers: bool = False,
+        silence: float = SILENCE,
+        max_reconnects: int = MAX_RECONNECTS,
+    ) -> None:
+        self._opener = opener
+        self.heartbeats, self.markers, self.silence, self.max_reconnects = heartbeats, markers, silence, max_reconnects
+        self.snapshot_done = False
+        self.reconnects = 0
+        self._closed = threading.Event()
+        self._resp: requests.Response | None = None
+
+    def close(self) -> None:
+        """End the stream and release its connection; safe from any thread."""
         self._closed.set()
         resp = self._resp
         if resp is not None:
@@ -164,10 +198,10 @@ class Stream:
 
     @property
     def closed(self) -> bool:
-        """True once ``close()`` was called (or the iteration ended)."""
         return self._closed.is_set()
 
-    def _run(self) -> Iterator[dict[str, Any]]:
+    def run(self) -> Iterator[dict[str, Any]]:
+        """The stream's objects, reconnecting as needed, until closed or failed for good."""
         failures = 0
         try:
             while not self._closed.is_set():
