@@ -123,15 +123,8 @@ class Stream:
         reconnects: how many times the stream was opened again.
     """
 
-    def __init__(
-        self,
-        opener: Callable[[float], requests.Response],
-        heartbeats: bool = False,
-        markers: bool = False,
-        silence: float = SILENCE,
-        max_reconnects: int = MAX_RECONNECTS,
-    ) -> None:
-        self._reader = _Reader(opener, heartbeats, markers, silence, max_reconnects)
+    def __init__(self, opener: Callable[[float], requests.Response], **options: Any) -> None:
+        self._reader = _Reader(opener, **options)  # the options above, checked there
         self._items = self._reader.run()
 
     @property

@@ -131,11 +131,11 @@ class _Base(JupyterHandler):
         """The success page."""
         self._page(200, title, detail, ok=True)
 
-    def _page(self, status: int, title: str, detail: str, ok: bool) -> None:
+    def _page(self, status: int, title: str, detail: str, ok: bool, look_again: str | None = None) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(result_page(title, detail, ok))
+        self.finish(result_page(title, detail, ok, look_again))
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
         # tornado's default logs the whole URI, and a callback's query carries the code.
@@ -243,18 +243,14 @@ class CallbackHandler(_Base):
 
     def send_waiting(self, ticket: str) -> None:
         """202: the exchange with the provider is under way; the page looks again by itself."""
-        self.set_status(202)
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
         again = url_path_join(self.base_url, CALLBACK) + "?" + urlencode({"exchange": ticket})
-        self.finish(
-            result_page(
-                "Finishing your sign-in with TradeStation…",
-                "TradeStation's sign-in service is slow to answer; the exchange is under way. "
-                "This page looks again by itself: keep it open.",
-                ok=True,
-                look_again=again,
-            )
+        self._page(
+            202,
+            "Finishing your sign-in with TradeStation…",
+            "TradeStation's sign-in service is slow to answer; the exchange is under way. "
+            "This page looks again by itself: keep it open.",
+            ok=True,
+            look_again=again,
         )
 
     @property
