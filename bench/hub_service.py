@@ -37,7 +37,7 @@ from ts_notebook.config import Settings
 from ts_notebook.emulator import Emulator
 from ts_notebook.launch import free_port
 from ts_notebook.oauth import OAuthClient
-from ts_notebook.protocol import handover
+from ts_notebook.service_protocol import Handover
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = "ts-notebook"
@@ -160,7 +160,9 @@ def hand_over(url: str, token: str, pending, code: str) -> tuple[bool, float, di
     start = time.monotonic()
     try:
         headers = {"Authorization": f"token {token}"}
-        r = requests.post(f"{url}api/signin", json=handover(pending, code), headers=headers, timeout=SERVER_WAIT)
+        r = requests.post(
+            f"{url}api/signin", json=Handover.of(pending, code).to_json(), headers=headers, timeout=SERVER_WAIT
+        )
         return r.status_code == 200, time.monotonic() - start, r.json()
     except requests.RequestException:
         return False, time.monotonic() - start, {}

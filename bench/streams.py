@@ -117,11 +117,13 @@ def main() -> None:
         a.append(ours(url, args.messages))
         b.append(naive(url, args.messages))
     listener.close()
+    ratios = sorted(x / y for x, y in zip(a, b, strict=True))  # each round's own pair: the load of that moment
     kind = "small (heartbeat-sized)" if args.small else "quote-sized"
     print(f"{args.messages} {kind} messages, {args.rounds} alternating rounds, medians:")
     print(f"  ts_notebook Stream     {statistics.median(a):>12,.0f} msg/s")
     print(f"  iter_lines+json.loads  {statistics.median(b):>12,.0f} msg/s")
-    print(f"  ratio                  {statistics.median(a) / statistics.median(b):>12.2f}x")
+    spread = f"(rounds: {ratios[0]:.2f} to {ratios[-1]:.2f})"
+    print(f"  ratio                  {statistics.median(ratios):>12.2f}x  {spread}")
 
 
 if __name__ == "__main__":

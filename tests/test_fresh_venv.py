@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .parts import Browser, environ_without_settings, note_browser, opened_address
+from .parts.browser import Browser, note_browser, opened_address
+from .parts.kernels import environ_without_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

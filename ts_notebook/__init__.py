@@ -9,6 +9,29 @@ In a notebook::
 ``ts.session`` (live or simulator, per ``TS_ENV``) and ``ts.sim`` (always the simulator) are
 ``requests.Session`` objects that carry a bearer token kept valid for you. They are made on
 first use: importing this package touches neither the network nor the environment.
+
+The words the code uses, one for each thing:
+
+- **sign-in**: one person's consent at TradeStation, from the callback until a sign-out or
+  its end; its **tokens** are a :class:`~ts_notebook.tokens.TokenSet`.
+- **login**: one attempt to sign in, from its start to its callback (a
+  :class:`~ts_notebook.pending.PendingLogin`, waiting in the **pending-login table**).
+- **keeper** (:mod:`ts_notebook.keeper`): the lifetime policy, a state machine with no I/O:
+  when tokens are fresh, due, renewed, retried, taken over, revoked or dropped.
+- **driver** (:mod:`ts_notebook.signin`): carries out the keeper's actions; ``SignIn`` on an
+  asyncio loop, ``ThreadSignIn`` on threads.
+- **store** (:class:`~ts_notebook.store.Store`): where a sign-in is kept across restarts (the
+  keyring, a private file, or the hub service's vault).
+- **broker** (:mod:`ts_notebook.server.broker`): a Jupyter server's owner of its one sign-in,
+  which its kernels follow; **hub service** (:mod:`ts_notebook.hubservice`): the owner of each
+  hub user's sign-in, which that user's servers follow.
+- **source** (:mod:`ts_notebook.kernel.state`): where a kernel reads its tokens: its server's
+  broker, or a driver of its own when no server has ts_notebook.
+- **snapshot** (:class:`~ts_notebook.protocol.Snapshot`): one reading of a sign-in as it
+  travels to kernels; **long-poll** (:mod:`ts_notebook.longpoll`): how every follower hears of
+  a change.
+- **refusal**: a request turned down with what to do: a page for a browser (``RefusedPage``),
+  JSON for a server (``RefusedCall``).
 """
 
 from __future__ import annotations

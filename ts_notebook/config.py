@@ -17,6 +17,19 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
+# (connect, read) seconds for every call to the sign-in service, by every caller (a server, the
+# hub service, a process with no server). Generous: token endpoints answering in 20 s have been
+# seen, and a code is single use, so a timeout on a slow exchange loses the sign-in.
+PROVIDER_TIMEOUT = (5.0, 45.0)
+# The longest one sign-in step takes at the provider (a token call, then a JWKS refetch, each
+# to its limits): what a caller waiting on another process's step (a kernel on its server's
+# renewal, a server on the hub service's exchange) allows, before its own margin.
+PROVIDER_STEP = 2 * sum(PROVIDER_TIMEOUT)
+
+# How ts.session retries by default (TS_MAX_RETRIES, TS_RETRY_MAX_WAIT).
+MAX_RETRIES = 3
+RETRY_MAX_WAIT = 60.0
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -88,14 +101,14 @@ TABLE: tuple[Setting, ...] = (
     Setting(
         "max_retries",
         "TS_MAX_RETRIES",
-        "3",
+        str(MAX_RETRIES),
         "How many times ts.session tries a GET (or another idempotent request) again after a 429, "
         "a 502/503/504 or a dropped connection; 0 turns retries off. A POST is never retried.",
     ),
     Setting(
         "retry_max_wait",
         "TS_RETRY_MAX_WAIT",
-        "60",
+        f"{RETRY_MAX_WAIT:g}",
         "The longest total wait, in seconds, across the retries of one request.",
     ),
     Setting(
@@ -161,8 +174,8 @@ class Settings:
     env: str
     token_store: str | None = None
     hub_service_url: str | None = None
-    max_retries: int = 3
-    retry_max_wait: float = 60.0
+    max_retries: int = MAX_RETRIES
+    retry_max_wait: float = RETRY_MAX_WAIT
 
     @classmethod
     def load(

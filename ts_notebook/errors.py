@@ -96,5 +96,13 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
+def sign_in_ended(exc: BaseException) -> str | None:
+    """What every widget says once a refresh has failed for good (revoked, past its 24 h, no
+    refresh token); None when ``exc`` is a passing failure, worth retrying."""
+    if not isinstance(exc, OAuthError) or not exc.permanent:
+        return None
+    return f"Your TradeStation sign-in has ended ({exc.description or exc.error}). Run %ts_login to sign in again."
+
+
 class BrokerError(TSError):
     """The kernel could not reach or use the Jupyter server's token broker."""

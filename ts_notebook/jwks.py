@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import jwt
+from typing import TYPE_CHECKING
+
 import requests
 
 from .errors import OAuthError
+
+if TYPE_CHECKING:
+    import jwt
 
 
 def parse_jwks(resp: requests.Response) -> list[jwt.PyJWK]:
@@ -14,6 +18,8 @@ def parse_jwks(resp: requests.Response) -> list[jwt.PyJWK]:
     Raises:
         OAuthError: ``invalid_id_token`` when the reply is not a JWKS with a usable RSA key.
     """
+    import jwt
+
     try:
         doc = resp.json()
     except ValueError:

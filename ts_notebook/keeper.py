@@ -6,10 +6,10 @@ fired, a caller found a token refused, a refresh came back or failed, a sign-out
 time it happened, and carry out the actions it answers (tell listeners, arm the timer, refresh
 these tokens, revoke this refresh token, keep these tokens, forget the kept ones), in order.
 Holding the driver's own lock around each call is the driver's business. A refresh goes
-through the store (``Memory.renew``), which keeps what it brings under the store's lock.
+through the store (``Store.renew``), which keeps what it brings under the store's lock.
 
 The policy:
-- renew before expiry (``TokenSet.renew_in``); after a passing failure, retry within the
+- renew before expiry (``renew_in``); after a passing failure, retry within the
   token's life and then every ``RETRY_AFTER`` while the sign-in lasts; timers never closer
   than ``MIN_DELAY`` apart, whatever lifetime the provider claims;
 - one refresh at a time per token set, however many ask; a caller whose refused token has
@@ -33,11 +33,19 @@ The policy:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Literal
 
-from .oauth import same_secret
-from .tokens import TokenSet
+from .tokens import TokenSet, same_secret
 
+# Treat an access token as expired this many seconds before the provider does, so a request
+# sent just before expiry does not arrive just after it.
+EXPIRY_SKEW = 30.0
+# Renew this long before expiry (a third of the lifetime for short-lived tokens) ...
+RENEW_BEFORE = 120.0
+# ... and after a renewal fails for a passing reason (network, 5xx), try again after this long.
+RETRY_AFTER = 15.0
 # Renewal timers fire at least this many seconds apart.
 MIN_DELAY = 1.0
 # What a driver logs for ``Drop`` (%s: which sign-in, such as " (hub user alice)", or "").
@@ -98,11 +106,76 @@ class Forget:
 Action = Notify | ArmTimer | Refresh | Revoke | Drop | Keep | Forget
 
 
+# -- the lifetime policy: when tokens are good, due, renewed, retried, taken over ---------------
+
+
+def fresh(expires_at: float, lifetime: float, now: float | None = None) -> bool:
+    """True while an access token is good for more than the skew (scaled down for short
+    lifetimes, so a 4-second test token is not stale from birth)."""
+    left = expires_at - (time.time() if now is None else now)
+    return left > min(EXPIRY_SKEW, lifetime / 4)
+
+
+def _until_due(tokens: TokenSet, now: float | None) -> float:
+    return tokens.seconds_left(now) - min(RENEW_BEFORE, tokens.lifetime / 3)
+
+
+def due(tokens: TokenSet, now: float | None = None) -> bool:
+    """True once ``tokens`` should be renewed."""
+    return _until_due(tokens, now) <= 0
+
+
+def renew_in(tokens: TokenSet, now: float | None = None) -> float:
+    """Seconds until ``tokens`` should be renewed (at least ``MIN_DELAY``: never a tight loop)."""
+    return max(MIN_DELAY, _until_due(tokens, now))
+
+
+def retry_in(tokens: TokenSet, now: float | None = None) -> float:
+    """Seconds until a renewal that failed for a passing reason is tried again: within the
+    access token's remaining life while it has one, then every RETRY_AFTER for as long as the
+    sign-in lasts (the refresh token may still be good, and a rotating one lapses after half an
+    hour unused). Never less than ``MIN_DELAY``."""
+    left = tokens.seconds_left(now)
+    return max(MIN_DELAY, min(RETRY_AFTER, left / 2) if left > 1 else RETRY_AFTER)
+
+
+def replaced(stale: str | None, current: str | None) -> bool:
+    """Whether the access token a caller found refused (``stale``) has been replaced already:
+    then the caller uses ``current``, and nothing is sent."""
+    return stale is not None and current is not None and not same_secret(stale, current)
+
+
+def call_needed(tokens: TokenSet | None, stale: str | None, now: float | None = None) -> bool:
+    """Whether a renewal asked for from outside (the hub service's ``api/refresh``) may reach the
+    provider: only when a token was refused, or the current one is due. Asking cannot force it."""
+    return tokens is not None and (stale is not None or due(tokens, now))
+
+
 def another_person(a: TokenSet, b: TokenSet) -> bool:
     """Whether two sign-ins are known to be different people (both name a ``sub``, and they
     differ). Unknown counts as the same: a revocation that ends the new sign-in costs more."""
     first, second = a.user.get("sub"), b.user.get("sub")
     return bool(first and second and first != second)
+
+
+def take_over(
+    kept: TokenSet | None, ours: TokenSet, now: float
+) -> tuple[Literal["another person", "take", "refresh"], TokenSet]:
+    """What a renewal of ``ours`` does with what the store holds (``kept``), under its lock:
+
+    - ``("another person", ours)``: another TradeStation account signed in elsewhere (a
+      terminal); never taken over (orders would go to that account). Ours is renewed and goes
+      on in this process only; the store stays the newer sign-in's.
+    - ``("take", kept)``: another process renewed moments ago; its tokens, nothing sent.
+    - ``("refresh", base)``: renew ``base``: ``kept`` when it is newer than ours (ours was
+      spent by whoever kept it), else ours. An older record (a write that failed, a store
+      refused meanwhile) holds a refresh token that may be spent: never sent.
+    """
+    if kept is not None and another_person(kept, ours):
+        return "another person", ours
+    if kept is not None and kept.expires_at > ours.expires_at:
+        return ("refresh", kept) if due(kept, now) else ("take", kept)
+    return "refresh", ours
 
 
 class Keeper:
@@ -138,7 +211,7 @@ class Keeper:
             # may be another process's, so it is only dropped.
             return [Revoke(kept) if self.tokens is None else Drop(kept), Forget(kept)]
         self.shared = True
-        if not tokens.due(now):
+        if not due(tokens, now):
             return self._install(tokens, now)
         self.tokens, self.error, self.refreshing = tokens, None, tokens
         return [Notify(), Refresh(tokens)]
@@ -183,9 +256,7 @@ class Keeper:
     def refresh_wanted(self, stale: str | None) -> list[Action]:
         """A caller found ``stale`` refused (None: renew regardless). Nothing to do when it has
         been replaced already, or a refresh of the current tokens is under way."""
-        if self.tokens is None:
-            return []
-        if stale is not None and not same_secret(stale, self.tokens.access_token):
+        if self.tokens is None or replaced(stale, self.tokens.access_token):
             return []
         return self._refresh_unless_under_way()
 
@@ -215,7 +286,7 @@ class Keeper:
         if ended is not None:
             self.tokens, self.error = None, ended
             return [Notify(), ArmTimer(None)]
-        return [ArmTimer(max(MIN_DELAY, old.retry_in(now)))]
+        return [ArmTimer(retry_in(old, now))]
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -232,5 +303,5 @@ class Keeper:
 
     def _install(self, tokens: TokenSet, now: float) -> list[Action]:
         self.tokens, self.error, self.refreshing = tokens, None, None
-        delay = max(MIN_DELAY, tokens.renew_in(now)) if tokens.refresh_token else None
+        delay = renew_in(tokens, now) if tokens.refresh_token else None
         return [Notify(), ArmTimer(delay)]

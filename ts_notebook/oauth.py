@@ -13,28 +13,24 @@ import ipaddress
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import jwt
 import requests
 
-from .config import Settings
+from .config import PROVIDER_TIMEOUT, Settings
 from .errors import ERROR_CODE, MAX_DESCRIPTION, OAuthError
 from .jwks import parse_jwks, pick_key
-from .tokens import TokenSet
+from .pending import PendingLogin
+from .tokens import TokenSet, same_secret
+
+if TYPE_CHECKING:
+    import jwt
 
 log = logging.getLogger(__name__)
 
-# (connect, read) seconds for every call to the sign-in service, by every caller (a server, the
-# hub service, a process with no server). Generous: token endpoints answering in 20 s have been
-# seen, and a code is single use, so a timeout on a slow exchange loses the sign-in.
-PROVIDER_TIMEOUT = (5.0, 45.0)
-# A pending login (state, verifier, nonce) is good for this long.
-PENDING_TTL = 600.0
 # Clock difference tolerated when checking id_token times.
 ID_TOKEN_LEEWAY = 60
 # TradeStation's documented paths, used when discovery cannot be read.
@@ -44,11 +40,6 @@ FALLBACK_PATHS = {
     "revocation_endpoint": "/oauth/revoke",
     "jwks_uri": "/.well-known/jwks.json",
 }
-
-
-def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison that takes any text (``compare_digest`` refuses non-ASCII str)."""
-    return secrets.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
 def callback_params(address: str) -> dict[str, str]:
@@ -75,14 +66,6 @@ def callback_code(params: Mapping[str, str]) -> str:
     if not params.get("code"):
         raise OAuthError("invalid_request", "the sign-in service sent no code")
     return params["code"]
-
-
-def sign_in_ended(exc: BaseException) -> str | None:
-    """What every widget says once a refresh has failed for good (revoked, past its 24 h, no
-    refresh token); None when ``exc`` is a passing failure, worth retrying."""
-    if not isinstance(exc, OAuthError) or not exc.permanent:
-        return None
-    return f"Your TradeStation sign-in has ended ({exc.description or exc.error}). Run %ts_login to sign in again."
 
 
 def as_oauth_error(exc: BaseException) -> OAuthError:
@@ -132,23 +115,6 @@ class ProviderMetadata:
     token_endpoint: str
     revocation_endpoint: str
     jwks_uri: str
-
-
-@dataclass
-class PendingLogin:
-    """One started sign-in: what the callback must match and the exchange must send."""
-
-    state: str = field(repr=False)
-    verifier: str = field(repr=False)
-    nonce: str = field(repr=False)
-    redirect_uri: str
-    authorize_url: str = field(repr=False)
-    scopes: tuple[str, ...] = ()
-    created: float = field(default_factory=time.monotonic)
-
-    def expired(self, now: float | None = None) -> bool:
-        """True once :data:`PENDING_TTL` has passed since the login started."""
-        return (time.monotonic() if now is None else now) - self.created > PENDING_TTL
 
 
 def check_metadata(meta: ProviderMetadata, signin_url: str) -> None:
@@ -334,6 +300,8 @@ class OAuthClient:
         Raises:
             OAuthError: ``invalid_id_token`` for any token or JWKS that does not check out.
         """
+        import jwt  # PyJWT and cryptography load with the first sign-in, not with ts_notebook
+
         meta = self.metadata()
         try:
             header = jwt.get_unverified_header(id_token)
@@ -359,6 +327,8 @@ class OAuthClient:
         return claims
 
     def _signing_key(self, kid: str | None, jwks_uri: str) -> jwt.PyJWK:
+        import jwt  # PyJWT and cryptography load with the first sign-in, not with ts_notebook
+
         with self._lock:
             key = pick_key(self._jwks, kid)
         if key is not None:

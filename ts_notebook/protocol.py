@@ -1,6 +1,7 @@
-"""The server-to-kernel protocol, in one place: how a kernel finds its server's broker (the
-runtime file and the variable that names it), how it proves itself (the key header), the
-routes, the long-poll timings, and the sign-in state as it travels (:class:`Snapshot`).
+"""The kernel protocol, in one place: how a kernel finds its server's broker (the runtime
+file and the variable that names it), how it proves itself (the key header), the routes, and
+the sign-in state as it travels (:class:`Snapshot`). The hub service's protocol with a hub
+user's servers is :mod:`ts_notebook.service_protocol`.
 
 Both sides import this; it imports no Jupyter.
 """
@@ -15,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .tokens import TokenSet, display_name, is_fresh
+from . import tokens as codec
+from .config import MAX_RETRIES, RETRY_MAX_WAIT
+from .keeper import fresh
+from .longpoll import LONGPOLL, LONGPOLL_GRACE, LONGPOLL_MAX
+from .tokens import DEFAULT_LIFETIME, TokenSet, display_name
 
 # Kernels find their server's runtime file through this variable (kernels started after the
 # server inherit it); the file's "protocol" must equal VERSION.
@@ -29,12 +34,9 @@ LOGIN = "ts_notebook/login"
 CALLBACK = "ts_notebook/callback"
 API = "ts_notebook/api"  # + /token[?since=V&timeout=S], /refresh, /logout, /status
 
-# The server answers a long-poll after LONGPOLL seconds when nothing changes (a kernel may ask
-# for less, never more than LONGPOLL_MAX); the kernel waits LONGPOLL_GRACE longer before it
-# calls the connection dead.
-LONGPOLL = 25.0
-LONGPOLL_MAX = 60.0
-LONGPOLL_GRACE = 10.0
+# The long-poll's timings (LONGPOLL, LONGPOLL_MAX, LONGPOLL_GRACE) are those of every hop:
+# see ts_notebook.longpoll.
+__all__ = ["LONGPOLL", "LONGPOLL_GRACE", "LONGPOLL_MAX"]  # and everything below
 
 
 class OtherVersion(ValueError):
@@ -135,17 +137,17 @@ class Snapshot:
     api_origins: tuple[str, ...]
     access_token: str | None = field(default=None, repr=False)
     expires_at: float = 0.0
-    lifetime: float = 1200.0
+    lifetime: float = DEFAULT_LIFETIME
     scopes: tuple[str, ...] = ()
     user: Mapping[str, str] = field(default_factory=dict)
     error: str | None = None
     login_pending: bool = False
     configured: bool = True
-    # Where the sign-in is kept across restarts, in words (``Memory.kept``).
+    # Where the sign-in is kept across restarts, in words (``Store.kept``).
     kept: str = ""
     # How ts.session retries (the server's settings reach its kernels here).
-    max_retries: int = 3
-    retry_max_wait: float = 60.0
+    max_retries: int = MAX_RETRIES
+    retry_max_wait: float = RETRY_MAX_WAIT
 
     @classmethod
     def of(
@@ -169,7 +171,7 @@ class Snapshot:
             api_origins=tuple(settings.api_origins),
             access_token=t.access_token if t else None,
             expires_at=t.expires_at if t else 0.0,
-            lifetime=t.lifetime if t else 1200.0,
+            lifetime=t.lifetime if t else DEFAULT_LIFETIME,
             scopes=tuple(t.scopes) if t else (),
             user=dict(t.user) if t else {},
             error=error,
@@ -197,13 +199,22 @@ class Snapshot:
             "max_retries": self.max_retries,
             "retry_max_wait": self.retry_max_wait,
         }
-        if self.signed_in:
-            data.update(
-                expires_in=self.expires_at - now, lifetime=self.lifetime, scopes=list(self.scopes), user=dict(self.user)
-            )
-            if include_token:
-                data["access_token"] = self.access_token
+        if self.tokens is not None:
+            data.update(codec.to_json(self.tokens, now, access=include_token))
         return data
+
+    @property
+    def tokens(self) -> TokenSet | None:
+        """The access side of the sign-in this reading holds (never a refresh token)."""
+        if not self.signed_in or not self.access_token:
+            return None
+        return TokenSet(
+            access_token=self.access_token,
+            expires_at=self.expires_at,
+            lifetime=self.lifetime,
+            scopes=tuple(self.scopes),
+            user=dict(self.user),
+        )
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any], now: float | None = None) -> Snapshot:
@@ -213,92 +224,32 @@ class Snapshot:
             KeyError, TypeError, ValueError: it is not a snapshot this version understands.
         """
         now = time.time() if now is None else now
+        tokens = codec.from_json(data, now) if data["signed_in"] and data.get("access_token") else None
         return cls(
             version=int(data["version"]),
-            signed_in=bool(data["signed_in"]) and bool(data.get("access_token")),
+            signed_in=tokens is not None,
             api_url=data["api_url"],
             sim_api_url=data["sim_api_url"],
             env=data.get("env", "live"),
             api_origins=tuple(data.get("api_origins", ())),
-            access_token=data.get("access_token"),
-            expires_at=now + float(data.get("expires_in", 0.0)),
-            lifetime=float(data.get("lifetime", 1200.0)),
-            scopes=tuple(data.get("scopes", ())),
-            user=dict(data.get("user", {})),
+            access_token=tokens.access_token if tokens else None,
+            expires_at=tokens.expires_at if tokens else 0.0,
+            lifetime=tokens.lifetime if tokens else DEFAULT_LIFETIME,
+            scopes=tokens.scopes if tokens else (),
+            user=tokens.user if tokens else {},
             error=data.get("error"),
             login_pending=bool(data.get("login_pending")),
             configured=bool(data.get("configured", True)),
             kept=str(data.get("kept", "")),
-            max_retries=int(data.get("max_retries", 3)),
-            retry_max_wait=float(data.get("retry_max_wait", 60.0)),
+            max_retries=int(data.get("max_retries", MAX_RETRIES)),
+            retry_max_wait=float(data.get("retry_max_wait", RETRY_MAX_WAIT)),
         )
 
     def fresh(self, now: float | None = None) -> bool:
         """True when the cached access token is good for more than the skew."""
-        return self.signed_in and is_fresh(self.expires_at, self.lifetime, now)
+        return self.signed_in and fresh(self.expires_at, self.lifetime, now)
 
     @property
     def display_name(self) -> str:
         """The signed-in user's name, as the id_token gave it."""
         return display_name(self.user)
-
-
-# -- the hub service and a hub user's servers --------------------------------------------------
-# Routes under the service's prefix: GET ``signin?since=V`` long-polls the caller's sign-in,
-# POST ``signin`` hands it a claimed login's code, DELETE ``signin`` signs out everywhere, and
-# POST ``refresh`` renews a refused access token.
-SERVICE_SIGNIN = "api/signin"
-SERVICE_REFRESH = "api/refresh"
-
-
-def handover(pending: Any, code: str) -> dict[str, Any]:
-    """What a user's server sends the service for a claimed login (a ``PendingLogin``): the
-    callback's code, with the PKCE verifier, nonce, callback URL and scopes it started with."""
-    return {
-        "code": code,
-        "code_verifier": pending.verifier,
-        "nonce": pending.nonce,
-        "redirect_uri": pending.redirect_uri,
-        "scopes": list(pending.scopes),
-    }
-
-
-def service_state(version: int, tokens: TokenSet | None, error: str | None, now: float | None = None) -> dict[str, Any]:
-    """A hub user's sign-in as the service sends it to that user's servers: the access side
-    only (never the refresh token), with seconds left rather than a time, as kernels get it."""
-    now = time.time() if now is None else now
-    data: dict[str, Any] = {"version": version, "signed_in": tokens is not None, "error": error}
-    if tokens is not None:
-        data.update(
-            access_token=tokens.access_token,
-            expires_in=tokens.expires_at - now,
-            lifetime=tokens.lifetime,
-            scopes=list(tokens.scopes),
-            user=dict(tokens.user),
-        )
-    return data
-
-
-def read_service_state(data: Mapping[str, Any], now: float | None = None) -> tuple[int, TokenSet | None, str | None]:
-    """(version, tokens without a refresh token, error) from what the service sent.
-
-    Raises:
-        KeyError, TypeError, ValueError: not a state this version understands.
-    """
-    now = time.time() if now is None else now
-    version, error = int(data["version"]), data.get("error")
-    if error is not None and not isinstance(error, str):
-        raise TypeError("error is not text")
-    if not data.get("signed_in"):
-        return version, None, error
-    access, lifetime = data["access_token"], float(data["lifetime"])
-    if not isinstance(access, str) or not access or not lifetime > 0:
-        raise ValueError("no access token")
-    tokens = TokenSet(
-        access_token=access,
-        expires_at=now + float(data["expires_in"]),
-        lifetime=lifetime,
-        scopes=tuple(str(s) for s in data.get("scopes", ())),
-        user={str(k): str(v) for k, v in dict(data.get("user", {})).items()},
-    )
-    return version, tokens, error

@@ -22,25 +22,24 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import TSError
-from .keeper import another_person
-from .oauth import sign_in_ended
+from . import tokens as codec
+from .errors import TSError, sign_in_ended
+from .keeper import take_over
 from .tokens import TokenSet
 
 log = logging.getLogger(__name__)
 
 # The stored record's layout; a record of another format is ignored.
-FORMAT = 1
+FORMAT = 2
 # How long a renewal waits for another process's renewal (two provider calls at most).
 LOCK_TIMEOUT = 90.0
 KEYRING_SERVICE = "ts_notebook"
@@ -79,25 +78,22 @@ class Identity:
             return "another sign-in service (TS_SIGNIN_URL)"
         if record.get("client_id") != self.client_id:
             return "another API key (TS_CLIENT_ID)"
-        if not set(self.scopes) <= set(record.get("scopes") or ()):
+        if not set(self.scopes) <= set(record.get("requested") or ()):
             return "fewer scopes than TS_SCOPES asks for"
         return None
 
 
 def to_record(identity: Identity, tokens: TokenSet) -> dict[str, Any]:
-    """The JSON record kept for ``tokens``."""
+    """The JSON record kept for ``tokens``: whose they are (issuer and key), and the tokens in
+    their one JSON form, the refresh token included. ``requested`` is what the sign-in asked
+    for (the settings' scopes when it asked for nothing more)."""
+    asked = replace(tokens, requested=tuple(sorted(tokens.requested or identity.scopes)))
     return {
         "format": FORMAT,
         "issuer": identity.issuer,
         "client_id": identity.client_id,
-        "scopes": sorted(tokens.requested or identity.scopes),
-        "granted": list(tokens.scopes),
-        "user": dict(tokens.user),
-        "refresh_token": tokens.refresh_token,
-        "access_token": tokens.access_token,
-        "expires_at": tokens.expires_at,
-        "lifetime": tokens.lifetime,
         "saved_at": time.time(),
+        **codec.to_json(asked, refresh=True),
     }
 
 
@@ -107,21 +103,7 @@ def from_record(record: dict[str, Any]) -> TokenSet:
     Raises:
         KeyError, TypeError, ValueError: the record is damaged.
     """
-    refresh, access = record["refresh_token"], record["access_token"]
-    if not isinstance(refresh, str) or not refresh or not isinstance(access, str):
-        raise ValueError("no refresh token")
-    expires_at, lifetime = float(record["expires_at"]), float(record["lifetime"])
-    if not (math.isfinite(expires_at) and math.isfinite(lifetime) and lifetime > 0):
-        raise ValueError("not a time")
-    return TokenSet(
-        access_token=access,
-        expires_at=expires_at,
-        lifetime=lifetime,
-        refresh_token=refresh,
-        scopes=tuple(str(s) for s in record.get("granted", ())),
-        user={str(k): str(v) for k, v in dict(record.get("user", {})).items()},
-        requested=tuple(str(s) for s in record.get("scopes", ())),
-    )
+    return codec.from_json(record, refresh=True)
 
 
 class Backend(Protocol):
@@ -310,7 +292,7 @@ def _priority(backend: Any) -> float:
         return 0.0
 
 
-class Memory:
+class Store:
     """The kept sign-in of one identity: restore it, remember a new one, forget it, and renew
     under the store's lock. With no backend, renewals just refresh and nothing is kept.
 
@@ -440,22 +422,16 @@ class Memory:
             refused = False
         except StoreError as exc:  # left as it is until the user fixes it
             self.problem, kept, refused = str(exc), None, True
-        base = tokens
-        if kept is not None and another_person(kept, tokens):
-            # Another TradeStation account signed in elsewhere (a terminal): never taken over
-            # (orders would go to that account). Ours goes on in this process; the store is the
-            # newer sign-in's.
+        decision, base = take_over(kept, tokens, now)
+        if decision == "another person":
+            assert kept is not None
             self.problem = (
                 f"{backend.where} holds the sign-in of {kept.display_name}, another TradeStation account, "
                 f"so this one ({tokens.display_name}) is kept in this process only"
             )
             return refresh(tokens), True
-        # Only a newer record is another process's renewal. An older one (a write that failed,
-        # a store refused meanwhile) holds a refresh token that may be spent: never sent.
-        if kept is not None and kept.expires_at > tokens.expires_at:
-            if not kept.due(now):
-                return kept, False  # another process renewed: its tokens, nothing sent
-            base = kept  # ours was spent by whoever kept these
+        if decision == "take":
+            return base, False  # another process renewed: its tokens, nothing sent
         try:
             renewed = refresh(base)
         except Exception as exc:
@@ -467,7 +443,7 @@ class Memory:
         return renewed, True
 
 
-def open_memory(settings: Any) -> Memory:
+def open_store(settings: Any) -> Store:
     """The store ``settings.token_store`` names (None: keyring if secure, else none).
 
     Raises:
@@ -476,14 +452,12 @@ def open_memory(settings: Any) -> Memory:
     identity = Identity.of(settings)
     kind = settings.token_store
     if kind == "none":
-        return Memory(None, identity, f"TS_TOKEN_STORE=none. {ENABLE_FILE}")
+        return Store(None, identity, f"TS_TOKEN_STORE=none. {ENABLE_FILE}")
     if kind == "file":
-        return Memory(FileBackend(data_folder() / "signin.json"), identity)
+        return Store(FileBackend(data_folder() / "signin.json"), identity)
     keyring = secure_keyring()
     if keyring is None:
         if kind == "keyring":
-            return Memory(
-                None, identity, f"TS_TOKEN_STORE=keyring, but no secure system keyring is here. {ENABLE_FILE}"
-            )
-        return Memory(None, identity, f"no secure system keyring here. {ENABLE_FILE}")
-    return Memory(KeyringBackend(keyring, data_folder() / "keyring.lock"), identity)
+            return Store(None, identity, f"TS_TOKEN_STORE=keyring, but no secure system keyring is here. {ENABLE_FILE}")
+        return Store(None, identity, f"no secure system keyring here. {ENABLE_FILE}")
+    return Store(KeyringBackend(keyring, data_folder() / "keyring.lock"), identity)

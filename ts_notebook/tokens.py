@@ -1,23 +1,19 @@
-"""TokenSet: one sign-in's tokens, their expiry math and a repr that shows no secret."""
+"""TokenSet: one sign-in's tokens, their one JSON form, and a repr that shows no secret.
+
+What to do about their expiry (renew when, retry when, fresh until) is the keeper's policy
+(:mod:`ts_notebook.keeper`); this module only holds and carries them.
+"""
 
 from __future__ import annotations
 
 import math
+import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import OAuthError
-
-# Treat an access token as expired this many seconds before the provider does, so a request
-# sent just before expiry does not arrive just after it.
-EXPIRY_SKEW = 30.0
-
-# Renew this long before expiry (a third of the lifetime for short-lived tokens) ...
-RENEW_BEFORE = 120.0
-# ... and after a renewal fails for a passing reason (network, 5xx), try again after this long.
-RETRY_AFTER = 15.0
 
 # The lifetime TradeStation documents, used when a reply's expires_in is missing or absurd.
 DEFAULT_LIFETIME = 1200.0
@@ -91,29 +87,10 @@ class TokenSet:
         """Seconds until the provider considers the access token expired."""
         return self.expires_at - (time.time() if now is None else now)
 
-    def renew_in(self, now: float | None = None) -> float:
-        """Seconds until this token set should be renewed (at least one: never a tight loop)."""
-        return max(1.0, self._until_due(now))
-
-    def due(self, now: float | None = None) -> bool:
-        """True once this token set should be renewed."""
-        return self._until_due(now) <= 0
-
-    def _until_due(self, now: float | None) -> float:
-        return self.seconds_left(now) - min(RENEW_BEFORE, self.lifetime / 3)
-
     def without_refresh(self) -> TokenSet:
         """These tokens once their refresh token is revoked: the access token lives out its
         time, and nothing renews it."""
         return replace(self, refresh_token=None)
-
-    def retry_in(self, now: float | None = None) -> float:
-        """Seconds until a renewal that failed for a passing reason is tried again: within the
-        access token's remaining life while it has one, then every RETRY_AFTER for as long as
-        the sign-in lasts (the refresh token may still be good, and a rotating one lapses
-        after half an hour unused)."""
-        left = self.seconds_left(now)
-        return min(RETRY_AFTER, left / 2) if left > 1 else RETRY_AFTER
 
     @property
     def display_name(self) -> str:
@@ -132,13 +109,77 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def is_fresh(expires_at: float, lifetime: float, now: float | None = None) -> bool:
-    """True while an access token is good for more than the skew (scaled down for short
-    lifetimes, so a 4-second test token is not stale from birth)."""
-    left = expires_at - (time.time() if now is None else now)
-    return left > min(EXPIRY_SKEW, lifetime / 4)
-
-
 def display_name(user: Mapping[str, str]) -> str:
     """The best human name among the user's id_token claims."""
     return user.get("name") or user.get("nickname") or user.get("email") or user.get("sub") or "unknown user"
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison that takes any text (``compare_digest`` refuses non-ASCII str)."""
+    return secrets.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+# -- the one JSON form of a TokenSet -------------------------------------------------------------
+# Kept in the store (with the refresh token, and the time as a time), sent to kernels and by the
+# hub service to servers (the access side only, with the seconds left: two processes' clocks
+# never have to agree). Everything that reads one goes through ``from_json``, so every reader
+# refuses the same things.
+
+
+def to_json(
+    tokens: TokenSet, now: float | None = None, *, access: bool = True, refresh: bool = False
+) -> dict[str, Any]:
+    """``tokens`` as JSON: with ``now``, the expiry as seconds left (``expires_in``), else as
+    the time (``expires_at``); the access token unless ``access`` is False, the refresh token
+    only when ``refresh`` is True (only the store keeps it)."""
+    data: dict[str, Any] = {
+        "lifetime": tokens.lifetime,
+        "scopes": list(tokens.scopes),
+        "requested": list(tokens.requested),
+        "user": dict(tokens.user),
+    }
+    if now is None:
+        data["expires_at"] = tokens.expires_at
+    else:
+        data["expires_in"] = tokens.expires_at - now
+    if access:
+        data["access_token"] = tokens.access_token
+    if refresh:
+        data["refresh_token"] = tokens.refresh_token
+    return data
+
+
+def from_json(data: Mapping[str, Any], now: float | None = None, *, refresh: bool = False) -> TokenSet:
+    """The TokenSet ``to_json`` wrote (``now``: the reader's clock, for ``expires_in``); with
+    ``refresh``, one that must carry a refresh token (a kept sign-in).
+
+    Raises:
+        KeyError, TypeError, ValueError: not a token set (damaged, cut short, another version).
+    """
+    access, refresh_token = data["access_token"], data.get("refresh_token")
+    if not isinstance(access, str) or not access:
+        raise ValueError("no access token")
+    if refresh and (not isinstance(refresh_token, str) or not refresh_token):
+        raise ValueError("no refresh token")
+    lifetime = float(data["lifetime"])
+    if "expires_in" in data:
+        expires_at = (time.time() if now is None else now) + float(data["expires_in"])
+    else:
+        expires_at = float(data["expires_at"])
+    if not (math.isfinite(expires_at) and math.isfinite(lifetime) and lifetime > 0):
+        raise ValueError("not a time")
+    return TokenSet(
+        access_token=access,
+        expires_at=expires_at,
+        lifetime=min(lifetime, MAX_LIFETIME),
+        refresh_token=_text(refresh_token),
+        scopes=_words(data.get("scopes", ())),
+        user={str(k): str(v) for k, v in dict(data.get("user", {})).items()},
+        requested=_words(data.get("requested", ())),
+    )
+
+
+def _words(value: Iterable[Any]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise TypeError("a list of words, not text")
+    return tuple(str(word) for word in value)

@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import expect
 
-from ..parts import eventually_sync
+from ..parts.waiting import eventually_sync
 from .test_click_through import open_notebook, sign_in_tab
 
 PLOT = """bars = ts.bars("MSFT", barsback=60)

@@ -18,7 +18,8 @@ import requests
 from ts_notebook.emulator import Emulator
 from ts_notebook.launch import free_port
 
-from ..parts import Browser, environ_without_settings, run_in_kernel
+from ..parts.browser import Browser
+from ..parts.kernels import environ_without_settings, run_in_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -102,7 +103,7 @@ class Hub:
         return run_in_kernel(self.api, server_url, code)
 
 
-def sign_in(hub: Hub, browser: Browser, server_url: str) -> requests.Response:
+def hub_sign_in(hub: Hub, browser: Browser, server_url: str) -> requests.Response:
     """Sign in to TradeStation from ``server_url`` in ``browser``, through the hub's one callback URL."""
     page = browser.get(f"{server_url}ts_notebook/login")
     assert "username" in page.text, page.text[:500]

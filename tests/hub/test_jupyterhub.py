@@ -12,7 +12,7 @@ import pytest
 from ts_notebook.emulator import Emulator
 
 from ..conftest import CLIENT_ID
-from .conftest import ACCOUNTS, ROOT, running_hub, sign_in
+from .conftest import ACCOUNTS, ROOT, hub_sign_in, running_hub
 
 CLIENT_SECRET = secrets.token_urlsafe(24)
 
@@ -41,7 +41,7 @@ def test_one_callback_url_signs_in_each_user_to_their_own_server(hub):
     alice, bob = hub.browser("alice"), hub.browser("bob")
     alice_server, bob_server = hub.start("alice"), hub.start("bob")
 
-    done = sign_in(hub, alice, alice_server)
+    done = hub_sign_in(hub, alice, alice_server)
 
     assert done.status_code == 200 and "Signed in to TradeStation as analyst" in done.text
     assert any("/hub/user-redirect/ts_notebook/callback?" in u for u in alice.visited)
@@ -67,7 +67,7 @@ def test_a_named_server_signs_in_through_the_same_url(hub):
     carol = hub.browser("carol")
     research = hub.start("carol", "research")
 
-    done = sign_in(hub, carol, research)
+    done = hub_sign_in(hub, carol, research)
 
     assert "Signed in to TradeStation as analyst" in done.text
     assert any(u.startswith(f"{research}ts_notebook/callback?") for u in carol.visited)  # routed by the hook
@@ -88,7 +88,7 @@ def test_a_named_server_signs_in_through_the_same_url(hub):
 def test_only_the_servers_owner_may_read_its_token(hub):
     dave = hub.browser("dave")
     server = hub.start("dave")
-    sign_in(hub, dave, server)
+    hub_sign_in(hub, dave, server)
 
     as_admin = hub.api.get(f"{server}ts_notebook/api/token", timeout=30)  # a hub admin's token
     as_owner = dave.get(f"{server}ts_notebook/api/token")
@@ -131,7 +131,7 @@ def test_nothing_secret_reaches_the_hub_or_server_logs(hub):
     # Runs last in this module: the sign-ins above all went through the hub and its servers.
     # Run alone, it makes one of its own.
     if not any(g["grant_type"] == "authorization_code" for g in hub.emulator.grants):
-        sign_in(hub, hub.browser("alice"), hub.start("alice"))
+        hub_sign_in(hub, hub.browser("alice"), hub.start("alice"))
     assert any(g["grant_type"] == "authorization_code" for g in hub.emulator.grants)
     log = hub.log.read_text()
     leaked = [line for line in log.splitlines() if any(s and s in line for s in hub.emulator.issued_secrets())]

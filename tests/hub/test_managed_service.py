@@ -16,7 +16,7 @@ from ts_notebook.emulator import Emulator
 from ts_notebook.launch import free_port
 
 from ..conftest import CLIENT_ID
-from .conftest import ACCOUNTS, ROOT, STATUS, running_hub, sign_in
+from .conftest import ACCOUNTS, ROOT, STATUS, hub_sign_in, running_hub
 from .test_service import COLLECT, UNTIL_SIGNED_IN
 
 CLIENT_SECRET = secrets.token_urlsafe(24)
@@ -56,7 +56,7 @@ def test_the_documented_setup_signs_a_user_in_once_for_all_her_servers(managed_h
     alice = managed_hub.browser("alice")
     research, default = managed_hub.start("alice", "research"), managed_hub.start("alice")
 
-    done = sign_in(managed_hub, alice, research)
+    done = hub_sign_in(managed_hub, alice, research)
 
     assert "Signed in to TradeStation as analyst" in done.text
     status = managed_hub.run(default, UNTIL_SIGNED_IN)  # no click there: it hears it from the service

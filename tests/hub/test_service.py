@@ -26,8 +26,8 @@ from ts_notebook.emulator import Emulator
 from ts_notebook.launch import free_port
 
 from ..conftest import CLIENT_ID
-from ..parts import environ_without_settings
-from .conftest import ACCOUNTS, ROOT, STATUS, Hub, running_hub, sign_in, stop_process, wait_for_answer
+from ..parts.kernels import environ_without_settings
+from .conftest import ACCOUNTS, ROOT, STATUS, Hub, hub_sign_in, running_hub, stop_process, wait_for_answer
 
 CLIENT_SECRET = secrets.token_urlsafe(24)
 SERVICE = "ts-notebook"
@@ -171,7 +171,7 @@ def alice(service_hub) -> str:
     """alice's default server, signed in: by this fixture when no earlier test left her so."""
     default = service_hub.start("alice")
     if "Signed in to TradeStation" not in service_hub.run(default, STATUS):
-        assert "Signed in to TradeStation" in sign_in(service_hub, service_hub.browser("alice"), default).text
+        assert "Signed in to TradeStation" in hub_sign_in(service_hub, service_hub.browser("alice"), default).text
     return default
 
 
@@ -181,7 +181,7 @@ def test_alice_signs_in_once_and_all_her_servers_are_signed_in_bob_stays_signed_
     bob = service_hub.start("bob")
     before = sign_ins(service_hub)
 
-    done = sign_in(service_hub, browser, default)
+    done = hub_sign_in(service_hub, browser, default)
 
     assert done.status_code == 200 and "Signed in to TradeStation as analyst" in done.text
     assert service_hub.run(default, ACCOUNTS).strip() == "11111111"
@@ -472,7 +472,7 @@ def test_a_sign_out_whose_revocation_failed_at_the_service_says_so(service_hub, 
 
 def test_a_changed_key_means_signing_in_again_never_a_crash(service_hub):
     default = service_hub.start("alice")
-    assert "Signed in to TradeStation" in sign_in(service_hub, service_hub.browser("alice"), default).text
+    assert "Signed in to TradeStation" in hub_sign_in(service_hub, service_hub.browser("alice"), default).text
     old_key = service_hub.service.env["TS_NOTEBOOK_CRYPT_KEY"]
     service_hub.service.env["TS_NOTEBOOK_CRYPT_KEY"] = secrets.token_hex(32)
     try:
@@ -482,7 +482,7 @@ def test_a_changed_key_means_signing_in_again_never_a_crash(service_hub):
         assert "Not signed in" in status and "could not open your kept sign-in" in status, status
         assert service_hub.service.proc.poll() is None  # still serving
 
-        assert "Signed in to TradeStation" in sign_in(service_hub, service_hub.browser("alice"), default).text
+        assert "Signed in to TradeStation" in hub_sign_in(service_hub, service_hub.browser("alice"), default).text
         assert service_hub.run(service_hub.start("alice", "research"), ACCOUNTS).strip() == "11111111"
     finally:
         service_hub.service.env["TS_NOTEBOOK_CRYPT_KEY"] = (

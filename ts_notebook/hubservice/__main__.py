@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from ..config import Settings
 from ..errors import ConfigError, OAuthError, TSError
 from ..oauth import OAuthClient
-from ..store import Identity, Memory
+from ..store import Identity, Store
 from .app import WORKERS, Service, listen, make_app
 from .vault import Vault, VaultBackend
 
@@ -117,8 +117,8 @@ def forget(args: argparse.Namespace) -> None:
     vault = Vault.from_environ(Path(args.vault).expanduser().resolve())
     client = OAuthClient(settings)
     for user in args.forget:
-        memory = Memory(VaultBackend(vault, user), Identity.of(settings))
-        tokens, _ = memory.restore()
+        store = Store(VaultBackend(vault, user), Identity.of(settings))
+        tokens, _ = store.restore()
         said = "nothing kept"
         if tokens is not None and tokens.refresh_token:
             try:
@@ -128,7 +128,7 @@ def forget(args: argparse.Namespace) -> None:
                 said = f"deleted; revoking it failed ({exc.error})"
         elif user in vault.users():
             said = "deleted (unreadable, so not revoked)"
-        memory.forget()
+        store.forget()
         print(f"{user}: {said}")
     vault.close()
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,21 +24,21 @@ import requests
 from requests.adapters import HTTPAdapter
 from tornado import web
 
-from ..config import SCOPE, Settings
+from ..config import Settings
 from ..errors import NotSignedIn, OAuthError
-from ..oauth import OAuthClient, PendingLogin
-from ..protocol import LONGPOLL, LONGPOLL_MAX, SERVICE_REFRESH, SERVICE_SIGNIN, service_state
-from ..signin import Changes, SignIn
-from ..store import Identity, Memory
+from ..keeper import call_needed
+from ..longpoll import LONGPOLL, Changes, LongPollHandler, poll_arguments
+from ..oauth import OAuthClient
+from ..service_protocol import MAX_FIELD, SERVICE_REFRESH, SERVICE_SIGNIN, BadHandover, Handover, service_state
+from ..signin import SignIn
+from ..store import Identity, Store
 from .vault import Vault, VaultBackend
 
 log = logging.getLogger(__name__)
 
 # Provider calls in flight at once (exchanges, renewals, revocations of every user together).
 WORKERS = 256
-# The longest code, verifier, nonce, URL or token a server may send, and the largest body:
-# anything longer is refused before it is read, token or not.
-MAX_FIELD = 4096
+# The largest body a server may send: anything longer is refused before it is read.
 MAX_BODY = 64 * 1024
 # Long-polls one user may keep waiting at once (a server keeps one); more are answered at once.
 MAX_POLLS = 32
@@ -54,8 +53,8 @@ class UserSignIn:
         self.changes = Changes()
         self.polls = 0  # long-polls waiting
         self.exchanging = False  # a code is being exchanged
-        memory = Memory(VaultBackend(service.vault, name), service.identity)
-        self.signin = SignIn(memory, lambda: service.client, service.pool, self.changes.bump, label=f"hub user {name}")
+        store = Store(VaultBackend(service.vault, name), service.identity)
+        self.signin = SignIn(store, lambda: service.client, service.pool, self.changes.bump, label=f"hub user {name}")
 
     def state(self) -> dict[str, Any]:
         return service_state(self.changes.version, self.signin.tokens, self.signin.error)
@@ -109,7 +108,7 @@ class Service:
         self.pool.shutdown(wait=True)
 
 
-class Refused(web.HTTPError):
+class RefusedCall(web.HTTPError):
     """A call the service does not answer; ``error`` and ``message`` go back as JSON."""
 
     def __init__(self, status: int, error: str, message: str, description: str = "") -> None:
@@ -117,7 +116,7 @@ class Refused(web.HTTPError):
         self.error, self.message, self.description = error, message, description
 
     @classmethod
-    def oauth(cls, status: int, exc: OAuthError) -> Refused:
+    def oauth(cls, status: int, exc: OAuthError) -> RefusedCall:
         """A provider's refusal, passed on to the server that asked."""
         return cls(status, exc.error, str(exc), exc.description)
 
@@ -137,16 +136,16 @@ class ServiceHandler(web.RequestHandler):
         match = self.hub_auth.auth_header_pat.match(self.request.headers.get("Authorization", ""))
         token = match.group(1) if match else ""
         if not token:
-            raise Refused(401, "no_token", "Call this service with a JupyterHub token (Authorization: token ...).")
+            raise RefusedCall(401, "no_token", "Call this service with a JupyterHub token (Authorization: token ...).")
         try:
             model = await self.hub_auth.user_for_token(token, sync=False)
         except Exception as exc:
             log.warning("ts_notebook service: the hub could not identify a caller (%s)", type(exc).__name__)
-            raise Refused(503, "hub_unavailable", "The hub could not be asked who is calling; try again.") from exc
+            raise RefusedCall(503, "hub_unavailable", "The hub could not be asked who is calling; try again.") from exc
         if not model or model.get("kind") != "user" or not model.get("name"):
-            raise Refused(403, "not_a_user", "Only a hub user's servers may call this service.")
+            raise RefusedCall(403, "not_a_user", "Only a hub user's servers may call this service.")
         if not self.hub_auth.check_scopes(self.hub_auth.access_scopes, model):
-            raise Refused(
+            raise RefusedCall(
                 403,
                 "no_access",
                 f"This token lacks {' or '.join(sorted(self.hub_auth.access_scopes))}: give the users' servers "
@@ -156,7 +155,7 @@ class ServiceHandler(web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, Refused):
+        if isinstance(exc, RefusedCall):
             body = {"error": exc.error, "description": exc.description, "message": exc.message}
         else:
             body = {"error": "server_error", "message": "The ts_notebook service failed; its log says why."}
@@ -174,69 +173,43 @@ class ServiceHandler(web.RequestHandler):
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise Refused(400, "invalid_request", "Send a JSON object.")
+            raise RefusedCall(400, "invalid_request", "Send a JSON object.")
         return data
 
 
-def text_field(data: dict[str, Any], name: str) -> str:
-    value = data.get(name)
-    if not isinstance(value, str) or not value or len(value) > MAX_FIELD or not value.isprintable():
-        raise Refused(400, "invalid_request", f"{name} must be a non-empty text of at most {MAX_FIELD} characters.")
-    return value
-
-
-class SignInHandler(ServiceHandler):
+class SignInHandler(LongPollHandler, ServiceHandler):
     """The caller's user's sign-in: read it (long-poll), hand over a code, or sign out."""
-
-    _wake: asyncio.Future[None] | None = None
 
     async def get(self) -> None:
         entry = self.service.user(self.hub_user)
         try:
-            since = int(self.get_argument("since", "0"))
-            timeout = float(self.get_argument("timeout", str(LONGPOLL)))
-            if not math.isfinite(timeout):
-                raise ValueError("timeout")
+            since, timeout = poll_arguments(
+                self.get_argument("since", "0"), self.get_argument("timeout", str(LONGPOLL))
+            )
         except ValueError:
-            raise Refused(400, "invalid_request", "since must be a whole number and timeout a number.") from None
-        if since == entry.changes.version and entry.polls < MAX_POLLS:
+            raise RefusedCall(400, "invalid_request", "since must be a whole number and timeout a number.") from None
+        if entry.polls < MAX_POLLS:
             entry.polls += 1
-            self._wake = entry.changes.watch()
             try:
-                await asyncio.wait([self._wake], timeout=min(max(timeout, 0.0), LONGPOLL_MAX))
+                if not await self.hold(entry.changes, since, timeout):
+                    return
             finally:
                 entry.polls -= 1
-                self._wake.cancel()
-            if self.request.connection.stream.closed():  # type: ignore[union-attr]
-                return
         self.reply(entry)
 
-    def on_connection_close(self) -> None:
-        if self._wake is not None:
-            self._wake.cancel()  # the server went away: stop waiting for it
-
     async def post(self) -> None:
-        data = self.body()
-        scopes = data.get("scopes", [])
-        if not isinstance(scopes, list) or not all(isinstance(s, str) and SCOPE.fullmatch(s) for s in scopes):
-            raise Refused(400, "invalid_request", "scopes must be a list of scope names.")
-        pending = PendingLogin(
-            state="",
-            verifier=text_field(data, "code_verifier"),
-            nonce=text_field(data, "nonce"),
-            redirect_uri=text_field(data, "redirect_uri"),
-            authorize_url="",
-            scopes=tuple(scopes),
-        )
-        code = text_field(data, "code")
+        try:
+            handover = Handover.from_json(self.body())
+        except BadHandover as exc:
+            raise RefusedCall(400, "invalid_request", str(exc)) from None
         entry = self.service.user(self.hub_user)
         if entry.exchanging:  # one at a time per user: a flood of codes cannot fill the pool
-            raise Refused(409, "sign_in_under_way", "A sign-in of yours is being finished; wait for it to end.")
+            raise RefusedCall(409, "sign_in_under_way", "A sign-in of yours is being finished; wait for it to end.")
         entry.exchanging = True
         try:
-            await entry.signin.complete(pending, code)
+            await entry.signin.complete(handover.pending(), handover.code)
         except OAuthError as exc:
-            raise Refused.oauth(400, exc) from exc
+            raise RefusedCall.oauth(400, exc) from exc
         finally:
             entry.exchanging = False
         self.reply(entry)
@@ -254,18 +227,20 @@ class RefreshHandler(ServiceHandler):
     async def post(self) -> None:
         stale = self.body().get("stale")
         if stale is not None and (not isinstance(stale, str) or len(stale) > MAX_FIELD):
-            raise Refused(400, "invalid_request", "stale must be the refused access token, or null.")
+            raise RefusedCall(400, "invalid_request", "stale must be the refused access token, or null.")
         entry = self.service.user(self.hub_user)
         tokens = entry.signin.tokens
-        if stale is None and tokens is not None and not tokens.due():
+        if tokens is not None and not call_needed(tokens, stale):
             self.reply(entry)  # nothing refused and nothing due: no provider call on request
             return
         try:
             await entry.signin.refresh(stale)
         except NotSignedIn as exc:
-            raise Refused(409, "not_signed_in", str(exc) or "Not signed in to TradeStation. Run %ts_login.") from exc
+            raise RefusedCall(
+                409, "not_signed_in", str(exc) or "Not signed in to TradeStation. Run %ts_login."
+            ) from exc
         except OAuthError as exc:
-            raise Refused.oauth(502, exc) from exc
+            raise RefusedCall.oauth(502, exc) from exc
         self.reply(entry)
 
 

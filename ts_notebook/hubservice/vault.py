@@ -181,7 +181,7 @@ class Vault:
 
 
 class VaultBackend:
-    """One hub user's record in the vault, as the store a :class:`~ts_notebook.store.Memory`
+    """One hub user's record in the vault, as the store a :class:`~ts_notebook.store.Store`
     keeps a sign-in in: restore, remember, renew and forget work as they do for one analyst."""
 
     def __init__(self, vault: Vault, user: str) -> None:

@@ -1,5 +1,9 @@
 """The kernel's public objects: one token source, ``session``, ``sim``, ``auth`` and the
 ``login`` / ``logout`` / ``status`` calls behind the magics.
+
+Making ``ts.session`` loads no more than the session: the token source (the broker client,
+or the in-process sign-in with its OAuth and JWT code) is picked, and its modules loaded, on
+the session's first request.
 """
 
 from __future__ import annotations
@@ -7,12 +11,13 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import BrokerError
-from .broker_client import BrokerClient, BrokerSource, find_broker
-from .local import LocalSource
 from .session import TSAuth, TSSession
-from .state import LOGIN_TIMEOUT, SignOut, Status, TokenSource
+
+if TYPE_CHECKING:
+    from .state import SignOut, Status, TokenSource
 
 _lock = threading.Lock()
 _source: TokenSource | None = None
@@ -34,6 +39,9 @@ def source() -> TokenSource:
 
 
 def _pick_source() -> TokenSource:
+    from .broker_client import BrokerClient, BrokerSource, find_broker
+    from .local import LocalSource
+
     try:
         info = find_broker()
     except BrokerError as exc:
@@ -80,13 +88,18 @@ def auth() -> TSAuth:
 
 def status() -> Status:
     """Who is signed in, with which scopes, and until when."""
+    from .state import Status
+
     return Status.of(source().current())
 
 
 def login(
-    paste: bool = False, timeout: float = LOGIN_TIMEOUT, open_browser: bool = True, scopes: str | None = None
+    paste: bool = False, timeout: float | None = None, open_browser: bool = True, scopes: str | None = None
 ) -> None:
-    """Sign in (see :meth:`TokenSource.login`)."""
+    """Sign in (see :meth:`TokenSource.login`); ``timeout`` defaults to ``LOGIN_TIMEOUT``."""
+    from .state import LOGIN_TIMEOUT
+
+    timeout = LOGIN_TIMEOUT if timeout is None else timeout
     source().login(paste=paste, timeout=timeout, open_browser=open_browser, scopes=scopes)
 
 

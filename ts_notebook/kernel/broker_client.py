@@ -20,22 +20,23 @@ from urllib.parse import urlencode
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..config import parse_scopes
+from .. import backoff
+from ..config import PROVIDER_STEP, parse_scopes
 from ..errors import BrokerError
-from ..protocol import ENV_VAR, KEY_HEADER, LOGIN, LONGPOLL, LONGPOLL_GRACE, OtherVersion, RuntimeInfo, Snapshot
+from ..keeper import replaced
+from ..longpoll import LONGPOLL, LONGPOLL_GRACE, Follower
+from ..protocol import ENV_VAR, KEY_HEADER, LOGIN, OtherVersion, RuntimeInfo, Snapshot
 from .frontend import display, has_frontend
-from .state import LOGIN_TIMEOUT, Listener, SignOut, Status, TokenSource, wait_interruptibly
+from .state import LOGIN_TIMEOUT, Listener, Listeners, SignOut, Status, TokenSource, wait_interruptibly
 
 log = logging.getLogger(__name__)
 
 # (connect, read) seconds for every other broker call; a refresh may wait on the provider's
-# token endpoint and a JWKS refetch (20 s each at most).
-CALL_TIMEOUT = (3.0, 60.0)
-# Retry a failing watcher after this long, doubling up to the maximum.
-RETRY_MIN, RETRY_MAX = 0.5, 10.0
-# A kernel's first call to a live server that does not answer is retried after these pauses
-# (a server busy starting, say) before the kernel says what failed.
-PROBE_BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)
+# token endpoint and a JWKS refetch.
+CALL_TIMEOUT = (3.0, PROVIDER_STEP + 5.0)
+# A kernel's first call to a live server that does not answer is retried PROBE_RETRIES times,
+# after PROBE_FIRST s doubling (a server busy starting, say), before the kernel says what failed.
+PROBE_RETRIES, PROBE_FIRST = 5, 0.25
 
 
 def find_broker(environ: Mapping[str, str] | None = None) -> RuntimeInfo | None:
@@ -137,19 +138,22 @@ class BrokerClient:
         Raises:
             BrokerError: it still did not answer after the last retry; says what failed.
         """
-        for pause in (*PROBE_BACKOFF, None):
+        waited = 0.0
+        for failures in range(1, PROBE_RETRIES + 2):
             try:
                 self.call("GET", "status", timeout=(2.0, 10.0))
                 return
             except BrokerError as exc:
-                if pause is None:
+                if failures > PROBE_RETRIES:
                     why = failure_reason(exc.__cause__) if exc.__cause__ else str(exc)
                     raise BrokerError(
                         f"This kernel's Jupyter server is running but did not answer at {self.info.url} ({why}; "
-                        f"tried {len(PROBE_BACKOFF) + 1} times over {sum(PROBE_BACKOFF):.0f} s). Check the server "
-                        "and its log, then run the command again."
+                        f"tried {failures} times over {waited:.0f} s). Check the server and its log, then run "
+                        "the command again."
                     ) from exc
+                pause = backoff.delay(failures, PROBE_FIRST, 60.0)
                 time.sleep(pause)
+                waited += pause
 
     def token(self, since: int | None = None) -> dict[str, Any]:
         """The state with the access token; with ``since``, wait for a change past it."""
@@ -178,11 +182,8 @@ class BrokerSource(TokenSource):
         self.client = client
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
-        # Listeners run one change at a time, newest state only, in version order.
-        self._notify_lock = threading.Lock()
-        self._delivered = -1
         self._snapshot: Snapshot | None = None
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners()
         self._thread: threading.Thread | None = None
         self._healthy = False
 
@@ -203,22 +204,8 @@ class BrokerSource(TokenSource):
             if self._snapshot is not None and snap.version < self._snapshot.version:
                 return self._snapshot  # an older answer that arrived late (versions only grow)
             self._snapshot = snap
-        self._notify()
+        self._listeners.tell(snap)
         return snap
-
-    def _notify(self) -> None:
-        with self._notify_lock:
-            snap = self._snapshot
-            if snap is None or snap.version <= self._delivered:
-                return
-            self._delivered = snap.version
-            with self._lock:
-                listeners = list(self._listeners)
-            for listener in listeners:
-                try:
-                    listener(snap)
-                except Exception:  # a broken listener must not stop the others or the watcher
-                    log.debug("ts_notebook listener failed", exc_info=True)
 
     def _ensure_watcher(self) -> None:
         with self._lock:
@@ -228,7 +215,8 @@ class BrokerSource(TokenSource):
             self._thread.start()
 
     def _watch(self) -> None:
-        delay = RETRY_MIN
+        """Follow the server's state for as long as the kernel runs (see ts_notebook.longpoll)."""
+        follower = Follower()
         while True:
             snap = self._snapshot
             try:
@@ -236,11 +224,10 @@ class BrokerSource(TokenSource):
             except Exception as exc:  # this thread must never die or print: it only backs off
                 self._healthy = False
                 log.debug("ts_notebook watcher: %s", exc)
-                time.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
+                time.sleep(follower.failed(time.monotonic())[0])
                 continue
             self._healthy = True
-            delay = RETRY_MIN
+            follower.answered()
 
     def current(self) -> Snapshot:
         """The cached snapshot; asks the broker only when the cache is stale or unwatched."""
@@ -257,7 +244,7 @@ class BrokerSource(TokenSource):
         """Renew through the broker; threads that find the token already replaced skip it."""
         with self._refresh_lock:
             snap = self._snapshot
-            if snap is not None and snap.access_token != stale and snap.fresh():
+            if snap is not None and replaced(stale, snap.access_token) and snap.fresh():
                 return snap
             return self._update(self.client.refresh(stale))
 
@@ -304,11 +291,8 @@ class BrokerSource(TokenSource):
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(snapshot)`` from the watcher thread on every change."""
         self._ensure_watcher()
-        with self._lock:
-            self._listeners.append(listener)
+        self._listeners.add(listener)
 
     def remove_listener(self, listener: Listener) -> None:
         """Stop calling ``listener``."""
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+        self._listeners.remove(listener)

@@ -6,16 +6,14 @@ import logging
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..loopback import bind_loopback
-from ..oauth import PENDING_TTL, callback_params
+from ..oauth import callback_params
 from ..pages import result_page
-
-if TYPE_CHECKING:
-    from .local import LocalLogin
+from ..pending import PENDING_TTL
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +39,17 @@ def cookie_value(header: str, name: str) -> str | None:
     return None
 
 
+class Login(Protocol):
+    """What the listener serves: the in-process login (``local_login.LocalLogin``)."""
+
+    browser_key: str
+    message: str
+
+    def start(self, token: str) -> str | None: ...
+
+    def complete(self, params: dict[str, str], browser_key: str | None) -> tuple[bool, str, str]: ...
+
+
 class CallbackListener:
     """Listens on ``http://localhost:PORT`` (127.0.0.1 and ::1) for one sign-in.
 
@@ -48,7 +57,7 @@ class CallbackListener:
     any other path is the callback, answered with the cookie the browser sent.
     """
 
-    def __init__(self, ports: tuple[int, ...], login: LocalLogin) -> None:
+    def __init__(self, ports: tuple[int, ...], login: Login) -> None:
         cookie = ""  # named after the port bound below: two listeners never share a port
 
         class Handler(BaseHTTPRequestHandler):

@@ -1,196 +1,29 @@
 """Sign-in with no Jupyter server: terminal IPython, VS Code, ``jupyter console``.
 
-The same protocol client runs in this process. A one-shot listener on a default localhost
-callback URL (``http://localhost:31022`` first) receives the browser after sign-in; a one-time
-``/start/<random>`` address sets the browser's cookie and sends it to the provider, so the
-sign-in is bound to that browser and no state sits in the widget. Tokens then live and renew
-in this process.
+The same protocol client runs in this process, and so does the keeper, driven by threads
+(:class:`~ts_notebook.signin.ThreadSignIn`): tokens live and renew here. The page flow that
+signs in (a listener on a localhost callback address, a one-time start address) is
+:mod:`ts_notebook.kernel.local_login`.
 """
 
 from __future__ import annotations
 
 import getpass
 import logging
-import secrets
 import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
-from urllib.parse import urlsplit
 
-from ..browser import open_privately
 from ..config import Settings
-from ..errors import ConfigError, OAuthError
-from ..keeper import SUPERSEDED, Action, ArmTimer, Drop, Forget, Keep, Keeper, Notify, Refresh, Revoke
-from ..loopback import relay_port
-from ..oauth import (
-    OAuthClient,
-    PendingLogin,
-    as_oauth_error,
-    callback_code,
-    callback_params,
-    same_secret,
-    sign_in_ended,
-    strip_query,
-)
+from ..oauth import OAuthClient
+from ..pending import PendingLogin
 from ..protocol import Snapshot
-from ..store import open_memory
+from ..signin import ThreadSignIn
+from ..store import open_store
 from ..tokens import TokenSet
 from .frontend import display, has_frontend
-from .listener import CallbackListener
-from .state import LOGIN_TIMEOUT, Listener, SignOut, Status, TokenSource, wait_interruptibly
+from .local_login import LocalLogin
+from .state import LOGIN_TIMEOUT, Listener, Listeners, SignOut, Status, TokenSource
 
 log = logging.getLogger(__name__)
-
-# How long a thread waits for another thread's refresh (two token endpoint calls, at most).
-REFRESH_WAIT = 60.0
-
-
-class LocalLogin:
-    """One in-process sign-in: a listener, a pending login, and its outcome.
-
-    With a listener, the login is bound to the browser that opens its one-time start address
-    (an unguessable path, usable once, that sets an httponly cookie the callback must carry):
-    another program on this machine can neither read the authorize URL nor finish the login
-    with a code of its own.
-    """
-
-    def __init__(self, source: LocalSource, listen: bool = True, scopes: str | None = None) -> None:
-        self.source = source
-        self.done = threading.Event()
-        self.message = ""
-        self.browser_key = secrets.token_urlsafe(32)
-        self._start_token = secrets.token_urlsafe(32)
-        self._started = False
-        self._page: Path | None = None
-        self._claim = threading.Lock()
-        self._claimed = False
-        client = source.client  # a missing key (or a bad scope) is reported before any port is taken
-        asked = source.settings.login_scopes(scopes)
-        redirect = source.settings.redirect_uri
-        ports = source.settings.relay_ports
-        if redirect and listen:
-            port = relay_port(redirect)
-            if port is None:
-                raise ConfigError(
-                    f"TS_REDIRECT_URI ({strip_query(redirect)}) is not an http://localhost:PORT "
-                    "address, so this process cannot receive the browser's callback. Run "
-                    "%ts_login --paste, or set TS_REDIRECT_URI to a registered localhost address."
-                )
-            ports = (port,)
-        self.listener = CallbackListener(ports, self) if listen else None
-        redirect = redirect or (self.listener.url if self.listener else f"http://localhost:{ports[0]}")
-        # The start address is on the callback's own host, so the cookie set there comes back.
-        self._origin = f"http://{urlsplit(redirect).netloc}" if listen else ""
-        try:
-            self.pending: PendingLogin = client.begin_login(redirect, scopes=asked)
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def started(self) -> bool:
-        """Whether a browser has opened the start address."""
-        return self._started
-
-    @property
-    def start_url(self) -> str | None:
-        """Where the browser on this machine starts (one use), if listening."""
-        return f"{self._origin}/start/{self._start_token}" if self.listener else None
-
-    def open_browser(self) -> bool:
-        """Open a fresh start address in the system browser, never on a command line; the
-        address before it stops working (a click asks again). False when no browser could
-        be started here, or the sign-in page was opened already."""
-        with self._claim:
-            if self._started or self.done.is_set():
-                return False
-            self._start_token = secrets.token_urlsafe(32)
-        if self._page is not None:
-            self._page.unlink(missing_ok=True)
-        self._page = open_privately(self.start_url or "")
-        return self._page is not None
-
-    def start(self, token: str) -> str | None:
-        """The authorize URL for the first visit of the start address, else None.
-
-        A second visit cancels the login: one of the two browsers is not the user's.
-        """
-        with self._claim:
-            if not same_secret(token, self._start_token) or self.done.is_set():
-                return None
-            if not self._started:
-                self._started = True
-                return self.pending.authorize_url
-        self._end(
-            "This sign-in address was opened twice, so the sign-in was cancelled (only one browser may "
-            "use it). Run %ts_login again."
-        )
-        return None
-
-    def complete(self, params: dict[str, str], browser_key: str | None) -> tuple[bool, str, str]:
-        """Finish with a callback that reached the listener, from the browser that started
-        the login; returns (ok, page title, detail)."""
-        if not browser_key or not same_secret(browser_key, self.browser_key):
-            return (
-                False,
-                "Sign-in not accepted",
-                (
-                    "This sign-in was not started in this browser. Open the address "
-                    "%ts_login gave (or click its button) here, or run %ts_login again."
-                ),
-            )
-        return self._finish(params)
-
-    def complete_pasted(self, address: str) -> None:
-        """Finish with the address the browser ended on (pasted by the user)."""
-        try:
-            ok, _, detail = self._finish(callback_params(address))
-        except OAuthError as exc:
-            ok, detail = False, str(exc)
-        if not ok and not self.message:
-            self.message = detail
-
-    def _finish(self, params: dict[str, str]) -> tuple[bool, str, str]:
-        with self._claim:  # two callbacks at once: one exchange
-            if self._claimed or self.done.is_set():
-                return False, "Sign-in not accepted", "This sign-in was already finished. Run %ts_login again."
-            if not same_secret(params.get("state", ""), self.pending.state) or self.pending.expired():
-                return (
-                    False,
-                    "Sign-in not accepted",
-                    (
-                        "This address does not belong to the sign-in waiting here "
-                        "(unknown or expired). Run %ts_login again."
-                    ),
-                )
-            self._claimed = True
-        try:
-            tokens = self.source.complete_login(self.pending, params)
-        except OAuthError as exc:
-            self.message = str(exc)
-            self.done.set()
-            return False, "Sign-in not completed", str(exc)
-        self.message = f"Signed in to TradeStation as {tokens.display_name}."
-        self.done.set()
-        return True, self.message, "You can close this tab."
-
-    def _end(self, message: str) -> None:
-        self.message = message
-        self.done.set()
-        self.source.set_error(message)
-
-    def wait(self, timeout: float) -> bool:
-        """Block until done or timeout; Ctrl-C interrupts (and the caller cancels)."""
-        return wait_interruptibly(self.done, timeout)
-
-    def close(self) -> None:
-        """Release the callback port and remove the browser's start page; a wait in progress ends."""
-        if self.listener is not None:
-            self.listener.close()
-        if self._page is not None:
-            self._page.unlink(missing_ok=True)
-        self.done.set()
 
 
 class LocalSource(TokenSource):
@@ -200,29 +33,14 @@ class LocalSource(TokenSource):
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.load()
-        self.memory = open_memory(self.settings)
         self._client: OAuthClient | None = None
-        self.keeper = Keeper()
-        self._lock = threading.Lock()  # the keeper, the version, the timer and the refresh in flight
-        self._notify_lock = threading.Lock()  # listeners hear one change at a time, newest only
-        self._delivered = -1
-        self._listeners: list[Listener] = []
-        self._timer: threading.Timer | None = None
-        self._closed = False
-        self._inflight: threading.Event | None = None
-        self.revoke_failure: str | None = None  # why the last revocation failed, if it did
+        self._listeners = Listeners()
+        self._version_lock = threading.Lock()
         self.version = 0
         self.pending_login: LocalLogin | None = None  # the sign-in waiting for its browser, if any
         self._login_lock = threading.Lock()
-        self._restore()
-
-    def _restore(self) -> None:
-        mark = self.keeper.restoring()
-        tokens, notice = self.memory.restore()
-        if tokens is not None:
-            self._feed(lambda: self.keeper.restored(tokens, time.time(), mark))
-        elif notice and mark == self.keeper.events:
-            self.set_error(notice)
+        self.signin = ThreadSignIn(open_store(self.settings), lambda: self.client, self._changed)
+        self.signin.restore_now()
 
     @property
     def client(self) -> OAuthClient:
@@ -234,124 +52,45 @@ class LocalSource(TokenSource):
     @property
     def tokens(self) -> TokenSet | None:
         """The current sign-in's tokens, if any."""
-        return self.keeper.tokens
+        return self.signin.tokens
 
     @property
     def snapshot(self) -> Snapshot:
         """The current state, without any I/O (as ``BrokerSource.snapshot``)."""
         return Snapshot.of(
             self.version,
-            self.keeper.tokens,
+            self.signin.tokens,
             self.settings,
-            self.keeper.error,
+            self.signin.error,
             login_pending=self.pending_login is not None and not self.pending_login.done.is_set(),
             configured=bool(self.settings.client_id),
-            kept=self.memory.kept,
+            kept=self.signin.kept,
         )
 
-    # -- the keeper's actions, on threads -----------------------------------------------------------
-
-    def _feed(self, event: Callable[[], list[Action]]) -> Exception | None:
-        """Hand one event to the keeper under the lock, then carry out its actions outside it
-        (listeners, network calls). Returns a refresh's passing failure, if one ran here."""
-        with self._lock:
-            actions = event()
-            for action in actions:
-                if isinstance(action, Notify):
-                    self.version += 1
-                elif isinstance(action, ArmTimer):
-                    self._arm(action.delay)
-                elif isinstance(action, Refresh):
-                    self._inflight = threading.Event()
-            inflight, snap = self._inflight, self.snapshot
-        failure = None
-        for action in actions:
-            if isinstance(action, Notify):
-                self._notify(snap)
-            elif isinstance(action, Refresh):
-                failure = self._refresh(action.tokens, inflight)
-            elif isinstance(action, Revoke):
-                self._revoke_quietly(action.refresh_token)
-            elif isinstance(action, Drop):
-                log.info(SUPERSEDED, "")
-            elif isinstance(action, Keep):
-                self.memory.remember(action.tokens)
-            elif isinstance(action, Forget):
-                self.memory.forget(action.refresh_token)
-        return failure
-
-    def _arm(self, delay: float | None) -> None:
-        # Under self._lock.
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if delay is not None and not self._closed:
-            self._timer = threading.Timer(delay, self._feed, args=(self.keeper.timer_fired,))
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _refresh(self, tokens: TokenSet, done: threading.Event | None) -> Exception | None:
-        try:
-            renewed, fetched = self.memory.renew(tokens, self.client.refresh)
-        except Exception as exc:  # whatever failed, the keeper decides: retry, or the sign-in ended
-            ended = sign_in_ended(exc)
-            log.warning(
-                "Renewing the TradeStation token failed (%s)%s",
-                exc.error if isinstance(exc, OAuthError) else type(exc).__name__,
-                "" if ended else "; retrying",
-            )
-            self._feed(lambda: self.keeper.refresh_failed(tokens, time.time(), ended))
-            return None if ended else exc
-        else:
-            self._feed(lambda: self.keeper.refreshed(tokens, renewed, time.time(), fetched))
-            return None
-        finally:
-            if done is not None:
-                done.set()
-
-    def _notify(self, snap: Snapshot) -> None:
-        with self._notify_lock:
-            if snap.version <= self._delivered:
-                return  # a newer state was told already
-            self._delivered = snap.version
-            for listener in list(self._listeners):
-                try:
-                    listener(snap)
-                except Exception:  # a broken listener must not stop the others
-                    log.debug("ts_notebook listener failed", exc_info=True)
-
-    def _revoke_quietly(self, refresh_token: str) -> None:
-        self.revoke_failure = None
-        try:
-            self.client.revoke(refresh_token)
-        except OAuthError as exc:
-            log.warning("Revoking the refresh token failed (%s); it is forgotten here anyway", exc.error)
-            self.revoke_failure = exc.reason
+    def _changed(self) -> None:
+        with self._version_lock:
+            self.version += 1
+            snap = self.snapshot
+        self._listeners.tell(snap)
 
     # -- what the kernel's API calls ------------------------------------------------------------------
 
     def set_error(self, message: str) -> None:
         """Record why a sign-in failed, for the widget."""
-        self._feed(lambda: self.keeper.failed(message))
+        self.signin.fail(message)
 
-    def complete_login(self, pending: PendingLogin, params: dict[str, str]) -> TokenSet:
+    def complete_login(self, pending: PendingLogin, code: str) -> TokenSet:
         """Finish a claimed login (as the server's broker does): exchange the code and make
         the result the current sign-in (the one it replaces is retired as the keeper says).
 
         Raises:
-            OAuthError: the provider sent an error, or the exchange failed; the widget says why.
+            OAuthError: the exchange failed; the widget says why.
         """
-        try:
-            code = callback_code(params)
-            tokens = self.client.exchange(pending, code)
-        except Exception as exc:
-            error = as_oauth_error(exc)
-            self.set_error(str(error))
-            if error is exc:
-                raise
-            raise error from exc
-        self._feed(lambda: self.keeper.signed_in(tokens, time.time()))
-        return tokens
+        return self.signin.complete_now(pending, code)
+
+    def begin(self, listen: bool = True, scopes: str | None = None) -> LocalLogin:
+        """A new in-process login (not yet the one the widget and ``%ts_status`` follow)."""
+        return LocalLogin(self.settings, self.client, self.complete_login, self.set_error, listen, scopes)
 
     def current(self) -> Snapshot:
         """The state now; renews first when the token is about to expire."""
@@ -367,12 +106,7 @@ class LocalSource(TokenSource):
         Raises:
             OAuthError: the renewal this thread ran failed for a passing reason.
         """
-        failure = self._feed(lambda: self.keeper.refresh_wanted(stale))
-        if failure is not None:
-            raise failure
-        inflight = self._inflight
-        if inflight is not None and self.keeper.refreshing is not None:
-            inflight.wait(REFRESH_WAIT)
+        self.signin.refresh(stale)
         return self.snapshot
 
     # -- signing in ---------------------------------------------------------------------------------
@@ -450,7 +184,7 @@ class LocalSource(TokenSource):
         with self._login_lock:
             if self.pending_login is not None:
                 self.pending_login.close()  # a newer %ts_login replaces a waiting one
-            self.pending_login = LocalLogin(self, listen=listen, scopes=scopes)
+            self.pending_login = self.begin(listen=listen, scopes=scopes)
             return self.pending_login
 
     def _end_login(self, attempt: LocalLogin) -> bool:
@@ -464,22 +198,17 @@ class LocalSource(TokenSource):
 
     def logout(self) -> SignOut:
         """Forget the tokens and revoke the refresh token."""
-        was_signed_in = self.keeper.tokens is not None
-        self.revoke_failure = None
-        self._feed(self.keeper.signed_out)
-        return SignOut(was_signed_in, self.revoke_failure)
+        was_signed_in = self.signin.tokens is not None
+        return SignOut(was_signed_in, self.signin.logout_now())
 
     def close(self) -> None:
         """Stop renewing (the tokens stay, and stay kept): for a source that is done with."""
-        with self._lock:
-            self._closed = True
-            self._arm(None)
+        self.signin.close()
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(snapshot)`` on every change (from whichever thread made it)."""
-        self._listeners.append(listener)
+        self._listeners.add(listener)
 
     def remove_listener(self, listener: Listener) -> None:
         """Stop calling ``listener``."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._listeners.remove(listener)

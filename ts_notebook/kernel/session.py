@@ -4,38 +4,43 @@ The token comes from the kernel's cached snapshot (no broker call per request). 
 only to the configured API origins, and a 401 triggers one renewal and one resend: through
 the session's own request path (its hooks, cookies and redirect rules apply to the resend),
 or, for ``ts.auth`` used on its own, from a response hook.
+
+Sending is layered, as httpx's is: a request is retried when it may be repeated
+(``_send_retrying``) around one attempt (``_send_renewing``: the request, and after a 401 the
+renewal and the resend). A stream opens with one attempt each time and retries by opening
+again, on its own schedule, so a failing stream never multiplies the two.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from functools import partial
-from typing import Any
+from collections.abc import Callable, Mapping
+from functools import lru_cache, partial
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.auth import AuthBase
 
-from ..config import origin
+from ..backoff import delay
 from ..errors import ConfigError, NotSignedIn
-from ..protocol import Snapshot
 from .replies import api_error, retry_wait
-from .state import TokenSource
-from .streams import MAX_RECONNECTS, SILENCE, Stream, open_stream
+from .streams import MAX_RECONNECTS, SILENCE, Stream
+
+if TYPE_CHECKING:  # the sign-in's own modules load with the token source, on first use
+    from ..protocol import Snapshot
+    from .state import TokenSource
 
 # (connect, read) seconds for API calls that do not pass their own timeout.
 DEFAULT_TIMEOUT = (5.0, 60.0)
+# Seconds to connect when opening a stream (its read timeout is the stream's silence).
+STREAM_CONNECT_TIMEOUT = 10.0
 # Methods a retry cannot do twice (HTTP's idempotent ones); a POST is never retried.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Replies worth the same request again: the rate limit, and a gateway that could not answer.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-
-
-def backoff(attempt: int) -> float:
-    """Seconds before retry ``attempt`` (1, 2 ...) when the reply names no wait: 0.5 s doubling,
-    at most 8 s."""
-    return min(8.0, 0.5 * 2 ** (attempt - 1))
+# The wait before a retry when the reply names none: this, doubling, at most RETRY_MOST.
+RETRY_FIRST, RETRY_MOST = 0.5, 8.0
 
 
 def _raise_for_status(resp: requests.Response, granted: tuple[str, ...], attempts: int) -> None:
@@ -43,9 +48,27 @@ def _raise_for_status(resp: requests.Response, granted: tuple[str, ...], attempt
         raise api_error(resp, granted, attempts)
 
 
+def _release(resp: requests.Response) -> None:
+    """Let go of a reply that is not handed back (refused, to be sent again): read its body,
+    so that its connection is reused, and close it."""
+    resp.content  # noqa: B018 - reading is the point
+    resp.close()
+
+
+@lru_cache(maxsize=64)
+def _origin_of(scheme: str, netloc: str) -> str:
+    # An origin depends on these two parts only: worked out once per host, not per request
+    # (each request asks two or three times, and a few microseconds each is a share of it).
+    # The settings module loads here, with the first request, rather than with ts.session.
+    from ..config import origin
+
+    return origin(f"{scheme}://{netloc}/")
+
+
 def _may_carry_token(url: str, snap: Snapshot) -> bool:
+    parts = urlsplit(url)
     try:
-        return origin(url) in snap.api_origins
+        return _origin_of(parts.scheme, parts.netloc) in snap.api_origins
     except ConfigError:
         return False
 
@@ -102,8 +125,7 @@ class TSAuth(AuthBase):
             return resp
         snap = self._source().current()
         # Resend once, from a copy: the original request keeps its headers untouched.
-        resp.content  # noqa: B018 - read the body so the connection can be reused
-        resp.close()
+        _release(resp)
         retry = resp.request.copy()
         retry.headers["Authorization"] = f"Bearer {snap.access_token}"
         again = resp.connection.send(retry, **kwargs)
@@ -144,50 +166,83 @@ class TSSession(requests.Session):
         (never a POST), bounded retries after a 429, a 502/503/504 or a dropped connection.
         The reply's ``raise_for_status()`` raises :class:`APIError`, which says what to do.
         """
-        url = url.decode() if isinstance(url, bytes) else url
         method = method.decode() if isinstance(method, bytes) else method
         snap = self._source().current()
-        if not urlsplit(url).scheme:
-            url = f"{self._base_of(snap)}/{url.lstrip('/')}"
+        url = self._url(url, snap)
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
         ours = _may_carry_token(url, snap)
         retries = snap.max_retries if ours and method.upper() in IDEMPOTENT else 0
-        earlier: list[requests.Response] = []
-        waited, attempt, retried, renewed = 0.0, 0, 0, False
+        replies, tries = self._send_retrying(method, url, args, kwargs, retries, snap.retry_max_wait)
+        return self._answer(replies, snap if ours else None, tries)
+
+    def _send_retrying(
+        self, method: str, url: str, args: tuple[Any, ...], kwargs: dict[str, Any], retries: int, budget: float
+    ) -> tuple[list[requests.Response], int]:
+        """Attempts until one is not worth repeating, at most ``retries`` more after the first
+        and ``budget`` seconds of waiting in all: after a dropped connection or a reply in
+        RETRY_STATUSES, waiting as the reply says or as the backoff does. Every reply, in
+        order (the last is the answer), and how many requests were sent (dropped ones too);
+        a connection still dropped at the end raises."""
+        replies: list[requests.Response] = []
+        waited, retried, dropped, renew = 0.0, 0, 0, True
         while True:
-            attempt += 1
             try:
-                resp = super().request(method, url, *args, **kwargs)
+                attempt = self._send_renewing(method, url, args, kwargs, renew)
             except requests.ConnectionError:
+                dropped += 1
                 retried += 1
-                pause = backoff(retried)
-                if retried > retries or waited + pause > snap.retry_max_wait:
+                pause = delay(retried, RETRY_FIRST, RETRY_MOST)
+                if retried > retries or waited + pause > budget:
                     raise
-                time.sleep(pause)
-                waited += pause
-                continue
-            pause = None
-            if not renewed and kwargs.get("auth") is None and isinstance(self.auth, TSAuth):
-                # Once more through this same path (as google-auth's AuthorizedSession does):
-                # the session's hooks, cookies and redirect rules apply to the resend too.
-                renewed = self.auth.renewed_after(resp)
-                pause = 0.0 if renewed else None
-            if pause is None and resp.status_code in RETRY_STATUSES and retried < retries:
+            else:
+                replies += attempt
+                renew = renew and len(attempt) == 1  # one renewal per request, not one per retry
+                resp = attempt[-1]
+                if resp.status_code not in RETRY_STATUSES or retried >= retries:
+                    return replies, len(replies) + dropped
                 retried += 1
-                pause = retry_wait(resp) or backoff(retried)
-                if waited + pause > snap.retry_max_wait:
-                    pause = None
-            if pause is None:
-                resp.history[:0] = earlier
-                if ours:
-                    resp.raise_for_status = partial(_raise_for_status, resp, snap.scopes, attempt)  # type: ignore[method-assign]
-                return resp
-            resp.content  # noqa: B018 - read the body so the connection can be reused
-            resp.close()
-            earlier.append(resp)
-            if pause:
-                time.sleep(pause)
-                waited += pause
+                pause = retry_wait(resp) or delay(retried, RETRY_FIRST, RETRY_MOST)
+                if waited + pause > budget:
+                    return replies, len(replies) + dropped
+                _release(resp)
+            time.sleep(pause)
+            waited += pause
+
+    def _send_renewing(
+        self, method: str, url: str, args: tuple[Any, ...], kwargs: dict[str, Any], renew: bool = True
+    ) -> list[requests.Response]:
+        """One attempt: the request, and when the API refused our bearer and a newer token
+        came, the same request once more through this same path (as google-auth's
+        AuthorizedSession does: the session's hooks, cookies and redirect rules apply to the
+        resend too). The replies, in order: one, or the refused one and the resend's."""
+        resp = super().request(method, url, *args, **kwargs)
+        if renew and kwargs.get("auth") is None and isinstance(self.auth, TSAuth) and self.auth.renewed_after(resp):
+            _release(resp)
+            return [resp, super().request(method, url, *args, **kwargs)]
+        return [resp]
+
+    def _answer(self, replies: list[requests.Response], snap: Snapshot | None, tries: int) -> requests.Response:
+        """The last reply, the earlier ones in its history; when the request went to the API
+        (``snap``, else None), its ``raise_for_status()`` raises an APIError that counts the
+        ``tries``."""
+        resp = replies[-1]
+        resp.history[:0] = replies[:-1]
+        if snap is not None:
+            resp.raise_for_status = partial(_raise_for_status, resp, snap.scopes, tries)  # type: ignore[method-assign]
+        return resp
+
+    def _url(self, url: str | bytes, snap: Snapshot) -> str:
+        url = url.decode() if isinstance(url, bytes) else url
+        return url if urlsplit(url).scheme else f"{self._base_of(snap)}/{url.lstrip('/')}"
+
+    def _open_stream(self, path: str, params: Mapping[str, Any], silence: float) -> requests.Response:
+        """One attempt at opening a stream (a single GET, and a resend after a renewal): the
+        stream's own reconnections are its retries, so never those of :meth:`request`."""
+        snap = self._source().current()
+        url = self._url(path, snap)
+        timeout = (STREAM_CONNECT_TIMEOUT, silence)
+        replies = self._send_renewing("GET", url, (), {"params": dict(params), "stream": True, "timeout": timeout})
+        return self._answer(replies, snap if _may_carry_token(url, snap) else None, len(replies))
 
     def iter_stream(
         self,
@@ -200,11 +255,17 @@ class TSSession(requests.Session):
     ) -> Stream:
         """Open one of TradeStation's streams (``marketdata/stream/quotes/MSFT,AAPL``) as an
         iterator of dicts, ``params`` as its query. It outlives the access token, reconnects
-        after GoAway, a drop or ``silence`` seconds without data, and stops on ``close()``,
-        ``break``, a ``with`` block's end or Ctrl-C. See :class:`Stream`.
+        after GoAway, a drop, a refusal worth repeating (429, 5xx; waiting as the reply says,
+        within ``retry_max_wait``) or ``silence`` seconds without data, and stops on
+        ``close()``, ``break``, a ``with`` block's end or Ctrl-C. See :class:`Stream`.
         """
-        return open_stream(
-            self, path, params, heartbeats=heartbeats, markers=markers, silence=silence, max_reconnects=max_reconnects
+        return Stream(
+            partial(self._open_stream, path, params),
+            heartbeats=heartbeats,
+            markers=markers,
+            silence=silence,
+            max_reconnects=max_reconnects,
+            max_wait=self._source().current().retry_max_wait,
         )
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:

@@ -3,6 +3,7 @@ whatever keeps the sign-in current and signs in."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -14,6 +15,7 @@ from ..protocol import Snapshot
 from ..store import NOT_KEPT
 
 Listener = Callable[[Snapshot], None]
+log = logging.getLogger(__name__)
 # How long %ts_login waits for the browser by default.
 LOGIN_TIMEOUT = 300.0
 # Why a sign-in is not kept (and how to keep it), as already said in this process: said in
@@ -38,6 +40,35 @@ def wait_interruptibly(event: threading.Event, timeout: float) -> bool:
     while not event.is_set() and time.monotonic() < deadline:
         event.wait(min(0.2, max(0.0, deadline - time.monotonic())))
     return event.is_set()
+
+
+class Listeners:
+    """Whoever listens to a token source (widgets, ``%ts_login``'s wait), told of each change
+    one at a time, the newest state only and in version order, from whichever thread made it."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self._delivered = -1
+
+    def add(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def tell(self, snap: Snapshot) -> None:
+        """Tell every listener of ``snap``, unless a newer state was told already."""
+        with self._lock:
+            if snap.version <= self._delivered:
+                return
+            self._delivered = snap.version
+            for listener in list(self._listeners):
+                try:
+                    listener(snap)
+                except Exception:  # a broken listener must not stop the others
+                    log.debug("ts_notebook listener failed", exc_info=True)
 
 
 @dataclass(frozen=True)

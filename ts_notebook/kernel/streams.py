@@ -4,9 +4,11 @@ A stream is a chunked reply of newline-delimited JSON objects whose boundaries h
 do with the chunks'. :class:`JSONLines` splits bytes into objects whatever the chunking
 (mid-object, several per chunk, a UTF-8 character cut in two). :class:`Stream` reads large
 chunks, swallows heartbeats, notes ``EndSnapshot``, and opens the stream again (with the
-token current then) after ``GoAway``, a dropped connection or a silence longer than a few
-heartbeats, backing off while it keeps failing. Errors the stream sends raise
-:class:`APIError`, except one about a single symbol, which is a warning.
+token current then) after ``GoAway``, a dropped connection, a refusal worth repeating (429,
+5xx) or a silence longer than a few heartbeats, backing off while it keeps failing: its
+reconnections are its only retries (one request each, never the session's retries as well).
+Errors the stream sends raise :class:`APIError`, except one about a single symbol, which is a
+warning.
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ from typing import Any
 
 import requests
 
+from ..backoff import delay
 from ..errors import TSError
-from .replies import APIError, endpoint
+from .replies import APIError, endpoint, retry_wait
 
 # TradeStation sends a heartbeat after 5 s without data; this much silence means a dead stream.
 SILENCE = 15.0
 # Consecutive failed (re)connections before the stream gives up and raises.
 MAX_RECONNECTS = 5
+# The wait before a reconnection after a failure: this, doubling while it keeps failing, at most
+# RECONNECT_MOST. A reply that names its wait (Retry-After, the rate-limit reset) is waited out
+# instead, when that is no longer than the stream's max_wait.
+RECONNECT_FIRST, RECONNECT_MOST = 0.5, 15.0
 # Errors inside a stream that mean "open it again" rather than "stop": at once, or after a while.
 REOPEN_NOW = frozenset({"GoAway"})
 REOPEN_LATER = frozenset({"InternalServerError"})
@@ -37,10 +44,15 @@ STREAM_HINTS = {
 }
 
 
-try:  # several times faster than the standard library on stream-sized objects (bench/streams.py)
-    from orjson import loads as _loads
-except ImportError:  # pragma: no cover - orjson is a dependency; the standard parser also works
-    _loads = json.loads
+def _json_parser() -> Callable[[bytes], Any]:
+    # orjson is several times faster than the standard library on stream-sized objects
+    # (bench/streams.py); imported with the first stream, so that `import ts_notebook` is not
+    # slower for it.
+    try:
+        from orjson import loads
+    except ImportError:  # pragma: no cover - orjson is a dependency; the standard parser also works
+        return json.loads
+    return loads
 
 
 class StreamFailed(TSError, requests.ConnectionError):
@@ -57,33 +69,48 @@ class JSONLines:
     MAX_LINE = 16 * 1024 * 1024
 
     def __init__(self) -> None:
-        self._rest = b""
+        self._rest = bytearray()  # the unfinished line: grows in place, even a byte at a time
+        self._loads = _json_parser()
 
     def feed(self, data: bytes) -> list[Any]:
         """The objects completed by ``data`` (the unfinished tail waits for the next feed)."""
-        lines = (self._rest + data).split(b"\n")
-        self._rest = lines.pop()
-        if len(self._rest) > self.MAX_LINE:
-            self._rest = b""
-            raise ValueError(f"a stream line longer than {self.MAX_LINE} bytes")
-        out: list[Any] = []
-        for line in lines:
-            if line.strip():
-                out.extend(_objects(line))
-        return out
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._rest += data
+            self._check_rest()
+            return []
+        block = self._rest + data[:end] if self._rest else data[:end]
+        self._rest = bytearray(data[end + 1 :])
+        self._check_rest()
+        # Every complete line in one parse: as a JSON array, the newlines made commas (a raw
+        # newline cannot be inside a JSON string, nor a byte of a UTF-8 character). A block
+        # that does not parse so (a blank or broken line) is read again line by line.
+        try:
+            return self._loads(b"[" + block.replace(b"\n", b",") + b"]")
+        except (ValueError, RecursionError):  # orjson's JSONDecodeError is a ValueError
+            out: list[Any] = []
+            for line in block.split(b"\n"):
+                if line.strip():
+                    out.extend(_objects(line, self._loads))
+            return out
 
     def close(self) -> list[Any]:
         """The last object, when the reply ended without a newline after it."""
-        rest, self._rest = self._rest, b""
-        return _objects(rest) if rest.strip() else []
+        rest, self._rest = bytes(self._rest), bytearray()
+        return _objects(rest, self._loads) if rest.strip() else []
+
+    def _check_rest(self) -> None:
+        if len(self._rest) > self.MAX_LINE:
+            self._rest = bytearray()
+            raise ValueError(f"a stream line longer than {self.MAX_LINE} bytes")
 
 
-def _objects(line: bytes) -> list[Any]:
+def _objects(line: bytes, loads: Callable[[bytes], Any]) -> list[Any]:
     """The objects on one line: one, or (from a server that omits newlines) several in a row;
     none, with a warning, when the line is not JSON."""
     try:
-        return [_loads(line)]
-    except json.JSONDecodeError:  # orjson's error is a subclass
+        return [loads(line)]
+    except (ValueError, RecursionError):
         text, decoder, out, at = line.decode("utf-8", errors="replace"), json.JSONDecoder(), [], 0
         try:
             while at < len(text):
@@ -97,11 +124,6 @@ def _objects(line: bytes) -> list[Any]:
         return out
 
 
-def backoff(failures: int) -> float:
-    """Seconds before reconnecting after ``failures`` failures in a row: 0.5 s doubling, 15 s at most."""
-    return min(15.0, 0.5 * 2 ** (failures - 1))
-
-
 class Stream:
     """An open TradeStation stream: iterate it for dicts. ``close()`` (from any thread), leaving
     a ``with`` block, or Ctrl-C ends it and releases its connection; so does ``break`` out of
@@ -109,13 +131,16 @@ class Stream:
     released when closed or dropped).
 
     Args:
-        opener: opens the stream once (``session.request("GET", path, stream=True, ...)``),
-            with the token current at that moment.
+        opener: opens the stream once, with one request (and the token current at that
+            moment): given the silence, it returns the reply, whatever its status.
         heartbeats: also yield ``{"Heartbeat": ...}`` objects (swallowed by default).
         markers: also yield ``{"StreamStatus": "EndSnapshot"}`` (``snapshot_done`` says it
             either way).
         silence: seconds without a byte after which the stream is opened again.
         max_reconnects: failed (re)connections in a row before giving up.
+        max_wait: the longest wait a refusal may name (``Retry-After``, the rate-limit reset)
+            that is waited out before opening again; a longer one, or none, waits as after a
+            drop. ``ts.session`` passes its ``retry_max_wait``.
 
     Attributes:
         snapshot_done: True once the server said the snapshot is complete (the current
@@ -136,7 +161,7 @@ class Stream:
         return self._reader.reconnects
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self
+        return self._items  # the loop itself: a for loop then costs no call of ours per item
 
     def __next__(self) -> dict[str, Any]:
         return next(self._items)
@@ -170,9 +195,11 @@ class _Reader:
         markers: bool = False,
         silence: float = SILENCE,
         max_reconnects: int = MAX_RECONNECTS,
+        max_wait: float = 0.0,
     ) -> None:
         self._opener = opener
-        self.heartbeats, self.markers, self.silence, self.max_reconnects = heartbeats, markers, silence, max_reconnects
+        self.heartbeats, self.markers, self.silence = heartbeats, markers, silence
+        self.max_reconnects, self.max_wait = max_reconnects, max_wait
         self.snapshot_done = False
         self.reconnects = 0
         self._closed = threading.Event()
@@ -203,27 +230,29 @@ class _Reader:
                 except APIError as exc:
                     if exc.status < 500 and exc.status != 429:
                         raise  # refused (scope, symbol, sign-in): opening again cannot help
-                    failures = self._failed(failures)
+                    failures = self._failed(failures, exc, self._asked_wait(exc.response))
                     continue
-                except requests.RequestException:
+                except requests.RequestException as exc:
                     if self._closed.is_set():
                         return
-                    failures = self._failed(failures)
+                    failures = self._failed(failures, exc)
                     continue
-                gave = False
                 try:
-                    for item in self._read(resp):
-                        failures, gave = 0, True
-                        yield item
-                    if not gave and not self._closed.is_set():
-                        failures = self._failed(failures)  # ended with nothing: never a busy loop
+                    items = self._read(resp)
+                    first = next(items, None)
+                    if first is not None:
+                        failures = 0
+                        yield first
+                        yield from items
+                    elif not self._closed.is_set():
+                        failures = self._failed(failures, None)  # ended with nothing: never a busy loop
                 except APIError:
                     raise  # an error the stream sent that ends it
-                except (requests.RequestException, OSError, ValueError, RecursionError):
+                except (requests.RequestException, OSError, ValueError, RecursionError) as exc:
                     # Dropped, silent too long, or cut mid-object: open it again.
                     if self._closed.is_set():
                         return
-                    failures = self._failed(failures)
+                    failures = self._failed(failures, exc)
                 finally:
                     resp.close()
                 if not self._closed.is_set():
@@ -247,14 +276,22 @@ class _Reader:
                 resp.close()
         return resp
 
-    def _failed(self, failures: int) -> int:
+    def _asked_wait(self, resp: requests.Response | None) -> float | None:
+        """The wait a refusal named, when it is one to wait out (at most ``max_wait``)."""
+        asked = retry_wait(resp) if resp is not None else None
+        return asked if asked and asked <= self.max_wait else None
+
+    def _failed(self, failures: int, exc: BaseException | None, wait: float | None = None) -> int:
+        """One more failure in a row (``exc``, or None for a reply that ended with nothing):
+        wait before the next try, ``wait`` or the backoff; raise once there were too many."""
         failures += 1
         if failures > self.max_reconnects:
-            raise StreamFailed(
-                f"The stream failed {failures} times in a row (dropped, or silent for {self.silence:.0f} s); "
-                "check the network, then start it again"
-            )
-        self._closed.wait(backoff(failures))  # close() ends the wait at once
+            if isinstance(exc, APIError):
+                why, then = f"{exc.status} {exc.error} on {exc.endpoint}", exc.hint
+            else:
+                why, then = f"dropped, or silent for {self.silence:.0f} s", "Check the network, then start it again"
+            raise StreamFailed(f"The stream failed {failures} times in a row ({why}). {then}") from exc
+        self._closed.wait(wait or delay(failures, RECONNECT_FIRST, RECONNECT_MOST))  # close() ends it at once
         return failures
 
     def _read(self, resp: requests.Response) -> Iterator[dict[str, Any]]:
@@ -297,14 +334,3 @@ class _Reader:
             return False
         hint = STREAM_HINTS.get(error, "Start the stream again; if it keeps failing, check TradeStation's status")
         raise APIError(resp.status_code, error, message, endpoint(resp), hint, resp)
-
-
-def open_stream(
-    session: requests.Session, path: str, params: Mapping[str, Any] | None = None, **options: Any
-) -> Stream:
-    """A :class:`Stream` of ``path`` (relative to the API base) through ``session``."""
-
-    def opener(silence: float) -> requests.Response:
-        return session.request("GET", path, params=dict(params or {}), stream=True, timeout=(10.0, silence))
-
-    return Stream(opener, **options)

@@ -13,37 +13,24 @@ import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
-from ..errors import ConfigError, OAuthError, TSError
+from ..errors import ConfigError, OAuthError
+from ..longpoll import Changes
 from ..loopback import relay_port
-from ..oauth import PENDING_TTL, OAuthClient, PendingLogin, callback_code, same_secret
+from ..oauth import OAuthClient, callback_code
+from ..pending import MAX_PENDING, PENDING_TTL, Entry, LoginRejected, PendingLogin, PendingLogins
 from ..protocol import Snapshot
-from ..signin import Changes, Holder, SignIn
-from ..store import Identity, Memory, open_memory
+from ..signin import Holder, SignIn
+from ..store import Identity, Store, open_store
 from ..tokens import TokenSet
 from .hubclient import ServiceSignIn
 from .relay import LoopbackRelay
 
 log = logging.getLogger(__name__)
 
-# At most this many logins may wait for their callback; the oldest is dropped beyond it.
-MAX_PENDING = 16
-
-
-class LoginRejected(TSError):
-    """A callback that does not belong to a live pending login of this browser."""
-
-
-@dataclass
-class _Pending:
-    login: PendingLogin
-    browser_key: str
-    # The callback on the origin that started the login: where the relay sends the browser.
-    return_to: str
-    via_relay: bool
+__all__ = ["LoginRejected", "TokenBroker"]
 
 
 class TokenBroker:
@@ -69,7 +56,7 @@ class TokenBroker:
         self._client: OAuthClient | None = None
         self.clock = clock
         self.changes = Changes()
-        self._pending: dict[str, _Pending] = {}
+        self._pending = PendingLogins("this Jupyter server")
         # Exchanges a browser's waiting page looks at again: ticket -> (when kept, the exchange).
         self._exchanges: dict[str, tuple[float, asyncio.Future[TokenSet]]] = {}
         self._closed = False
@@ -82,12 +69,12 @@ class TokenBroker:
         if settings.hub_service_url and hub_token and not config_error:
             self.signin = ServiceSignIn(settings.hub_service_url, hub_token, self.changes.bump)
         else:
-            memory = (
-                Memory(None, Identity.of(settings), "the settings above need fixing first.")
+            store = (
+                Store(None, Identity.of(settings), "the settings above need fixing first.")
                 if config_error
-                else open_memory(settings)
+                else open_store(settings)
             )
-            self.signin = SignIn(memory, lambda: self.client, self._pool, self.changes.bump)
+            self.signin = SignIn(store, lambda: self.client, self._pool, self.changes.bump)
 
     async def restore(self) -> None:
         """Take up the sign-in kept by an earlier run, if any (see :meth:`SignIn.restore`)."""
@@ -99,10 +86,6 @@ class TokenBroker:
     def version(self) -> int:
         """The state's version: it goes up at every change."""
         return self.changes.version
-
-    def watch(self) -> asyncio.Future[None]:
-        """A future that resolves at the next change; cancel it to stop watching."""
-        return self.changes.watch()
 
     def _off_loop(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         # A pool of our own: the loop's default executor may be busy with other extensions.
@@ -156,9 +139,7 @@ class TokenBroker:
                 if client.discovered
                 else await self._off_loop(client.begin_login, redirect_uri, state_prefix, scopes)
             )
-            while len(self._pending) >= MAX_PENDING:
-                self._pending.pop(next(iter(self._pending)))
-            self._pending[pending.state] = _Pending(pending, browser_key, return_to, via_relay)
+            self._pending.add(Entry(pending, browser_key, return_to, via_relay))
             added = True
         finally:
             self._opening -= opening
@@ -194,37 +175,30 @@ class TokenBroker:
             return False
         return True
 
-    def _prune(self) -> None:
-        now = self.clock()
-        for state in [s for s, p in self._pending.items() if p.login.expired(now)]:
-            del self._pending[state]
+    def _prune(self) -> int:
+        gone = self._pending.expire(self.clock())
         self._release_relay()
+        return gone
 
     def _expire_pending(self) -> None:
-        before = len(self._pending)
-        self._prune()
-        if len(self._pending) < before and not self._closed:
+        if self._prune() and not self._closed:
             self.changes.bump()
 
     def _release_relay(self) -> None:
-        if self.relay.listening and not self._opening and not any(p.via_relay for p in self._pending.values()):
+        if self.relay.listening and not self._opening and not self._pending.relayed:
             self.relay.close()
 
     def _relay_target(self, state: str) -> str | None:
-        entry = self._pending.get(state)
-        if entry is None or not entry.via_relay or entry.login.expired(self.clock()):
-            return None
-        return entry.return_to
+        return self._pending.relayed_to(state, self.clock())
 
     @property
     def login_pending(self) -> bool:
         """True while a started login has not come back (a pure read: expiry is pruned by timers)."""
-        now = self.clock()
-        return any(not p.login.expired(now) for p in self._pending.values())
+        return self._pending.live(self.clock())
 
     def has_pending_for(self, browser_key: str) -> bool:
         """True if this browser still has a login waiting for its callback."""
-        return any(same_secret(p.browser_key, browser_key) for p in self._pending.values())
+        return self._pending.has_for(browser_key)
 
     async def finish_login(self, params: dict[str, str], browser_key: str | None) -> TokenSet:
         """Finish the login a callback's query names, for the browser with ``browser_key``: claim
@@ -269,24 +243,10 @@ class TokenBroker:
             LoginRejected: unknown, used or expired state, or another browser's login. Nothing
                 changes then, except that an expired login is forgotten.
         """
-        entry = self._pending.get(state) if state else None
-        if entry is None:
-            raise LoginRejected(
-                "This sign-in is unknown to this Jupyter server: it was already used, or it was "
-                "started by another user or server. Run %ts_login and click the sign-in button again."
-            )
-        if entry.login.expired(self.clock()):
-            del self._pending[state]
+        try:
+            return self._pending.claim(state, browser_key, self.clock())
+        finally:
             self._release_relay()
-            raise LoginRejected("This sign-in took longer than 10 minutes and has expired. Run %ts_login again.")
-        if not browser_key or not same_secret(entry.browser_key, browser_key):
-            raise LoginRejected(
-                "This sign-in was started in another browser. Finish it in the browser where you "
-                "clicked the sign-in button, or run %ts_login again here."
-            )
-        del self._pending[state]
-        self._release_relay()
-        return entry.login
 
     def fail_login(self, message: str) -> None:
         """Record why a claimed login did not complete, for every widget to show."""

@@ -11,7 +11,6 @@ import base64
 import binascii
 import hashlib
 import json
-import math
 import re
 import secrets
 from typing import Any
@@ -24,12 +23,15 @@ from tornado import web
 
 from .. import hub
 from ..errors import ConfigError, NotSignedIn, OAuthError
+from ..longpoll import LONGPOLL, LongPollHandler, poll_arguments
 from ..loopback import LOOPBACK_NAMES, relay_port
-from ..oauth import PENDING_TTL, callback_params, same_secret
+from ..oauth import callback_params
 from ..pages import result_page
-from ..protocol import CALLBACK, KEY_HEADER, LONGPOLL, LONGPOLL_MAX
+from ..pending import PENDING_TTL, LoginRejected
+from ..protocol import CALLBACK, KEY_HEADER
 from ..redirects import choose_redirect_uri
-from .broker import LoginRejected, TokenBroker
+from ..tokens import same_secret
+from .broker import TokenBroker
 
 # A Host header as a browser sends it: a name or address and an optional port, nothing else.
 HOST = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
@@ -53,7 +55,7 @@ def is_owner(user: Any) -> bool:
 QUICK_ANSWER, LOOK_WAIT = 3.0, 15.0
 
 
-class Refused(web.HTTPError):
+class RefusedPage(web.HTTPError):
     """A request refused with a result page: its status, title and what to do. Every page
     but success is one of these, rendered by ``write_error``."""
 
@@ -71,7 +73,7 @@ class _Base(JupyterHandler):
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         if self.current_user and not is_owner(self.current_user):
-            raise Refused(
+            raise RefusedPage(
                 403,
                 "Not your sign-in",
                 "Only the owner of this Jupyter server can sign it in to "
@@ -105,14 +107,14 @@ class _Base(JupyterHandler):
         copied into a URL.
 
         Raises:
-            Refused: 400 for a malformed Host header.
+            RefusedPage: 400 for a malformed Host header.
         """
         return self._host().group(0)
 
     def _host(self) -> re.Match[str]:
         match = HOST.fullmatch(self.request.host or "")
         if match is None:
-            raise Refused(
+            raise RefusedPage(
                 400,
                 "TradeStation sign-in",
                 "The request's Host header is malformed. Open Jupyter by its usual address.",
@@ -139,7 +141,7 @@ class _Base(JupyterHandler):
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
         # tornado's default logs the whole URI, and a callback's query carries the code.
-        if isinstance(value, Refused):
+        if isinstance(value, RefusedPage):
             self.log.info("ts_notebook: %s %s refused (%d)", self.request.method, self.request.path, value.status_code)
             return
         self.log.warning(
@@ -149,7 +151,7 @@ class _Base(JupyterHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every page but success: a refusal's own, else a short message, never a traceback."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, Refused):
+        if isinstance(exc, RefusedPage):
             self._page(status_code, exc.title, exc.detail, ok=False)
             return
         detail = (
@@ -169,7 +171,7 @@ class LoginHandler(_Base):
         if self.request.headers.get("Sec-Fetch-Site", "none") not in allowed:
             # Another site's page must not start sign-ins here: each one holds the relay's
             # port and a place in the pending table, and could push a real one out.
-            raise Refused(
+            raise RefusedPage(
                 403,
                 "Sign-in not started",
                 "Another website tried to start a TradeStation sign-in "
@@ -187,7 +189,9 @@ class LoginHandler(_Base):
             scopes = self.broker.settings.login_scopes(self.get_query_argument("scopes", None))
             pending = await self.broker.begin_login(redirect_uri, browser_key, return_to, prefix, scopes)
         except (ConfigError, OAuthError) as exc:
-            raise Refused(400 if isinstance(exc, ConfigError) else 502, "Cannot start the sign-in", str(exc)) from exc
+            raise RefusedPage(
+                400 if isinstance(exc, ConfigError) else 502, "Cannot start the sign-in", str(exc)
+            ) from exc
         self.set_private_cookie(self.cookie_name, browser_key)
         self.redirect(pending.authorize_url)
 
@@ -229,9 +233,9 @@ class CallbackHandler(_Base):
                 self.broker.forget_exchange(ticket)
             tokens = outcome.result()
         except LoginRejected as exc:
-            raise Refused(400, "Sign-in not accepted", str(exc)) from exc
+            raise RefusedPage(400, "Sign-in not accepted", str(exc)) from exc
         except OAuthError as exc:
-            raise Refused(
+            raise RefusedPage(
                 400 if exc.permanent or exc.error == "invalid_request" else 502, "Sign-in not completed", str(exc)
             ) from exc
         finally:
@@ -366,10 +370,8 @@ class _API(APIHandler):
         self.finish(json.dumps(data))
 
 
-class TokenHandler(_API):
+class TokenHandler(LongPollHandler, _API):
     """GET api/token[?since=V]: the current state with the access token; long-polls on since."""
-
-    _wake: asyncio.Future[None] | None = None
 
     @allow_unauthenticated
     async def get(self) -> None:
@@ -377,24 +379,13 @@ class TokenHandler(_API):
         since = self.get_query_argument("since", "")
         if since:
             try:
-                since_v = int(since)
-                timeout = float(self.get_query_argument("timeout", str(LONGPOLL)))
-                if not math.isfinite(timeout):
-                    raise ValueError("timeout")
+                version, timeout = poll_arguments(since, self.get_query_argument("timeout", str(LONGPOLL)))
             except ValueError:
                 self.reply({"message": "since must be an integer version and timeout a number of seconds."}, 400)
                 return
-            if since_v == self.broker.version:
-                self._wake = self.broker.watch()
-                await asyncio.wait([self._wake], timeout=min(max(timeout, 0.0), LONGPOLL_MAX))
-                self._wake.cancel()
-                if self.request.connection.stream.closed():  # type: ignore[union-attr]
-                    return
+            if not await self.hold(self.broker.changes, version, timeout):
+                return
         self.reply(self.broker.snapshot().to_wire(include_token=True))
-
-    def on_connection_close(self) -> None:
-        if self._wake is not None:
-            self._wake.cancel()  # the kernel went away: stop waiting for it
 
 
 class RefreshHandler(_API):

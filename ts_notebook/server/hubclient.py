@@ -19,31 +19,19 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from .. import longpoll
+from ..config import PROVIDER_STEP
 from ..errors import ERROR_CODE, NotSignedIn, OAuthError
-from ..oauth import PendingLogin
-from ..protocol import LONGPOLL, LONGPOLL_GRACE, SERVICE_REFRESH, SERVICE_SIGNIN, handover, read_service_state
+from ..longpoll import LONGPOLL, LONGPOLL_GRACE, Follower
+from ..pending import PendingLogin
+from ..service_protocol import SERVICE_REFRESH, SERVICE_SIGNIN, Handover, read_service_state
 from ..tokens import TokenSet
 
 log = logging.getLogger(__name__)
 
 # Seconds a call to the service may take (an exchange waits for the provider, and its timeouts).
-CALL_TIMEOUT = 75.0
-# A service down for less than this is restarting: a renewal or sign-out waits it out, and the
-# watch does not tell kernels it is down. Longer, it is an outage.
-OUTAGE_WAIT = 20.0
-# After a failed long-poll the next waits RETRY_FIRST, doubling up to RETRY_MOST; never more than
-# RESTART_STEP while the service is restarting, so the server follows it again within a second of
-# its coming back (a sign-out in another of the user's servers must reach this one's kernels).
-RETRY_FIRST, RESTART_STEP, RETRY_MOST = 0.25, 1.0, 10.0
-
+CALL_TIMEOUT = PROVIDER_STEP + 5.0
 UNREACHABLE = "hub_service_unavailable"
-
-
-def retry_delay(failures: int, down_for: float) -> float:
-    """Seconds to wait before the next long-poll, after ``failures`` in a row over ``down_for``
-    seconds."""
-    delay = min(RETRY_MOST, RETRY_FIRST * 2 ** min(failures - 1, 16))  # a bounded exponent: hours down
-    return min(delay, RESTART_STEP) if down_for < OUTAGE_WAIT else delay
 
 
 class ServiceSignIn:
@@ -148,26 +136,23 @@ class ServiceSignIn:
             self._on_change()
 
     async def _watch(self) -> None:
-        """Follow the service's state for as long as the server runs."""
-        loop = asyncio.get_running_loop()
-        failures, down_since = 0, 0.0
+        """Follow the service's state for as long as the server runs (see ts_notebook.longpoll)."""
+        loop, follower = asyncio.get_running_loop(), Follower()
         while not self._closed:
             route = f"{SERVICE_SIGNIN}?since={self._version}"
             try:
                 await self._call("GET", route, resync=True, timeout=LONGPOLL + LONGPOLL_GRACE)
                 self._set_outage(None)
-                failures = 0
+                follower.answered()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
-                if failures == 1:
-                    down_since = loop.time()
+                wait, down = follower.failed(loop.time())
+                if follower.failures == 1:
                     log.warning("ts_notebook: cannot follow the hub's sign-in service (%s); retrying", exc)
-                down_for = loop.time() - down_since
-                if down_for >= OUTAGE_WAIT:  # not a restart: say so to every kernel
+                if down:  # not a restart: say so to every kernel
                     self._set_outage(str(exc))
-                await asyncio.sleep(retry_delay(failures, down_for))
+                await asyncio.sleep(wait)
 
     # -- what the broker asks ----------------------------------------------------------------------
 
@@ -183,7 +168,7 @@ class ServiceSignIn:
     async def complete(self, pending: PendingLogin, code: str) -> TokenSet:
         """Hand a claimed login's code, with its PKCE verifier and nonce, to the service."""
         try:
-            await self._call("POST", SERVICE_SIGNIN, handover(pending, code))
+            await self._call("POST", SERVICE_SIGNIN, Handover.of(pending, code).to_json())
         except OAuthError as exc:
             self.fail(str(exc))
             raise
@@ -197,7 +182,7 @@ class ServiceSignIn:
 
     async def _call_through_outage(self, method: str, route: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """A call that waits out a short outage of the service (a restart) before failing."""
-        deadline = asyncio.get_running_loop().time() + OUTAGE_WAIT
+        deadline = asyncio.get_running_loop().time() + longpoll.OUTAGE_WAIT
         while True:
             try:
                 return await self._call(method, route, body)
