@@ -154,11 +154,11 @@ def test_a_quote_stream_is_the_quotes_at_each_moment(market):
     assert marker == {"StreamStatus": "EndSnapshot"}
     rest = {q["Symbol"]: q for q in api(em, "/v3/marketdata/quotes/MSFT,AAPL,SPY", token).json()["Quotes"]}
     assert [{k: v for k, v in q.items() if k != "Description"} for q in snapshot] == list(rest.values())
-    moments = [datetime.fromisoformat(u["TradeTime"]) for u in updates]
+    moments = [datetime.fromisoformat(u["TradeTime"].replace("Z", "+00:00")) for u in updates]
     assert moments == [IN_SESSION + timedelta(seconds=n + 1) for n in range(len(updates))]
     assert len({u["Last"] for u in updates if u["Symbol"] == "MSFT"}) > 1
     for u in updates[::6]:  # each one what the quotes say at that moment
-        assert u == quote(em, token, u["Symbol"], datetime.fromisoformat(u["TradeTime"]))
+        assert u == quote(em, token, u["Symbol"], datetime.fromisoformat(u["TradeTime"].replace("Z", "+00:00")))
 
 
 def test_a_bar_stream_builds_the_bar_of_the_moment_and_closes_it(market):
