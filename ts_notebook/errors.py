@@ -101,7 +101,8 @@ def sign_in_ended(exc: BaseException) -> str | None:
     refresh token); None when ``exc`` is a passing failure, worth retrying."""
     if not isinstance(exc, OAuthError) or not exc.permanent:
         return None
-    return f"Your TradeStation sign-in has ended ({exc.description or exc.error}). Run %ts_login to sign in again."
+    why = (exc.description or exc.error).rstrip(". ")
+    return f"Your TradeStation sign-in has ended ({why}). Run %ts_login to sign in again."
 
 
 class BrokerError(TSError):

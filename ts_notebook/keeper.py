@@ -116,8 +116,13 @@ def fresh(expires_at: float, lifetime: float, now: float | None = None) -> bool:
     return left > min(EXPIRY_SKEW, lifetime / 4)
 
 
+def renews_at(expires_at: float, lifetime: float) -> float:
+    """When an access token that expires at ``expires_at`` is due for renewal (wall clock)."""
+    return expires_at - min(RENEW_BEFORE, lifetime / 3)
+
+
 def _until_due(tokens: TokenSet, now: float | None) -> float:
-    return tokens.seconds_left(now) - min(RENEW_BEFORE, tokens.lifetime / 3)
+    return renews_at(tokens.expires_at, tokens.lifetime) - (time.time() if now is None else now)
 
 
 def due(tokens: TokenSet, now: float | None = None) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import tokens as codec
 from .config import MAX_RETRIES, RETRY_MAX_WAIT
-from .keeper import fresh
+from .keeper import fresh, renews_at
 from .longpoll import LONGPOLL, LONGPOLL_GRACE, LONGPOLL_MAX
 from .tokens import DEFAULT_LIFETIME, TokenSet, display_name
 
@@ -201,6 +201,9 @@ class Snapshot:
         }
         if self.tokens is not None:
             data.update(codec.to_json(self.tokens, now, access=include_token))
+            # For people (the status bar): the name to show, and when the renewal is due.
+            data["display_name"] = self.display_name
+            data["renews_in"] = renews_at(self.expires_at, self.lifetime) - now
         return data
 
     @property

@@ -498,3 +498,33 @@ def test_nothing_secret_at_rest_or_in_any_log(service_hub):
     logs = service_hub.log.read_text() + service_hub.service.log.read_text()
     assert not [s for s in secrets_seen if s.encode() in at_rest]
     assert not [s for s in secrets_seen if s in logs]
+
+
+def test_the_status_bar_of_every_server_of_hers_shows_her_one_sign_in(service_hub, alice):
+    """What JupyterLab's status item reads, as it reads it: with the hub user's browser session,
+    from a server she never signed in from; it follows her sign-out there, and bob's says his."""
+    browser = service_hub.browser("alice")
+    research = service_hub.start("alice", "research")
+    assert "Signed in to TradeStation" in service_hub.run(research, UNTIL_SIGNED_IN)
+
+    assert browser.get(f"{research}lab").status_code == 200  # JupyterLab's page: the server's cookie
+    status = browser.get(f"{research}ts_notebook/api/status")
+    assert status.status_code == 200, status.text[:300]
+    now = status.json()
+    assert now["signed_in"] is True and now["display_name"] == "analyst" and "access_token" not in now
+    assert "kept by the hub's ts_notebook service" in now["kept"]
+
+    poll = browser.http.get(
+        f"{research}ts_notebook/api/status", params={"since": now["version"], "timeout": 0}, timeout=30
+    )
+    assert poll.json()["version"] == now["version"]  # nothing new yet
+    service_hub.run(alice, "import ts_notebook as ts\nts.logout()")
+    deadline = time.monotonic() + 30
+    while browser.http.get(f"{research}ts_notebook/api/status", timeout=30).json()["signed_in"]:
+        assert time.monotonic() < deadline, "the status never said signed out"
+        time.sleep(0.2)
+
+    bobs, server = service_hub.browser("bob"), service_hub.start("bob")
+    assert bobs.get(f"{server}lab").status_code == 200
+    bob = bobs.get(f"{server}ts_notebook/api/status")
+    assert bob.status_code == 200 and bob.json()["signed_in"] is False

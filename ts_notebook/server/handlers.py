@@ -370,8 +370,11 @@ class _API(APIHandler):
         self.finish(json.dumps(data))
 
 
-class TokenHandler(LongPollHandler, _API):
-    """GET api/token[?since=V]: the current state with the access token; long-polls on since."""
+class _State(LongPollHandler, _API):
+    """A GET of the state that long-polls on ``?since=V[&timeout=S]`` (the one contract of
+    :mod:`ts_notebook.longpoll`); ``include_token`` says whether the access token is in it."""
+
+    include_token = False
 
     @allow_unauthenticated
     async def get(self) -> None:
@@ -385,7 +388,13 @@ class TokenHandler(LongPollHandler, _API):
                 return
             if not await self.hold(self.broker.changes, version, timeout):
                 return
-        self.reply(self.broker.snapshot().to_wire(include_token=True))
+        self.reply(self.broker.snapshot().to_wire(include_token=self.include_token))
+
+
+class TokenHandler(_State):
+    """GET api/token[?since=V]: the current state with the access token, for kernels."""
+
+    include_token = True
 
 
 class RefreshHandler(_API):
@@ -430,10 +439,6 @@ class LogoutHandler(_API):
         )
 
 
-class StatusHandler(_API):
-    """GET api/status: the state without the access token."""
-
-    @allow_unauthenticated
-    async def get(self) -> None:
-        self.require_access()
-        self.reply(self.broker.snapshot().to_wire(include_token=False))
+class StatusHandler(_State):
+    """GET api/status[?since=V]: the state without the access token, for the browser (JupyterLab's
+    status bar long-polls it with its Jupyter session)."""

@@ -83,14 +83,15 @@ async def test_a_jupyter_user_may_read_the_token_and_a_browser_needs_xsrf_to_sig
     assert server.ext.broker.tokens is None
 
 
-async def test_a_long_poll_answers_at_once_on_a_change_and_after_its_timeout_otherwise(server, emulator):
-    version = (await asyncio.to_thread(api, server, "GET", "token")).json()["version"]
+@pytest.mark.parametrize("route", ["token", "status"])
+async def test_a_long_poll_answers_at_once_on_a_change_and_after_its_timeout_otherwise(server, emulator, route):
+    version = (await asyncio.to_thread(api, server, "GET", route)).json()["version"]
 
     started = time.monotonic()
-    idle = await asyncio.to_thread(api, server, "GET", "token", params={"since": version, "timeout": 0.3})
+    idle = await asyncio.to_thread(api, server, "GET", route, params={"since": version, "timeout": 0.3})
     assert idle.json()["version"] == version and time.monotonic() - started >= 0.3
 
-    poll = asyncio.ensure_future(asyncio.to_thread(api, server, "GET", "token", params={"since": version}))
+    poll = asyncio.ensure_future(asyncio.to_thread(api, server, "GET", route, params={"since": version}))
     await asyncio.sleep(0.3)
     assert not poll.done()
     await sign_in(server)
@@ -98,11 +99,30 @@ async def test_a_long_poll_answers_at_once_on_a_change_and_after_its_timeout_oth
     assert reply["version"] > version  # answered by the change, long before its 25 s timeout
 
 
+async def test_the_status_bar_long_polls_with_its_jupyter_session_and_never_gets_a_token(server, emulator):
+    b = (await sign_in(server)).browser
+    status = f"{server.url}ts_notebook/api/status"
+    now = (await asyncio.to_thread(b.http.get, status, timeout=10)).json()
+    assert now["signed_in"] is True and now["display_name"] == "analyst"
+    assert 0 < now["renews_in"] < now["expires_in"]  # the keeper's renewal time, as seconds from now
+
+    poll = asyncio.ensure_future(asyncio.to_thread(b.http.get, status, params={"since": now["version"]}, timeout=30))
+    await asyncio.sleep(0.3)
+    assert not poll.done()
+    await asyncio.to_thread(api, server, "POST", "logout")  # a kernel signs out
+    news = (await asyncio.wait_for(poll, 5)).json()
+    assert news["signed_in"] is False and news["version"] > now["version"]
+    for reply in (now, news):
+        assert not {"access_token", "refresh_token", "id_token"} & set(reply)
+        assert not [s for s in emulator.issued_secrets() if s and s in json.dumps(reply)]
+
+
+@pytest.mark.parametrize("route", ["token", "status"])
 @pytest.mark.parametrize(
     "query", ["since=abc", "since=1&timeout=soon", "since=1&timeout=nan"], ids=["since", "timeout", "nan"]
 )
-async def test_malformed_long_poll_arguments_get_a_message(server, query):
-    r = await asyncio.to_thread(api, server, "GET", f"token?{query}")
+async def test_malformed_long_poll_arguments_get_a_message(server, query, route):
+    r = await asyncio.to_thread(api, server, "GET", f"{route}?{query}")
     assert r.status_code == 400 and "since must be an integer" in r.json()["message"]
 
 
