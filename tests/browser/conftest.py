@@ -33,7 +33,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 # Screenshots a person can look at after a run.
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +97,11 @@ def quiet_lab(tmp_path: Path) -> None:
 @pytest.fixture(params=["lab", "notebook"])
 def jupyter(request, emulator, client_secret, tmp_path):
     """``jupyter lab`` or ``jupyter notebook`` with ts_notebook enabled by its install alone."""
-    app = request.param
+    yield from run_jupyter(sys.executable, request.param, emulator, client_secret, tmp_path)
+
+
+def run_jupyter(python: str, app: str, emulator, client_secret: str, tmp_path: Path, **env_more: str):
+    """Start ``python -m jupyter APP`` against the emulator; yield it running, then stop it."""
     port = free_port()
     token = secrets.token_hex(16)
     root = tmp_path / "root"
@@ -110,11 +115,12 @@ def jupyter(request, emulator, client_secret, tmp_path):
         JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
         JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
+        **env_more,
     )
     quiet_lab(tmp_path)
     log = tmp_path / f"{app}.log"
     cmd = [
-        sys.executable,
+        python,
         "-m",
         "jupyter",
         app,
@@ -148,6 +154,41 @@ def jupyter(request, emulator, client_secret, tmp_path):
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def wheel_python(tmp_path_factory) -> str:
+    """The Python of a new venv holding only ts_notebook's wheel (with its prebuilt JupyterLab
+    extension), JupyterLab and Notebook 7: installed as a user would, never editable. The
+    wheel is .ci/run's (TEST_WHEEL), else one built here."""
+    where = tmp_path_factory.mktemp("wheel-venv")
+    wheel = os.environ.get("TEST_WHEEL")
+    if not wheel:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(where / "dist"), str(ROOT)],
+            check=True,
+            timeout=600,
+        )
+        wheel = str(next((where / "dist").glob("ts_notebook-*.whl")))
+    venv_dir = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv_dir)], check=True, timeout=120)
+    python = str(venv_dir / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    pip = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel, "jupyterlab>=4", "notebook>=7"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
+    return python
+
+
+@pytest.fixture(params=["lab", "notebook"])
+def jupyter_from_wheel(request, wheel_python, emulator, client_secret, tmp_path):
+    """``jupyter lab`` or ``jupyter notebook`` from the wheel's venv (see ``wheel_python``)."""
+    yield from run_jupyter(wheel_python, request.param, emulator, client_secret, tmp_path)
 
 
 @pytest.hookimpl(hookwrapper=True)
