@@ -145,6 +145,8 @@ class Snapshot:
     configured: bool = True
     # Where the sign-in is kept across restarts, in words (``Store.kept``).
     kept: str = ""
+    # Whether it renews itself (a refresh token is held, here or by the hub service).
+    renews: bool = False
     # How ts.session retries (the server's settings reach its kernels here).
     max_retries: int = MAX_RETRIES
     retry_max_wait: float = RETRY_MAX_WAIT
@@ -159,6 +161,7 @@ class Snapshot:
         login_pending: bool = False,
         configured: bool = True,
         kept: str = "",
+        renews: bool = False,
     ) -> Snapshot:
         """The state of a token keeper (``settings`` gives the API URLs and retry limits)."""
         t = tokens
@@ -178,6 +181,7 @@ class Snapshot:
             login_pending=login_pending,
             configured=configured,
             kept=kept,
+            renews=renews and t is not None,
             max_retries=settings.max_retries,
             retry_max_wait=settings.retry_max_wait,
         )
@@ -201,9 +205,11 @@ class Snapshot:
         }
         if self.tokens is not None:
             data.update(codec.to_json(self.tokens, now, access=include_token))
-            # For people (the status bar): the name to show, and when the renewal is due.
+            # For people (the status bar): the name to show, and when the renewal is due (none
+            # is, for a sign-in with no refresh token: it ends when its access token expires).
             data["display_name"] = self.display_name
-            data["renews_in"] = renews_at(self.expires_at, self.lifetime) - now
+            if self.renews:
+                data["renews_in"] = renews_at(self.expires_at, self.lifetime) - now
         return data
 
     @property

@@ -96,6 +96,12 @@ class Driver:
         """Where the sign-in is kept across restarts, in words."""
         return self.store.kept
 
+    @property
+    def renews(self) -> bool:
+        """Whether the current sign-in renews itself (it holds a refresh token)."""
+        tokens = self.keeper.tokens
+        return tokens is not None and tokens.refresh_token is not None
+
     # -- events (each blocks on I/O in the calling thread) -------------------------------------
 
     def restore_now(self) -> None:
@@ -308,6 +314,9 @@ class Holder(Protocol):
 
     @property
     def kept(self) -> str: ...
+
+    @property
+    def renews(self) -> bool: ...
 
     async def restore(self) -> None: ...
 

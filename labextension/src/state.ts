@@ -19,6 +19,7 @@ export interface SignInState {
   display_name?: string;
   scopes?: string[];
   expires_in?: number;
+  /** Absent when the sign-in has no refresh token: it ends when the access token expires. */
   renews_in?: number;
 }
 
@@ -148,7 +149,11 @@ export function details(reading: Reading | null, now: number, down = false): Det
     rows.push(['API', `${apiName(s)} · ${s.env === 'sim' ? s.sim_api_url : s.api_url}`]);
     rows.push(['Scopes', (s.scopes ?? []).join(' ')]);
     rows.push(['Token valid', `${inMinutes(expires - now)} more (until ${clock(expires)})`]);
-    rows.push(['Renews', renews > now ? `by itself at ${clock(renews)}` : 'by itself, now']);
+    if (s.renews_in === undefined) {
+      rows.push(['Renews', 'never: no refresh token (sign in again when the token expires)']);
+    } else {
+      rows.push(['Renews', renews > now ? `by itself at ${clock(renews)}` : 'by itself, now']);
+    }
     if (s.kept) {
       rows.push(['Kept', s.kept]);
     }

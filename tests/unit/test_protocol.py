@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from ts_notebook import keeper
 from ts_notebook.config import Settings
 from ts_notebook.protocol import VERSION, OtherVersion, RuntimeInfo, Snapshot
 from ts_notebook.tokens import TokenSet
@@ -63,3 +64,17 @@ def test_signed_out_has_no_expiry_on_the_wire():
     wire = snap.to_wire(include_token=True)
     assert wire["signed_in"] is False and "expires_in" not in wire and "access_token" not in wire
     assert Snapshot.from_wire(wire).error == "Run %ts_login"
+
+
+@pytest.mark.parametrize("renews", [True, False], ids=["refresh-token", "none"])
+def test_the_state_for_people_says_when_the_sign_in_renews_and_only_if_it_does(renews):
+    settings = Settings.load(environ={}, client_id="c")
+    tokens = TokenSet.from_response(
+        {"access_token": "a", "expires_in": 1200, "scope": "openid"}, claims={"name": "Ann"}, now=1000.0
+    )
+    status = Snapshot.of(7, tokens, settings, renews=renews).to_wire(include_token=False, now=1100.0)
+    assert status["display_name"] == "Ann"
+    if renews:  # the keeper's rule: RENEW_BEFORE (5 min) before expiry, a third of a short lifetime
+        assert status["renews_in"] == 1100.0 - min(keeper.RENEW_BEFORE, 1200 / 3)
+    else:  # no refresh token: it ends when the access token expires
+        assert "renews_in" not in status

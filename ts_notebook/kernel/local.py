@@ -65,6 +65,7 @@ class LocalSource(TokenSource):
             login_pending=self.pending_login is not None and not self.pending_login.done.is_set(),
             configured=bool(self.settings.client_id),
             kept=self.signin.kept,
+            renews=self.signin.renews,
         )
 
     def _changed(self) -> None:

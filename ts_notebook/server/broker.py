@@ -311,4 +311,5 @@ class TokenBroker:
             login_pending=self.login_pending,
             configured=bool(self.settings.client_id) and not self.config_error,
             kept=self.signin.kept,
+            renews=self.signin.renews,
         )

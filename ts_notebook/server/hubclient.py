@@ -66,6 +66,11 @@ class ServiceSignIn:
     def error(self) -> str | None:
         return self._outage or self._error
 
+    @property
+    def renews(self) -> bool:
+        # The hub service holds the refresh token and renews; a sign-in it cannot renew ends.
+        return self._tokens is not None
+
     # -- talking to the service ------------------------------------------------------------------
 
     async def _call(

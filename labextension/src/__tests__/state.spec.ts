@@ -58,6 +58,11 @@ describe('the details', () => {
     expect(rows['Kept']).toBe('Kept in the system keyring.');
   });
 
+  it('say when a sign-in with no refresh token will not renew', () => {
+    const rows = Object.fromEntries(details(signedIn({ renews_in: undefined }), AT).rows);
+    expect(rows['Renews']).toMatch(/^never: no refresh token/);
+  });
+
   it('show the SIM address on SIM', () => {
     expect(Object.fromEntries(details(signedIn({ env: 'sim' }), AT).rows)['API']).toBe(
       'SIM · https://sim-api.tradestation.com/v3'
