@@ -67,10 +67,14 @@ class OAuthError(TSError):
     for ``error`` (``HINTS``).
     """
 
-    def __init__(self, error: str, description: str = "", hint: str | None = None) -> None:
+    def __init__(
+        self, error: str, description: str = "", hint: str | None = None, retry_after: float | None = None
+    ) -> None:
         hint = HINTS.get(error, OTHER_HINT) if hint is None else hint
         self.error = error
         self.description = description
+        # Seconds the provider asked to be left alone (its Retry-After), if it said.
+        self.retry_after = retry_after
         text = f"TradeStation sign-in failed: {error}"
         if description:
             text += f" ({description})"

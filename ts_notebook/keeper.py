@@ -152,8 +152,11 @@ def replaced(stale: str | None, current: str | None) -> bool:
 
 def call_needed(tokens: TokenSet | None, stale: str | None, now: float | None = None) -> bool:
     """Whether a renewal asked for from outside (the hub service's ``api/refresh``) may reach the
-    provider: only when a token was refused, or the current one is due. Asking cannot force it."""
-    return tokens is not None and (stale is not None or due(tokens, now))
+    provider: only when the current token was refused (a refused token replaced since is not),
+    or the current one is due. Asking cannot force it."""
+    if tokens is None:
+        return False
+    return (stale is not None and not replaced(stale, tokens.access_token)) or due(tokens, now)
 
 
 def another_person(a: TokenSet, b: TokenSet) -> bool:

@@ -154,7 +154,13 @@ def refusal(resp: requests.Response, where: str, sent: Mapping[str, str]) -> OAu
     except ValueError:
         body = None
     body = body if isinstance(body, dict) else {}
-    fallback = "server_error" if resp.status_code >= 500 else "invalid_request"
+    fallback = (
+        "server_error"
+        if resp.status_code >= 500
+        else "temporarily_unavailable"
+        if resp.status_code == 429
+        else "invalid_request"
+    )
     error = str(body.get("error") or fallback)
     description = str(body.get("error_description") or f"HTTP {resp.status_code} from {where}")
     for value in (sent.get(name) for name in SECRET_FIELDS):
@@ -162,7 +168,15 @@ def refusal(resp: requests.Response, where: str, sent: Mapping[str, str]) -> OAu
             error, description = error.replace(value, "[redacted]"), description.replace(value, "[redacted]")
     if not ERROR_CODE.fullmatch(error):
         error, description = fallback, f"an error this client cannot read, from {where}"
-    return OAuthError(error, description[:MAX_DESCRIPTION])
+    return OAuthError(error, description[:MAX_DESCRIPTION], retry_after=retry_after(resp))
+
+
+def retry_after(resp: requests.Response) -> float | None:
+    """A reply's Retry-After in seconds (its delay-seconds form; at most an hour), if any."""
+    value = resp.headers.get("Retry-After", "").strip()
+    if not value.isdigit():
+        return None
+    return min(float(value), 3600.0)
 
 
 class OAuthClient:

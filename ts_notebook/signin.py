@@ -97,6 +97,11 @@ class Driver:
         return self.store.kept
 
     @property
+    def renewing(self) -> bool:
+        """Whether a renewal is under way (a caller asking now joins it)."""
+        return self.keeper.refreshing is not None
+
+    @property
     def renews(self) -> bool:
         """Whether the current sign-in renews itself (it holds a refresh token)."""
         tokens = self.keeper.tokens

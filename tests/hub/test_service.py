@@ -328,18 +328,90 @@ def test_many_servers_asking_to_renew_at_once_make_one_refresh(service_hub, alic
     assert all(g["ok"] for g in grants(service_hub, "refresh_token") if g["at"] >= since)
 
 
-def test_a_user_flooding_the_service_with_long_polls_holds_only_a_few(service_hub, bob_token):
+def test_a_user_flooding_the_service_with_long_polls_holds_only_a_few_and_is_told_when_to_come_back(
+    service_hub, bob_token
+):
     version = service_hub.service.call(bob_token, route="api/signin?since=0&timeout=0").json()["version"]
 
-    def poll(_: int) -> float:
+    def poll(_: int) -> tuple[float, requests.Response]:
         start = time.monotonic()
-        service_hub.service.call(bob_token, route=f"api/signin?since={version}&timeout=5")
-        return time.monotonic() - start
+        r = service_hub.service.call(bob_token, route=f"api/signin?since={version}&timeout=5")
+        return time.monotonic() - start, r
 
     with ThreadPoolExecutor(40) as pool:
-        waited = list(pool.map(poll, range(40)))
+        polls = list(pool.map(poll, range(40)))
 
-    assert sum(w < 2 for w in waited) >= 8 and sum(w >= 4 for w in waited) <= 32, sorted(round(w, 1) for w in waited)
+    refused = [r for w, r in polls if r.status_code == 429]
+    assert len(refused) >= 8 and sum(w >= 4 for w, _ in polls) <= 32, sorted(round(w, 1) for w, _ in polls)
+    assert all(int(r.headers["Retry-After"]) >= 1 and "one per server" in r.json()["message"] for r in refused)
+
+
+def user_token(hub: Hub, name: str) -> str:
+    """A hub token of ``name``'s that may call the service, as that user's servers' tokens may."""
+    scopes = {"scopes": [f"access:services!service={SERVICE}"]}
+    return hub.api.post(f"{hub.url}hub/api/users/{name}/tokens", json=scopes, timeout=30).json()["token"]
+
+
+def test_a_user_forcing_renewals_makes_at_most_one_provider_call_per_30_s(service_hub):
+    """Her own current token sent back as refused, as fast as she can for 3 s (412 renewals at
+    TradeStation before, signing the whole hub out with a provider that throttles)."""
+    hub_sign_in(service_hub, service_hub.browser("carol"), service_hub.start("carol"))
+    token = user_token(service_hub, "carol")
+    since, replies = time.time(), []
+    deadline = time.monotonic() + 3
+    try:
+        while time.monotonic() < deadline:
+            current = service_hub.service.call(token, route="api/signin?since=0&timeout=0").json()["access_token"]
+            body = json.dumps({"stale": current})
+            replies.append(service_hub.service.call(token, "POST", "api/refresh", data=body))
+    finally:  # signed out and revoked: no renewals of hers in later tests' counts
+        service_hub.service.call(token, "DELETE")
+
+    renewals = [g for g in grants(service_hub, "refresh_token") if g["at"] >= since]
+    refused = [r for r in replies if r.status_code == 429]
+    assert len(replies) > 50, len(replies)
+    # The timers of the users signed in here (3-second tokens) and at most one forced renewal.
+    assert len(renewals) <= 10, (len(renewals), len(replies))
+    assert len(refused) > 40 and all(int(r.headers["Retry-After"]) >= 1 for r in refused)
+    assert "Renewed less than 30 s ago" in refused[0].json()["message"]
+
+
+def test_a_user_sending_made_up_codes_gets_three_exchanges_a_minute(service_hub):
+    """602 token-endpoint calls in 3 s before."""
+    token = user_token(service_hub, "dave")
+    body = json.dumps({"code": "made-up", "code_verifier": "v" * 43, "nonce": "n", "redirect_uri": "http://h/cb"})
+    since, replies = time.time(), []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        replies.append(service_hub.service.call(token, "POST", data=body))
+
+    exchanges = [g for g in grants(service_hub, "authorization_code") if g["at"] >= since]
+    assert len(replies) > 50 and len(exchanges) == 3, (len(replies), len(exchanges))
+    refused = [r for r in replies if r.status_code == 429]
+    assert len(refused) == len(replies) - 3 and "3 sign-ins a minute" in refused[0].json()["message"]
+    assert 1 <= int(refused[0].headers["Retry-After"]) <= 20
+
+
+def test_when_tradestation_throttles_the_service_waits_its_retry_after_for_everyone(service_hub):
+    """A provider's 429 is not passed on as a storm: calls on request wait its Retry-After."""
+    em = service_hub.emulator
+    body = json.dumps({"code": "made-up", "code_verifier": "v" * 43, "nonce": "n", "redirect_uri": "http://h/cb"})
+    em.fail_next_token_request(error="temporarily_unavailable", status=429, description="slow down", retry_after=2)
+    since = time.time()
+    first = service_hub.service.call(user_token(service_hub, "erin"), "POST", data=body)
+    assert first.status_code == 400 and first.json()["error"] == "temporarily_unavailable"
+
+    carol = user_token(service_hub, "carol")
+    waiting = service_hub.service.call(carol, "POST", data=body)  # another user, within the 2 s
+    assert waiting.status_code == 429 and "asked to be called less" in waiting.json()["message"]
+    assert 1 <= int(waiting.headers["Retry-After"]) <= 2
+    assert len([g for g in grants(service_hub, "authorization_code") if g["at"] >= since]) == 1
+
+    deadline = time.monotonic() + 10  # after its Retry-After, calls reach TradeStation again
+    while (later := service_hub.service.call(carol, "POST", data=body)).status_code == 429:
+        assert time.monotonic() < deadline, later.text
+        time.sleep(0.5)
+    assert later.status_code == 400 and later.json()["error"] == "invalid_grant"
 
 
 def test_a_user_flooding_the_service_with_codes_gets_one_exchange_at_a_time(service_hub, bob_token):
@@ -514,10 +586,6 @@ def test_the_status_bar_of_every_server_of_hers_shows_her_one_sign_in(service_hu
     assert now["signed_in"] is True and now["display_name"] == "analyst" and "access_token" not in now
     assert "kept by the hub's ts_notebook service" in now["kept"]
 
-    poll = browser.http.get(
-        f"{research}ts_notebook/api/status", params={"since": now["version"], "timeout": 0}, timeout=30
-    )
-    assert poll.json()["version"] == now["version"]  # nothing new yet
     service_hub.run(alice, "import ts_notebook as ts\nts.logout()")
     deadline = time.monotonic() + 30
     while browser.http.get(f"{research}ts_notebook/api/status", timeout=30).json()["signed_in"]:

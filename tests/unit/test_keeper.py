@@ -269,8 +269,8 @@ def test_a_renewal_takes_over_only_the_same_persons_newer_tokens(kept, now, deci
 
 @pytest.mark.parametrize(
     ("stale", "now", "needed"),
-    [(None, T0, False), (None, T0 + 1100, True), ("a1", T0, True)],
-    ids=["asked-for-nothing", "due", "a-token-refused"],
+    [(None, T0, False), (None, T0 + 1100, True), ("a1", T0, True), ("a0", T0, False), ("a0", T0 + 1100, True)],
+    ids=["asked-for-nothing", "due", "a-token-refused", "a-token-replaced-since", "replaced-but-due"],
 )
 def test_a_renewal_asked_for_from_outside_reaches_the_provider_only_when_refused_or_due(stale, now, needed):
     assert call_needed(tokens(1), stale, now) is needed

@@ -268,17 +268,19 @@ class Emulator:
         status: int = 500,
         description: str = "The emulator was told to fail this request",
         times: int = 1,
+        retry_after: int | None = None,
     ) -> None:
         """Make the next ``times`` ``/oauth/token`` calls, whatever they are, fail with this reply.
 
         Scripted calls queue up in order with ``reset_next_token_request`` and are not acted
         on (a code or refresh token sent stays as it was). A request whose body cannot be parsed
-        gets its own error and does not use one up.
+        gets its own error and does not use one up. ``retry_after`` adds a Retry-After header
+        (as a provider that throttles: ``status=429, error="temporarily_unavailable"``).
 
         Raises:
             ValueError: if ``times`` is not a positive integer.
         """
-        self._state.faults.token_calls.add(InjectedFailure(error, description, status), times)
+        self._state.faults.token_calls.add(InjectedFailure(error, description, status, retry_after), times)
 
     def reset_next_token_request(self, times: int = 1) -> None:
         """Drop the TCP connection of the next ``times`` ``/oauth/token`` calls, with no reply.

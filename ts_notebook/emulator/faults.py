@@ -27,6 +27,7 @@ class InjectedFailure:
     error: str
     description: str
     status: int
+    retry_after: int | None = None  # a Retry-After header, in seconds (429 and 503 replies carry one)
 
 
 @dataclass(frozen=True)

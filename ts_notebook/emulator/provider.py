@@ -155,6 +155,8 @@ class TokenHandler(BaseHandler):
             if isinstance(outcome, OAuthError):
                 raise outcome
             if isinstance(outcome, InjectedFailure):
+                if outcome.retry_after is not None:
+                    self.set_header("Retry-After", str(outcome.retry_after))
                 raise OAuthError(outcome.error, outcome.description, outcome.status)
             reply = self._grant(grant_type, params)
         except OAuthError as exc:

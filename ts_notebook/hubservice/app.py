@@ -17,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,11 +27,13 @@ import requests
 from requests.adapters import HTTPAdapter
 from tornado import web
 
+from ..backoff import delay as backoff_delay
 from ..config import Settings
 from ..errors import NotSignedIn, OAuthError
-from ..keeper import call_needed
+from ..keeper import call_needed, due
 from ..longpoll import LONGPOLL, Changes, LongPollHandler, poll_arguments
 from ..oauth import OAuthClient
+from ..rates import Bucket
 from ..service_protocol import MAX_FIELD, SERVICE_REFRESH, SERVICE_SIGNIN, BadHandover, Handover, service_state
 from ..signin import SignIn
 from ..store import Identity, Store
@@ -40,8 +45,23 @@ log = logging.getLogger(__name__)
 WORKERS = 256
 # The largest body a server may send: anything longer is refused before it is read.
 MAX_BODY = 64 * 1024
-# Long-polls one user may keep waiting at once (a server keeps one); more are answered at once.
+# Long-polls one user may keep waiting at once (a server keeps one); more are refused (429)
+# and asked to come back after POLL_RETRY seconds.
 MAX_POLLS = 32
+POLL_RETRY = 5
+# Rates of provider calls made on request (ts_notebook.rates): per hub user, a renewal forced by
+# a refused token that is not due yet at most once per FORCED_EVERY seconds, and
+# EXCHANGES_PER_MINUTE code exchanges a minute (that many back to back); all users together,
+# PROVIDER_RATE calls a second (PROVIDER_BURST back to back). The renewals the keepers' timers
+# make are not counted: they come once per sign-in and token lifetime. Over a rate: 429 with
+# Retry-After. When TradeStation itself answers 429 or 5xx, calls on request wait its
+# Retry-After (else BUSY_FIRST doubling to BUSY_MOST seconds) instead of passing the storm on.
+FORCED_EVERY = 30.0
+EXCHANGES_PER_MINUTE = 3
+PROVIDER_RATE, PROVIDER_BURST = 5.0, 20
+BUSY_FIRST, BUSY_MOST = 1.0, 60.0
+# Provider errors that mean "busy, ask later", not "no".
+BUSY_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 # How the service's HTTP server treats connections (see :func:`listen`).
 HTTP_LIMITS = {"max_body_size": MAX_BODY, "body_timeout": 30.0, "idle_connection_timeout": 120.0}
 
@@ -53,6 +73,9 @@ class UserSignIn:
         self.changes = Changes()
         self.polls = 0  # long-polls waiting
         self.exchanging = False  # a code is being exchanged
+        now = service.clock()
+        self.forced = Bucket(1, 1 / FORCED_EVERY, now)
+        self.exchanges = Bucket(EXCHANGES_PER_MINUTE, EXCHANGES_PER_MINUTE / 60, now)
         store = Store(VaultBackend(service.vault, name), service.identity)
         self.signin = SignIn(store, lambda: service.client, service.pool, self.changes.bump, label=f"hub user {name}")
 
@@ -69,8 +92,12 @@ class Service:
         workers: provider calls in flight at once.
     """
 
-    def __init__(self, settings: Settings, vault: Vault, workers: int = WORKERS) -> None:
-        self.settings, self.vault = settings, vault
+    def __init__(
+        self, settings: Settings, vault: Vault, workers: int = WORKERS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.settings, self.vault, self.clock = settings, vault, clock
+        self.provider = Bucket(PROVIDER_BURST, PROVIDER_RATE, clock())
+        self._busy_until, self._busy_times = 0.0, 0
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ts_notebook-service")
         http = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=workers)  # a connection per call in flight
@@ -86,6 +113,39 @@ class Service:
         if entry is None:
             entry = self.users[name] = UserSignIn(self, name)
         return entry
+
+    def admit(self, mine: Bucket | None, slow_down: str) -> None:
+        """Let a provider call on request go ahead, counted against ``mine`` (the caller's own
+        rate, if any) and everyone's; else refuse it, counting nothing.
+
+        Raises:
+            RefusedCall: 429 with the seconds to wait, and ``slow_down`` (what to do).
+        """
+        now = self.clock()
+        if self._busy_until > now:
+            raise TooSoon(
+                self._busy_until - now,
+                "TradeStation's sign-in service asked to be called less; your sign-in is kept. Try again later.",
+            )
+        wait = max(mine.wait(now) if mine else 0.0, self.provider.wait(now))
+        if wait > 0:
+            raise TooSoon(wait, slow_down)
+        if mine:
+            mine.take(now)
+        self.provider.take(now)
+
+    def provider_said(self, exc: OAuthError | None) -> None:
+        """What a provider call on request ended with (None: it was answered): when TradeStation
+        is busy (429, 5xx), calls on request wait its Retry-After, or a growing while."""
+        if exc is None or not (exc.error in BUSY_ERRORS or exc.retry_after is not None):
+            self._busy_times = 0
+            return
+        self._busy_times += 1
+        wait = exc.retry_after
+        if wait is None:
+            wait = backoff_delay(self._busy_times, BUSY_FIRST, BUSY_MOST)
+        self._busy_until = max(self._busy_until, self.clock() + min(wait, BUSY_MOST))
+        log.warning("ts_notebook service: TradeStation is busy (%s); calls on request wait %.0f s", exc.error, wait)
 
     async def restore(self) -> None:
         """Take up every kept sign-in (renewing those due, all at once)."""
@@ -119,6 +179,14 @@ class RefusedCall(web.HTTPError):
     def oauth(cls, status: int, exc: OAuthError) -> RefusedCall:
         """A provider's refusal, passed on to the server that asked."""
         return cls(status, exc.error, str(exc), exc.description)
+
+
+class TooSoon(RefusedCall):
+    """429: over a rate or a cap; ``retry_after`` seconds from now it may be asked again."""
+
+    def __init__(self, retry_after: float, message: str) -> None:
+        super().__init__(429, "slow_down", message)
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 class ServiceHandler(web.RequestHandler):
@@ -155,6 +223,8 @@ class ServiceHandler(web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, TooSoon):
+            self.set_header("Retry-After", str(exc.retry_after))
         if isinstance(exc, RefusedCall):
             body = {"error": exc.error, "description": exc.description, "message": exc.message}
         else:
@@ -188,13 +258,20 @@ class SignInHandler(LongPollHandler, ServiceHandler):
             )
         except ValueError:
             raise RefusedCall(400, "invalid_request", "since must be a whole number and timeout a number.") from None
-        if entry.polls < MAX_POLLS:
-            entry.polls += 1
-            try:
-                if not await self.hold(entry.changes, since, timeout):
-                    return
-            finally:
-                entry.polls -= 1
+        if since != entry.changes.version or timeout <= 0:
+            self.reply(entry)  # answered at once: nothing held
+            return
+        if entry.polls >= MAX_POLLS:
+            raise TooSoon(
+                POLL_RETRY,
+                f"{MAX_POLLS} calls of yours are waiting for news already: one per server is enough. Ask again later.",
+            )
+        entry.polls += 1
+        try:
+            if not await self.hold(entry.changes, since, timeout):
+                return
+        finally:
+            entry.polls -= 1
         self.reply(entry)
 
     async def post(self) -> None:
@@ -205,13 +282,19 @@ class SignInHandler(LongPollHandler, ServiceHandler):
         entry = self.service.user(self.hub_user)
         if entry.exchanging:  # one at a time per user: a flood of codes cannot fill the pool
             raise RefusedCall(409, "sign_in_under_way", "A sign-in of yours is being finished; wait for it to end.")
+        self.service.admit(
+            entry.exchanges,
+            f"More than {EXCHANGES_PER_MINUTE} sign-ins a minute: wait a minute, then sign in again.",
+        )
         entry.exchanging = True
         try:
             await entry.signin.complete(handover.pending(), handover.code)
         except OAuthError as exc:
+            self.service.provider_said(exc)
             raise RefusedCall.oauth(400, exc) from exc
         finally:
             entry.exchanging = False
+        self.service.provider_said(None)
         self.reply(entry)
 
     async def delete(self) -> None:
@@ -233,6 +316,13 @@ class RefreshHandler(ServiceHandler):
         if tokens is not None and not call_needed(tokens, stale):
             self.reply(entry)  # nothing refused and nothing due: no provider call on request
             return
+        if tokens is not None and not entry.signin.renewing:  # (joining a renewal costs nothing)
+            # Forced by a refused token before it is due: the user's own rate, and everyone's.
+            self.service.admit(
+                None if due(tokens) else entry.forced,
+                f"Renewed less than {FORCED_EVERY:.0f} s ago: if TradeStation still refuses the token, wait "
+                "and try again, or run %ts_login.",
+            )
         try:
             await entry.signin.refresh(stale)
         except NotSignedIn as exc:
@@ -240,7 +330,9 @@ class RefreshHandler(ServiceHandler):
                 409, "not_signed_in", str(exc) or "Not signed in to TradeStation. Run %ts_login."
             ) from exc
         except OAuthError as exc:
+            self.service.provider_said(exc)
             raise RefusedCall.oauth(502, exc) from exc
+        self.service.provider_said(None)
         self.reply(entry)
 
 

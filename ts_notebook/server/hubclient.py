@@ -20,6 +20,7 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .. import longpoll
+from ..backoff import delay as backoff_delay
 from ..config import PROVIDER_STEP
 from ..errors import ERROR_CODE, NotSignedIn, OAuthError
 from ..longpoll import LONGPOLL, LONGPOLL_GRACE, Follower
@@ -116,9 +117,10 @@ class ServiceSignIn:
             return OAuthError(UNREACHABLE, f"the hub's ts_notebook service answered {exc.code}")
         if error == "not_signed_in":
             return NotSignedIn(str(data.get("message", "")))
-        if exc.code in (401, 403) and not description:
+        if exc.code in (401, 403, 429) and not description:
             description = str(data.get("message", ""))
-        return OAuthError(error, description)
+        wait = str(exc.response.headers.get("Retry-After", "")).strip()
+        return OAuthError(error, description, retry_after=min(float(wait), 300.0) if wait.isdigit() else None)
 
     def _apply(self, data: dict[str, Any], resync: bool = False) -> None:
         """Take up a state the service sent, unless a newer one was taken up already (a reply
@@ -143,8 +145,10 @@ class ServiceSignIn:
     async def _watch(self) -> None:
         """Follow the service's state for as long as the server runs (see ts_notebook.longpoll)."""
         loop, follower = asyncio.get_running_loop(), Follower()
+        early = 0  # answers in a row that came back at once with nothing new
         while not self._closed:
             route = f"{SERVICE_SIGNIN}?since={self._version}"
+            asked, before = loop.time(), self._version
             try:
                 await self._call("GET", route, resync=True, timeout=LONGPOLL + LONGPOLL_GRACE)
                 self._set_outage(None)
@@ -157,7 +161,16 @@ class ServiceSignIn:
                     log.warning("ts_notebook: cannot follow the hub's sign-in service (%s); retrying", exc)
                 if down:  # not a restart: say so to every kernel
                     self._set_outage(str(exc))
-                await asyncio.sleep(wait)
+                # A service that asks to be left alone (429: too many of this user's calls wait).
+                await asyncio.sleep(max(wait, getattr(exc, "retry_after", None) or 0.0))
+                continue
+            # Answered with nothing new before it could have been held: whatever the service does,
+            # never ask again at once (a service past its cap, or one that does not hold).
+            if self._version == before and loop.time() - asked < longpoll.RESTART_STEP:
+                early += 1
+                await asyncio.sleep(backoff_delay(early, longpoll.RETRY_FIRST, longpoll.RETRY_MOST))
+            else:
+                early = 0
 
     # -- what the broker asks ----------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ def state(version: int, token: str | None, error: str | None = None) -> dict:
 class Canned(web.RequestHandler):
     """Answers every call with the reply set for its method, recording what it was sent."""
 
+    headers: dict = {}  # sent with every reply
+
     def initialize(self, replies: dict, seen: list) -> None:
         self.replies, self.seen = replies, seen
 
@@ -40,6 +42,8 @@ class Canned(web.RequestHandler):
             await asyncio.sleep(0.1)  # a long-poll with nothing new, cut short
         status, body = self.replies[self.request.method]
         self.set_status(status)
+        for name, value in self.headers.items():
+            self.set_header(name, value)
         self.finish(body if isinstance(body, str) else json.dumps(body))
 
     get = post = delete = handle
@@ -211,3 +215,30 @@ async def test_a_sign_out_passes_on_why_the_services_revocation_failed_as_a_code
     start()
 
     assert await holder().logout() == told
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "most"),
+    [
+        (200, None, {}, 7),  # backing off from 0.25 s, doubling
+        (429, {"error": "slow_down", "message": "32 calls of yours are waiting"}, {"Retry-After": "2"}, 3),
+    ],
+    ids=["answered-at-once-with-nothing-new", "over-the-cap-with-retry-after"],
+)
+async def test_the_watch_never_asks_again_at_once_whatever_the_service_answers(
+    holder, canned, status, body, headers, most
+):
+    url, replies, seen, start, stop = canned
+    replies["GET"] = (status, body or state(7, "t"))
+    Canned.headers = headers
+    start()
+    try:
+        sc = holder()
+        await sc.restore()
+        await asyncio.sleep(3)
+    finally:
+        Canned.headers = {}
+    asks = sum(method == "GET" for method, _, _ in seen)
+    # Asked again at once, 0.1 s apart, it would be 30 in 3 s; backing off, a handful; waiting
+    # the service's Retry-After of 2 s, the first two and one more.
+    assert asks <= most, asks
