@@ -253,6 +253,10 @@ class _Reader:
                     if self._closed.is_set():
                         return
                     failures = self._failed(failures, exc)
+                except Exception:
+                    if self._closed.is_set():
+                        return  # a read cut short by close() from another thread, however urllib3 says it
+                    raise
                 finally:
                     resp.close()
                 if not self._closed.is_set():

@@ -271,3 +271,35 @@ def test_a_stream_reply_whose_last_object_has_no_newline_still_gives_it(signed_i
     finally:
         api.close()
     assert items == [{"Symbol": "MSFT", "Last": "1.00"}] * 2  # one from each reply
+
+
+class _CutByClose:
+    """A reply whose read, once the stream is closed from another thread, fails as urllib3's
+    does when the connection goes away under it (its file object set to None)."""
+
+    status_code = 200
+
+    def __init__(self) -> None:
+        self.shut = threading.Event()
+        self.raw = self
+
+    def shutdown(self) -> None:
+        self.shut.set()
+
+    def close(self) -> None:
+        self.shut.set()
+
+    def iter_content(self, chunk_size=None):
+        yield b'{"Symbol": "MSFT"}\n'
+        self.shut.wait(10)
+        raise AttributeError("'NoneType' object has no attribute 'read'")
+
+
+def test_a_read_cut_short_by_close_ends_the_stream_quietly_whatever_urllib3_raises():
+    from ts_notebook.kernel.streams import _Reader
+
+    reader = _Reader(lambda silence: _CutByClose())
+    items = reader.run()
+    assert next(items) == {"Symbol": "MSFT"}
+    threading.Timer(0.2, reader.close).start()
+    assert list(items) == []  # ended, not "'NoneType' object has no attribute 'read'"
