@@ -80,8 +80,6 @@ export class Follower {
   private readonly backoff = new Backoff();
   private since: number | null = null;
   private isDown = false;
-  /** Requests sent so far (for tests). */
-  asked = 0;
 
   constructor(
     private readonly ask: Ask,
@@ -104,7 +102,6 @@ export class Follower {
       stop.addEventListener('abort', stopIt);
       const cancel = after((LONGPOLL + LONGPOLL_GRACE) * 1000, stopIt);
       try {
-        this.asked += 1;
         const state = await this.ask(this.since, LONGPOLL, one.signal);
         this.backoff.answered();
         this.setDown(false);
