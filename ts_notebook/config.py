@@ -119,6 +119,13 @@ TABLE: tuple[Setting, ...] = (
         "0600 file under the Jupyter data directory) or none. Unset: keyring when a secure one "
         "is available, else none.",
     ),
+    Setting(
+        "audit_log",
+        "TS_NOTEBOOK_AUDIT_LOG",
+        None,
+        "A file the audit trail is appended to (one JSON object a line: sign-ins, renewals, "
+        "sign-outs, refusals; never a token). Unset: the ts_notebook.audit logger.",
+    ),
 )
 
 # Where a sign-in may be kept across restarts (TS_TOKEN_STORE; see ts_notebook.store).
@@ -176,6 +183,7 @@ class Settings:
     hub_service_url: str | None = None
     max_retries: int = MAX_RETRIES
     retry_max_wait: float = RETRY_MAX_WAIT
+    audit_log: str | None = None
 
     @classmethod
     def load(
@@ -262,6 +270,7 @@ class Settings:
             hub_service_url=(raw["hub_service_url"].rstrip("/") + "/") if raw["hub_service_url"] else None,
             max_retries=max_retries,
             retry_max_wait=retry_max_wait,
+            audit_log=raw["audit_log"] or None,
         )
 
     def login_scopes(self, asked: str | None) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, Protocol
 
+from .audit import Trail
 from .errors import NotSignedIn, OAuthError, sign_in_ended
 from .keeper import SUPERSEDED, Action, ArmTimer, Drop, Forget, Keep, Keeper, Notify, Refresh, Revoke
 from .oauth import OAuthClient, as_oauth_error
@@ -46,16 +47,20 @@ class Driver:
         client: the protocol client, asked for when a provider call is made (it may raise a
             ConfigError that says what to fix).
         label: whose sign-in this is, for the log ("" for a server's or a process's own).
+        trail: where sign-ins, renewals and sign-outs are audited (:mod:`ts_notebook.audit`).
     """
 
     # How loud a kept sign-in that could not be used is in the log (a kernel says it in its
     # status instead, and its stderr is a cell's output).
     notice_level = logging.WARNING
 
-    def __init__(self, store: Store, client: Callable[[], OAuthClient], label: str = "") -> None:
+    def __init__(
+        self, store: Store, client: Callable[[], OAuthClient], label: str = "", trail: Trail | None = None
+    ) -> None:
         self.store = store
         self._client = client
         self.label = f" ({label})" if label else ""
+        self.trail = trail or Trail()
         self.keeper = Keeper()
         self.lock = threading.Lock()  # the keeper, the timer and the refresh in flight
         # The refresh in flight, if any: its result (or error) once it ends.
@@ -63,8 +68,9 @@ class Driver:
         # Cancels the renewal timer that is armed, if one is.
         self._timer: Callable[[], None] | None = None
         self._closed = False
-        # Why the last revocation failed, if it did.
+        # Why the last revocation failed, if it did (in words, and the provider's error code).
         self.revoke_failure: str | None = None
+        self._revoke_error = ""
 
     # -- what an adapter gives ---------------------------------------------------------------
 
@@ -124,10 +130,11 @@ class Driver:
             log.log(self.notice_level, "ts_notebook%s: %s", self.label, notice)
             self.feed(lambda: self.keeper.failed(notice))
 
-    def complete_now(self, pending: PendingLogin, code: str) -> TokenSet:
+    def complete_now(self, pending: PendingLogin, code: str, server: str | None = None) -> TokenSet:
         """Exchange a claimed login's code, verify its id_token and make the result the current
         sign-in. The one it replaces goes on until then, and is retired as the keeper says
-        (dropped when it is the same person's, revoked when another's).
+        (dropped when it is the same person's, revoked when another's). ``server``: the server
+        it was asked from, for the audit trail.
 
         Raises:
             OAuthError: the exchange failed; the reason is recorded for every listener (the
@@ -138,11 +145,13 @@ class Driver:
         except Exception as exc:
             error = as_oauth_error(exc)
             self.fail(str(error))
+            self.trail("signed_in", "failed", server=server, reason=error.error)
             if error is exc:
                 raise
             raise error from exc
         self.feed(lambda: self.keeper.signed_in(tokens, time.time()))
         log.info("Signed in to TradeStation as %s%s", tokens.display_name, self.label)
+        self.trail("signed_in", "ok", server=server, subject=tokens.user.get("sub"))
         return tokens
 
     def fail(self, message: str) -> None:
@@ -166,14 +175,21 @@ class Driver:
         with self.lock:
             return (self.flight, False) if self.keeper.refreshing is current else (None, False)
 
-    def logout_now(self) -> str | None:
-        """Forget the sign-in (the kept one too) and revoke its refresh token.
+    def logout_now(self, server: str | None = None, reason: str | None = None) -> str | None:
+        """Forget the sign-in (the kept one too) and revoke its refresh token. ``server`` (who
+        asked) and ``reason`` (why, when nobody asked) go to the audit trail.
 
         Returns:
             Why revoking failed, if it did (the sign-in is forgotten anyway).
         """
         self.revoke_failure = None
+        old = self.keeper.tokens
         self.feed(self.keeper.signed_out)
+        if old is not None:
+            why = [reason] if reason else []
+            if self.revoke_failure:
+                why.append(f"revoking it failed ({self._revoke_error})")
+            self.trail("signed_out", "ok", server=server, subject=old.user.get("sub"), reason="; ".join(why) or None)
         return self.revoke_failure
 
     def close(self) -> None:
@@ -228,6 +244,12 @@ class Driver:
             tokens, fetched = self.store.renew(current, self._client().refresh)
         except Exception as exc:  # whatever failed, the keeper decides: retry, or the sign-in ended
             ended = sign_in_ended(exc)
+            self.trail(
+                "renewed",
+                "ended" if ended else "failed",
+                subject=current.user.get("sub"),
+                reason=exc.error if isinstance(exc, OAuthError) else type(exc).__name__,
+            )
             if ended:
                 log.warning("The TradeStation sign-in%s ended: %s", self.label, exc.error)  # type: ignore[attr-defined]
             else:
@@ -241,6 +263,8 @@ class Driver:
                 flight.set_exception(exc)
             return
         self.feed(lambda: self.keeper.refreshed(current, tokens, time.time(), fetched))
+        if fetched:
+            self.trail("renewed", "ok", subject=tokens.user.get("sub"))
         log.info(
             "Renewed the TradeStation access token%s"
             if fetched
@@ -256,7 +280,7 @@ class Driver:
             self._client().revoke(refresh_token)
         except OAuthError as exc:
             log.warning("Revoking the refresh token%s failed (%s); it is forgotten here anyway", self.label, exc.error)
-            self.revoke_failure = exc.reason
+            self.revoke_failure, self._revoke_error = exc.reason, exc.error
 
 
 class ThreadSignIn(Driver):
@@ -348,6 +372,7 @@ class SignIn(Driver):
             exchange or renewal waits behind another's.
         on_change: called on the loop at every change (kernels and widgets are told).
         label: whose sign-in this is, for the log.
+        trail: the audit trail (see :class:`Driver`).
     """
 
     def __init__(
@@ -357,8 +382,9 @@ class SignIn(Driver):
         pool: Executor,
         on_change: Callable[[], None],
         label: str = "",
+        trail: Trail | None = None,
     ) -> None:
-        super().__init__(store, client, label)
+        super().__init__(store, client, label, trail)
         self._pool = pool
         self._on_change = on_change
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -419,9 +445,9 @@ class SignIn(Driver):
         """See :meth:`Driver.restore_now`; a renewal it starts goes on after it returns."""
         await self._off_loop(self.restore_now)
 
-    async def complete(self, pending: PendingLogin, code: str) -> TokenSet:
+    async def complete(self, pending: PendingLogin, code: str, server: str | None = None) -> TokenSet:
         """See :meth:`Driver.complete_now`."""
-        return await self._off_loop(self.complete_now, pending, code)
+        return await self._off_loop(self.complete_now, pending, code, server)
 
     async def refresh(self, stale: str | None = None) -> None:
         """Renew the access token, once however many callers ask at the same time.
@@ -439,6 +465,6 @@ class SignIn(Driver):
         if flight is not None:
             await asyncio.wrap_future(flight)
 
-    async def logout(self) -> str | None:
+    async def logout(self, server: str | None = None, reason: str | None = None) -> str | None:
         """See :meth:`Driver.logout_now`."""
-        return await self._off_loop(self.logout_now)
+        return await self._off_loop(self.logout_now, server, reason)

@@ -8,7 +8,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,18 @@ CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD = secrets.token_urlsafe(12)
 ACCOUNTS = 'import ts_notebook as ts\nprint(ts.session.get("brokerage/accounts").json()["Accounts"][0]["AccountID"])'
 STATUS = "import ts_notebook as ts\nprint(ts.status())"
+
+
+_GIVEN: set[int] = set()
+
+
+def unused_port() -> int:
+    """A free port not yet given to anything in this run: two ``free_port()`` calls in a row may
+    name the same one, and the hub, its proxy and the service would then fight over it."""
+    while (port := free_port()) in _GIVEN:
+        pass
+    _GIVEN.add(port)
+    return port
 
 
 def wait_for_answer(url: str, proc: subprocess.Popen, log: Path, what: str, timeout: float = 120) -> None:
@@ -98,19 +110,28 @@ class Hub:
             time.sleep(0.3)
         raise AssertionError(f"{user}'s server {server!r} did not stop")
 
+    def remake(self, user: str) -> None:
+        """Delete ``user`` (their servers stopped first) and make a new user of the same name,
+        as a hub whose authenticator reuses names does."""
+        r = self.api.delete(f"{self.url}hub/api/users/{user}", timeout=60)
+        assert r.status_code == 204, r.text
+        r = self.api.post(f"{self.url}hub/api/users/{user}", timeout=60)
+        assert r.status_code == 201, r.text
+
     def run(self, server_url: str, code: str) -> str:
         """Run ``code`` in a new kernel of that server, over its websocket; return stdout."""
         return run_in_kernel(self.api, server_url, code)
 
 
-def hub_sign_in(hub: Hub, browser: Browser, server_url: str) -> requests.Response:
-    """Sign in to TradeStation from ``server_url`` in ``browser``, through the hub's one callback URL."""
+def hub_sign_in(hub: Hub, browser: Browser, server_url: str, username: str = "analyst") -> requests.Response:
+    """Sign in to TradeStation as ``username`` from ``server_url`` in ``browser``, through the
+    hub's one callback URL."""
     page = browser.get(f"{server_url}ts_notebook/login")
     assert "username" in page.text, page.text[:500]
     assert (
         "redirect_uri=" + requests.utils.quote(f"{hub.url}hub/user-redirect/ts_notebook/callback", safe="") in page.url
     )
-    return browser.submit(page, "allow", username="analyst")
+    return browser.submit(page, "allow", username=username)
 
 
 @contextlib.contextmanager
@@ -121,25 +142,29 @@ def running_hub(
     extra_config: str = "",
     ports: tuple[int, int] | None = None,
     hub_env: Mapping[str, str] | None = None,
+    address: str = "127.0.0.1",
+    inside: Callable[..., list[str]] | None = None,
 ) -> Iterator[Hub]:
-    """A JupyterHub with users alice, bob, carol, dave and erin (an admin), and a service
-    ``tester`` whose token (``Hub.api``) may start, stop and reach every server.
+    """A JupyterHub with users alice, bob, carol, dave, erin (an admin), frank, grace and heidi,
+    and a service ``tester`` whose token (``Hub.api``) may start, stop and reach every server.
 
     Args:
         spawner_env: the users' servers' environment (``c.Spawner.environment``).
         extra_config: more lines for ``jupyterhub_config.py``.
         ports: the hub's public port and its internal (API) port, when chosen beforehand.
         hub_env: more variables for the hub's own environment.
+        address: where the hub's public side (the proxy) listens.
+        inside: what runs the hub's command elsewhere (a network namespace's ``Pod.command``).
     """
     if not CHP.exists():
         pytest.fail(f"{CHP} is missing: run `npm ci` in the project folder (.ci/run does)")
-    port, hub_port = ports or (free_port(), free_port())
-    proxy_api, tester_token = free_port(), secrets.token_hex(24)
-    emulator.add_redirect_uri(f"http://127.0.0.1:{port}/hub/user-redirect/ts_notebook/callback")
+    port, hub_port = ports or (unused_port(), unused_port())
+    proxy_api, tester_token = unused_port(), secrets.token_hex(24)
+    emulator.add_redirect_uri(f"http://{address}:{port}/hub/user-redirect/ts_notebook/callback")
     (tmp / "jupyterhub_config.py").write_text(f"""
 import sys
 from ts_notebook.hub import user_redirect_hook
-c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.ip = {address!r}
 c.JupyterHub.port = {port}
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub_port}
@@ -147,7 +172,7 @@ c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"
 c.ConfigurableHTTPProxy.command = [{str(CHP)!r}]
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = {PASSWORD!r}
-c.Authenticator.allowed_users = {{"alice", "bob", "carol", "dave", "erin"}}
+c.Authenticator.allowed_users = {{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"}}
 c.Authenticator.admin_users = {{"erin"}}
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = {str(tmp / "home" / "{username}")!r}
@@ -169,17 +194,18 @@ c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
     env = environ_without_settings()
     env.update(hub_env or {}, PYTHONPATH=str(ROOT))
     with open(log, "w") as out:
+        command = [sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"],
+            inside(*command) if inside else command,
             cwd=tmp,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
         )
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://{address}:{port}/"
     try:
         # The proxy answers 404 before the hub is up: wait for the hub's own 200.
         wait_for_answer(f"{url}hub/api/", proc, log, "JupyterHub")
-        yield Hub(url, f"http://127.0.0.1:{hub_port}/hub/api", emulator, proc, log, tester_token)
+        yield Hub(url, f"http://{address}:{hub_port}/hub/api", emulator, proc, log, tester_token)
     finally:
         stop_process(proc)

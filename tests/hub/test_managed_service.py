@@ -13,10 +13,10 @@ import secrets
 import pytest
 
 from ts_notebook.emulator import Emulator
-from ts_notebook.launch import free_port
 
 from ..conftest import CLIENT_ID
-from .conftest import ACCOUNTS, ROOT, STATUS, hub_sign_in, running_hub
+from ..parts.audit import find, read_trail
+from .conftest import ACCOUNTS, ROOT, STATUS, hub_sign_in, running_hub, unused_port
 from .test_service import COLLECT, UNTIL_SIGNED_IN
 
 CLIENT_SECRET = secrets.token_urlsafe(24)
@@ -46,7 +46,7 @@ def managed_hub(tmp_path_factory):
             "TS_CLIENT_SECRET_FILE": str(secret_file),
             "TS_NOTEBOOK_CRYPT_KEY": secrets.token_hex(32),
         }
-        config = documented_config(free_port())
+        config = documented_config(unused_port())
         with running_hub(tmp, em, {"PYTHONPATH": str(ROOT)}, config, hub_env=hub_env) as hub:
             hub.folder = tmp
             yield hub
@@ -66,6 +66,10 @@ def test_the_documented_setup_signs_a_user_in_once_for_all_her_servers(managed_h
     assert "Not signed in" in managed_hub.run(managed_hub.start("bob"), STATUS)
     assert [g["grant_type"] for g in managed_hub.emulator.grants][:1] == ["authorization_code"]
     assert (managed_hub.folder / "ts_notebook_signins.sqlite").exists()  # the hub's working folder
+    trail = read_trail(
+        managed_hub.folder / "ts_notebook_audit.jsonl", [*managed_hub.emulator.issued_secrets(), CLIENT_SECRET]
+    )
+    assert find(trail, event="signed_in", outcome="ok", hub_user="alice", server="research")
 
     found = json.loads(managed_hub.run(default, COLLECT))
     env = json.loads(base64.b64decode(found["os.environ"]))

@@ -12,22 +12,26 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import requests
 
 from ts_notebook.emulator import Emulator
-from ts_notebook.launch import free_port
+from ts_notebook.hubservice.app import USER_DELETED, USER_REMADE
 
 from ..conftest import CLIENT_ID
+from ..parts.audit import find, read_trail
 from ..parts.kernels import environ_without_settings
-from .conftest import ACCOUNTS, ROOT, STATUS, Hub, hub_sign_in, running_hub, stop_process, wait_for_answer
+from ..parts.waiting import eventually_sync
+from .conftest import ACCOUNTS, ROOT, STATUS, Hub, hub_sign_in, running_hub, stop_process, unused_port, wait_for_answer
 
 CLIENT_SECRET = secrets.token_urlsafe(24)
 SERVICE = "ts-notebook"
@@ -38,7 +42,7 @@ class ServiceProcess:
     """The service, run as the hub runs an external service; started and stopped by the test."""
 
     def __init__(self, tmp: Path, emulator: Emulator, hub_port: int) -> None:
-        self.port, self.token, self.folder = free_port(), secrets.token_hex(24), tmp / "service"
+        self.port, self.token, self.folder = unused_port(), secrets.token_hex(24), tmp / "service"
         self.folder.mkdir()
         self.url = f"http://127.0.0.1:{self.port}{PREFIX}"
         self.env = {
@@ -54,7 +58,9 @@ class ServiceProcess:
             "TS_SIGNIN_URL": emulator.url,
             "TS_NOTEBOOK_CRYPT_KEY": secrets.token_hex(32),
             "TS_NOTEBOOK_VAULT": str(self.folder / "signins.sqlite"),
+            "TS_NOTEBOOK_AUDIT_LOG": str(self.folder / "audit.jsonl"),
         }
+        self.audit = Path(self.env["TS_NOTEBOOK_AUDIT_LOG"])
         self.log = self.folder / "service.log"
         self.proc: subprocess.Popen | None = None
 
@@ -102,7 +108,7 @@ def emulator():
 @pytest.fixture(scope="module")
 def service_hub(emulator, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("service_hub")
-    ports = (free_port(), free_port())
+    ports = (unused_port(), unused_port())
     service = ServiceProcess(tmp, emulator, ports[1])
     servers_env = {  # no secret of any kind: the key's id and where things are
         "TS_CLIENT_ID": CLIENT_ID,
@@ -116,6 +122,7 @@ def service_hub(emulator, tmp_path_factory):
 c.JupyterHub.services.append({{"name": {SERVICE!r}, "url": "http://127.0.0.1:{service.port}",
                                "api_token": {service.token!r}, "display": False}})
 c.JupyterHub.load_roles.append({{"name": "user", "scopes": ["self", "access:services!service={SERVICE}"]}})
+c.JupyterHub.load_roles.append({{"name": "ts-notebook-service", "services": [{SERVICE!r}], "scopes": ["read:users"]}})
 c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service={SERVICE}"]
 """
     service.start()
@@ -396,7 +403,13 @@ def test_when_tradestation_throttles_the_service_waits_its_retry_after_for_every
     """A provider's 429 is not passed on as a storm: calls on request wait its Retry-After."""
     em = service_hub.emulator
     body = json.dumps({"code": "made-up", "code_verifier": "v" * 43, "nonce": "n", "redirect_uri": "http://h/cb"})
-    em.fail_next_token_request(error="temporarily_unavailable", status=429, description="slow down", retry_after=2)
+    em.fail_next_token_request(
+        error="temporarily_unavailable",
+        status=429,
+        description="slow down",
+        retry_after=2,
+        grant_type="authorization_code",  # the other users' renewals go on meanwhile
+    )
     since = time.time()
     first = service_hub.service.call(user_token(service_hub, "erin"), "POST", data=body)
     assert first.status_code == 400 and first.json()["error"] == "temporarily_unavailable"
@@ -596,3 +609,105 @@ def test_the_status_bar_of_every_server_of_hers_shows_her_one_sign_in(service_hu
     assert bobs.get(f"{server}lab").status_code == 200
     bob = bobs.get(f"{server}ts_notebook/api/status")
     assert bob.status_code == 200 and bob.json()["signed_in"] is False
+
+
+def revocations(hub: Hub) -> int:
+    return sum(r["path"] == "/oauth/revoke" for r in hub.emulator.requests_seen)
+
+
+def kept_users(hub: Hub) -> list[str]:
+    """Whose sign-ins the vault holds (the user column is the one thing not encrypted)."""
+    with sqlite3.connect(hub.service.env["TS_NOTEBOOK_VAULT"]) as db:
+        return [row[0] for row in db.execute("SELECT user FROM signins")]
+
+
+def test_a_deleted_and_remade_hub_user_starts_signed_out_and_the_old_sign_in_is_revoked(service_hub):
+    """Delete frank, let a new person become frank: the newcomer never gets the old frank's
+    TradeStation token, and that sign-in is revoked and deleted, with no admin step."""
+    hub = service_hub
+    assert "Signed in" in hub_sign_in(hub, hub.browser("frank"), hub.start("frank"), username="frank-ts").text
+    assert hub.service.call(user_token(hub, "frank"), route="api/signin?since=0&timeout=0").json()["signed_in"]
+    hub.stop("frank")
+    revoked = revocations(hub)
+
+    hub.remake("frank")
+    newcomer = user_token(hub, "frank")
+    answer = hub.service.call(newcomer, route="api/signin?since=0&timeout=0")
+    renewal = hub.service.call(newcomer, "POST", "api/refresh", data=json.dumps({"stale": None}))
+
+    assert answer.status_code == 200 and answer.json()["signed_in"] is False and "access_token" not in answer.json()
+    assert renewal.status_code == 409 and renewal.json()["error"] == "not_signed_in"
+    assert "Not signed in" in hub.run(hub.start("frank"), STATUS)
+    assert revocations(hub) == revoked + 1 and "frank" not in kept_users(hub)
+    retired = find(read_trail(hub.service.audit), event="signed_out", hub_user="frank", reason=USER_REMADE)
+    assert len(retired) == 1 and retired[0]["subject"] == "auth0|frank-ts"
+    hub.stop("frank")
+
+
+def test_a_deleted_hub_users_sign_in_is_revoked_and_deleted_on_the_services_schedule(service_hub):
+    """Nobody calls for grace once she is deleted: the service's sweep finds her gone."""
+    hub = service_hub
+    assert "Signed in" in hub_sign_in(hub, hub.browser("grace"), hub.start("grace"), username="grace-ts").text
+    hub.stop("grace")
+    hub.service.env["TS_NOTEBOOK_SWEEP_EVERY"] = "1"
+    hub.service.restart()
+    try:
+        revoked = revocations(hub)
+        assert "grace" in kept_users(hub)
+
+        r = hub.api.delete(f"{hub.url}hub/api/users/grace", timeout=60)
+        assert r.status_code == 204, r.text
+
+        eventually_sync(lambda: "grace" not in kept_users(hub), timeout=30, what="grace's sign-in deleted")
+        assert revocations(hub) == revoked + 1
+        assert find(read_trail(hub.service.audit), event="signed_out", hub_user="grace", reason=USER_DELETED)
+    finally:
+        del hub.service.env["TS_NOTEBOOK_SWEEP_EVERY"]
+        hub.service.restart()
+        hub.api.post(f"{hub.url}hub/api/users/grace", timeout=60)
+
+
+def test_the_audit_trail_says_who_signed_in_from_which_server_what_was_refused_and_holds_no_secret(service_hub):
+    hub = service_hub
+    since = time.time()
+    research = hub.start("heidi", "research")
+    assert "Signed in" in hub_sign_in(hub, hub.browser("heidi"), research, username="heidi-ts").text
+    token = user_token(hub, "heidi")
+    made_up = {"code": "made-up", "code_verifier": "v" * 43, "nonce": "n", "redirect_uri": "http://x/cb"}
+    assert hub.service.call(token, "POST", "api/signin", data=json.dumps(made_up)).status_code == 400
+    assert hub.service.call(token, "POST", "api/refresh", data=json.dumps({"stale": 12})).status_code == 400
+    assert hub.service.call(None).status_code == 401
+    assert hub.service.call(token, "DELETE").status_code == 200
+
+    secrets_known = [*hub.emulator.issued_secrets(), CLIENT_SECRET, token, hub.service.token]
+    secrets_known += [hub.service.env["TS_NOTEBOOK_CRYPT_KEY"], hub.api.headers["Authorization"].split()[1]]
+    events = [e for e in read_trail(hub.service.audit, secrets_known) if e["time"] >= iso(since)]
+    heidi = find(events, hub_user="heidi")
+    assert find(heidi, event="signed_in", outcome="ok", server="research", subject="auth0|heidi-ts")
+    assert find(heidi, event="signed_in", outcome="failed", server=None, reason="invalid_grant")
+    assert find(heidi, event="refused", outcome="refused", reason="invalid_request")
+    assert find(heidi, event="signed_out", outcome="ok", subject="auth0|heidi-ts", reason=None)
+    assert find(events, event="refused", hub_user=None, reason="no_token")
+    assert all(e["source"] == "hub service" for e in events)
+    hub.stop("heidi", "research")
+
+
+def iso(when: float) -> str:
+    return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_a_token_the_hub_revoked_stops_working_at_the_service_within_seconds(service_hub):
+    """The hub's answer about a caller is kept 5 s (60 s before): a stopped server's token, or
+    a deleted user's, is refused by then."""
+    hub = service_hub
+    made = hub.api.post(
+        f"{hub.url}hub/api/users/bob/tokens", json={"scopes": [f"access:services!service={SERVICE}"]}, timeout=30
+    ).json()
+    assert hub.service.call(made["token"], route="api/signin?since=0&timeout=0").status_code == 200
+
+    assert hub.api.delete(f"{hub.url}hub/api/users/bob/tokens/{made['id']}", timeout=30).status_code == 204
+
+    def refused() -> bool:
+        return hub.service.call(made["token"], route="api/signin?since=0&timeout=0").status_code == 403
+
+    eventually_sync(refused, timeout=15, what="the revoked token refused")

@@ -269,8 +269,10 @@ class Emulator:
         description: str = "The emulator was told to fail this request",
         times: int = 1,
         retry_after: int | None = None,
+        grant_type: str | None = None,
     ) -> None:
-        """Make the next ``times`` ``/oauth/token`` calls, whatever they are, fail with this reply.
+        """Make the next ``times`` ``/oauth/token`` calls, whatever they are (or only those of
+        ``grant_type``: ``"authorization_code"``, ``"refresh_token"``), fail with this reply.
 
         Scripted calls queue up in order with ``reset_next_token_request`` and are not acted
         on (a code or refresh token sent stays as it was). A request whose body cannot be parsed
@@ -280,7 +282,7 @@ class Emulator:
         Raises:
             ValueError: if ``times`` is not a positive integer.
         """
-        self._state.faults.token_calls.add(InjectedFailure(error, description, status, retry_after), times)
+        self._state.faults.token_calls.add(InjectedFailure(error, description, status, retry_after, grant_type), times)
 
     def reset_next_token_request(self, times: int = 1) -> None:
         """Drop the TCP connection of the next ``times`` ``/oauth/token`` calls, with no reply.
@@ -499,8 +501,19 @@ class Emulator:
         return self._state.api_calls()
 
     @property
+    def sets_cookies(self) -> bool:
+        """Whether every reply sets a cookie, as a load balancer's stickiness cookie in front of
+        a sign-in service does (AWS ALB's ``AWSALB``): a client that keeps cookies sends it back."""
+        return self._state.sets_cookies
+
+    @sets_cookies.setter
+    def sets_cookies(self, value: bool) -> None:
+        self._state.sets_cookies = bool(value)
+
+    @property
     def requests_seen(self) -> list[dict[str, Any]]:
-        """One ``{"method", "path", "authorization"}`` per HTTP request, oldest first."""
+        """One ``{"method", "path", "authorization", "cookie"}`` per HTTP request, oldest first
+        (whether each had an Authorization and a Cookie header; never their values)."""
         return self._state.requests_seen()
 
     def issued_secrets(self) -> set[str]:

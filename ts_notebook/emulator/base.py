@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
@@ -45,7 +46,12 @@ class BaseHandler(web.RequestHandler):
         self.state = state
 
     def prepare(self) -> None:
-        self.state.record_request(self.request.method or "", self.request.path, "Authorization" in self.request.headers)
+        headers = self.request.headers
+        self.state.record_request(
+            self.request.method or "", self.request.path, "Authorization" in headers, "Cookie" in headers
+        )
+        if self.state.sets_cookies:  # as a load balancer's stickiness cookie (AWSALB) does
+            self.set_cookie("AWSALB", secrets.token_hex(8), httponly=True)
 
     def query_params(self) -> dict[str, str]:
         """The query string as single values; raises ``invalid_request`` if malformed."""

@@ -28,6 +28,7 @@ class InjectedFailure:
     description: str
     status: int
     retry_after: int | None = None  # a Retry-After header, in seconds (429 and 503 replies carry one)
+    grant_type: str | None = None  # only a call of this grant (None: any call)
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,15 @@ class Script:
         with self._lock:
             self._next.extend([outcome] * times)
 
-    def take(self) -> Any | None:
-        """The outcome scripted for this call, if any, removed from the script."""
+    def take(self, fits: Any = None) -> Any | None:
+        """The outcome scripted for this call, if any, removed from the script: the first one,
+        or the first that ``fits(outcome)`` says is for this call."""
         with self._lock:
-            return self._next.popleft() if self._next else None
+            for i, outcome in enumerate(self._next):
+                if fits is None or fits(outcome):
+                    del self._next[i]
+                    return outcome
+            return None
 
 
 class Faults:

@@ -98,6 +98,8 @@ class ProviderState:
         self.rotate_refresh_tokens = rotate_refresh_tokens
         # What revoking a refresh token ends (see ``Emulator.revocation``).
         self.revocation = "token"
+        # Whether every reply sets a cookie (see ``Emulator.sets_cookies``).
+        self.sets_cookies = False
         self._key = signing_key
         self.issuer = ""
         self._codes: dict[str, _CodeRecord] = {}
@@ -324,10 +326,10 @@ class ProviderState:
 
     # -- what happened ---------------------------------------------------------------------
 
-    def record_request(self, method: str, path: str, authorization: bool) -> None:
+    def record_request(self, method: str, path: str, authorization: bool, cookie: bool = False) -> None:
         """Note one HTTP request (no header values, no query)."""
         with self._lock:
-            self._requests.append({"method": method, "path": path, "authorization": authorization})
+            self._requests.append({"method": method, "path": path, "authorization": authorization, "cookie": cookie})
 
     def record_grant(self, grant_type: str | None, error: str | None) -> None:
         """Note one /oauth/token call and its outcome."""

@@ -4,8 +4,9 @@ JupyterHub starts it as a managed service, or it runs beside the hub as an exter
 way the hub gives it ``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_SERVICE_URL``
 (where to listen) and ``JUPYTERHUB_SERVICE_PREFIX``. It reads the key like every ts_notebook
 part (``TS_CLIENT_ID``, ``TS_CLIENT_SECRET`` or ``TS_CLIENT_SECRET_FILE``, ``TS_SIGNIN_URL``,
-``TS_SCOPES``) and ``TS_NOTEBOOK_CRYPT_KEY``; without a usable key it says what to set and
-exits with status 2, before it listens.
+``TS_SCOPES``) and ``TS_NOTEBOOK_CRYPT_KEY``, and ``TS_NOTEBOOK_AUDIT_LOG`` for its audit
+trail; without a usable key or audit file it says what to set and exits with status 2, before
+it listens.
 """
 
 from __future__ import annotations
@@ -20,16 +21,29 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..audit import Audit
 from ..config import Settings
 from ..errors import ConfigError, OAuthError, TSError
 from ..oauth import OAuthClient
 from ..store import Identity, Store
-from .app import WORKERS, Service, listen, make_app
+from .app import CALLER_CACHE, SWEEP_EVERY, WORKERS, Service, listen, make_app
+from .directory import HubDirectory
 from .vault import Vault, VaultBackend
 
 log = logging.getLogger("ts_notebook.hubservice")
 
 HUB_VARS = ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX")
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds (argparse says what is wrong otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,12 +63,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=WORKERS, help="provider calls in flight at once")
     parser.add_argument(
+        "--sweep-every",
+        type=seconds,
+        default=os.environ.get("TS_NOTEBOOK_SWEEP_EVERY") or str(SWEEP_EVERY),
+        metavar="SECONDS",
+        help="how often the sign-ins of deleted hub users are revoked and deleted "
+        f"(default: $TS_NOTEBOOK_SWEEP_EVERY, else {SWEEP_EVERY:.0f})",
+    )
+    parser.add_argument(
         "--forget",
         metavar="USER",
         action="append",
         default=[],
         help="revoke and delete USER's kept sign-in, then exit (repeatable). Stop the service first: "
-        "a running one keeps what it holds. Do it when a hub user is deleted or renamed.",
+        "a running one keeps what it holds. (A running service retires deleted users' sign-ins itself.)",
     )
     return parser.parse_args(argv)
 
@@ -94,21 +116,26 @@ async def serve(args: argparse.Namespace) -> None:
     settings, vault, ip, port, prefix = setup(args)
     if not settings.client_secret:
         log.warning("ts_notebook service: no client secret is set; only a PKCE-only key can sign in")
-    service = Service(settings, vault, args.workers)
-    hub_auth = HubAuth(cache_max_age=60)
+    audit = Audit(settings.audit_log, "hub service")
+    directory = HubDirectory(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    service = Service(settings, vault, directory, args.workers, audit=audit)
+    hub_auth = HubAuth(cache_max_age=CALLER_CACHE)
     server = listen(make_app(service, hub_auth, re.escape(prefix)), port, ip)
     log.info("ts_notebook service listening on %s:%d%s, keeping sign-ins in %s", ip, port, prefix, vault.path)
     await service.restore()
+    sweeping = asyncio.ensure_future(service.keep_sweeping(args.sweep_every))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    sweeping.cancel()
     server.stop()
     service.close()
     await asyncio.sleep(0.1)  # the waiting servers' answers go out
     await loop.run_in_executor(None, service.wait_closed)  # renewals under way are kept first
     vault.close()
+    audit.close()
 
 
 def forget(args: argparse.Namespace) -> None:
@@ -116,6 +143,7 @@ def forget(args: argparse.Namespace) -> None:
     settings = Settings.load()
     vault = Vault.from_environ(Path(args.vault).expanduser().resolve())
     client = OAuthClient(settings)
+    audit = Audit(settings.audit_log, "hub service")
     for user in args.forget:
         store = Store(VaultBackend(vault, user), Identity.of(settings))
         tokens, _ = store.restore()
@@ -129,8 +157,11 @@ def forget(args: argparse.Namespace) -> None:
         elif user in vault.users():
             said = "deleted (unreadable, so not revoked)"
         store.forget()
+        if tokens is not None:
+            audit.record("signed_out", "ok", hub_user=user, subject=tokens.user.get("sub"), reason=f"--forget: {said}")
         print(f"{user}: {said}")
     vault.close()
+    audit.close()
 
 
 def main(argv: list[str] | None = None) -> int:

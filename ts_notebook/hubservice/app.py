@@ -8,8 +8,11 @@ current access token (a long-poll, as kernels watch their server). Which user a 
 the hub's answer about the caller's token, never a parameter.
 
 Each user's sign-in is a :class:`~ts_notebook.signin.SignIn`, the same keeper a single server
-runs, kept in the vault instead of a file. Provider calls run in one pool sized for every user
-at once, so an exchange or renewal never waits behind another's.
+runs, kept in the vault instead of a file, and bound to the user's birth on the hub
+(:mod:`.directory`): a record of an earlier user of the same name is revoked and deleted, never
+served, and :meth:`Service.sweep` (on a schedule) retires those of users the hub no longer has.
+Provider calls run in one pool sized for every user at once, so an exchange or renewal never
+waits behind another's. Every sign-in, renewal, sign-out and refusal goes to the audit trail.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import requests
 from requests.adapters import HTTPAdapter
 from tornado import web
 
+from ..audit import Audit, Quota, Trail
 from ..backoff import delay as backoff_delay
 from ..config import Settings
 from ..errors import NotSignedIn, OAuthError
+from ..hub import forwardable
 from ..keeper import call_needed, due
 from ..longpoll import LONGPOLL, Changes, LongPollHandler, poll_arguments
 from ..oauth import OAuthClient
@@ -37,12 +41,16 @@ from ..rates import Bucket
 from ..service_protocol import MAX_FIELD, SERVICE_REFRESH, SERVICE_SIGNIN, BadHandover, Handover, service_state
 from ..signin import SignIn
 from ..store import Identity, Store
+from .directory import DirectoryError, HubDirectory, cookieless_session, same_birth
 from .vault import Vault, VaultBackend
 
 log = logging.getLogger(__name__)
 
 # Provider calls in flight at once (exchanges, renewals, revocations of every user together).
 WORKERS = 256
+# Calls to the hub's API in flight at once (who a caller's user is), in a pool of their own: a
+# slow hub never holds up a renewal.
+HUB_WORKERS = 16
 # The largest body a server may send: anything longer is refused before it is read.
 MAX_BODY = 64 * 1024
 # Long-polls one user may keep waiting at once (a server keeps one); more are refused (429)
@@ -62,25 +70,68 @@ PROVIDER_RATE, PROVIDER_BURST = 5.0, 20
 BUSY_FIRST, BUSY_MOST = 1.0, 60.0
 # Provider errors that mean "busy, ask later", not "no".
 BUSY_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+# How long the hub's answer about a caller's token is kept: a stopped server's or a deleted
+# user's token stops working here within this many seconds.
+CALLER_CACHE = 5
+# How often every kept sign-in's user is looked up on the hub (a deleted user's sign-in is
+# revoked and deleted); a failed sweep is tried again after SWEEP_RETRY, doubling.
+SWEEP_EVERY, SWEEP_RETRY = 600.0, 5.0
+# Refused calls written to the audit trail, per hub user (callers the hub names no user for
+# count as one): REFUSALS_BURST back to back, then REFUSALS_PER_MINUTE; the others are counted,
+# and the next line written says how many were left out. A flood cannot fill the disk.
+REFUSALS_BURST, REFUSALS_PER_MINUTE = 20, 10
+# Why a sign-in is retired with nobody asking (the audit trail's reason).
+USER_DELETED = "the hub user was deleted"
+USER_REMADE = "a new hub user has this name"
+USER_UNBOUND = "kept before sign-ins were bound to their hub user"
 # How the service's HTTP server treats connections (see :func:`listen`).
 HTTP_LIMITS = {"max_body_size": MAX_BODY, "body_timeout": 30.0, "idle_connection_timeout": 120.0}
 
 
 class UserSignIn:
-    """One hub user's sign-in and the servers watching it."""
+    """One hub user's sign-in and the servers watching it.
 
-    def __init__(self, service: Service, name: str) -> None:
+    Args:
+        born: the user's birth on the hub (see :mod:`.directory`); None for a record kept
+            before sign-ins were bound, which the user's next call binds.
+    """
+
+    def __init__(self, service: Service, name: str, born: str | None) -> None:
+        self.name = name
+        self.restoring: asyncio.Future[None] | None = None  # taking up the kept sign-in, at start
         self.changes = Changes()
         self.polls = 0  # long-polls waiting
         self.exchanging = False  # a code is being exchanged
         now = service.clock()
         self.forced = Bucket(1, 1 / FORCED_EVERY, now)
         self.exchanges = Bucket(EXCHANGES_PER_MINUTE, EXCHANGES_PER_MINUTE / 60, now)
-        store = Store(VaultBackend(service.vault, name), service.identity)
-        self.signin = SignIn(store, lambda: service.client, service.pool, self.changes.bump, label=f"hub user {name}")
+        self.backend = VaultBackend(service.vault, name, born)
+        self.signin = SignIn(
+            Store(self.backend, service.identity),
+            lambda: service.client,
+            service.pool,
+            self.changes.bump,
+            label=f"hub user {name}",
+            trail=Trail(service.audit, hub_user=name),
+        )
+
+    @property
+    def born(self) -> str | None:
+        return self.backend.born
 
     def state(self) -> dict[str, Any]:
         return service_state(self.changes.version, self.signin.tokens, self.signin.error)
+
+
+def stale(entry: UserSignIn, born: str | None) -> str | None:
+    """Why ``entry`` is not the sign-in of the hub user born at ``born`` (None: the hub has no
+    such user), or None when it is. A sign-in kept before sign-ins were bound is one nothing can
+    vouch for when it holds tokens; holding none (unreadable: the key changed), it is nobody's."""
+    if born is None:
+        return USER_DELETED
+    if entry.born is None:
+        return USER_UNBOUND if entry.signin.tokens is not None else None
+    return None if same_birth(entry.born, born) else USER_REMADE
 
 
 class Service:
@@ -89,30 +140,128 @@ class Service:
     Args:
         settings: the key (client id and secret), the sign-in service and the scopes.
         vault: where sign-ins are kept, encrypted.
+        directory: the hub's users, as the hub says (each one's birth).
         workers: provider calls in flight at once.
+        audit: where events go (None: the ts_notebook.audit logger).
     """
 
     def __init__(
-        self, settings: Settings, vault: Vault, workers: int = WORKERS, clock: Callable[[], float] = time.monotonic
+        self,
+        settings: Settings,
+        vault: Vault,
+        directory: HubDirectory,
+        workers: int = WORKERS,
+        clock: Callable[[], float] = time.monotonic,
+        audit: Audit | None = None,
     ) -> None:
-        self.settings, self.vault, self.clock = settings, vault, clock
+        self.settings, self.vault, self.directory, self.clock = settings, vault, directory, clock
+        self.audit = audit or Audit(None, "hub service")
         self.provider = Bucket(PROVIDER_BURST, PROVIDER_RATE, clock())
         self._busy_until, self._busy_times = 0.0, 0
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ts_notebook-service")
-        http = requests.Session()
+        self.hub_pool = ThreadPoolExecutor(max_workers=HUB_WORKERS, thread_name_prefix="ts_notebook-hub")
+        http = cookieless_session()  # one session for every user's calls: no cookie is kept
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=workers)  # a connection per call in flight
         http.mount("https://", adapter)
         http.mount("http://", adapter)
         self.client = OAuthClient(settings, http=http)
         self.identity = Identity.of(settings)
         self.users: dict[str, UserSignIn] = {}
+        self._retiring: dict[str, asyncio.Future[None]] = {}
+        self._refusals: dict[str, Quota] = {}  # by hub user
 
-    def user(self, name: str) -> UserSignIn:
-        """``name``'s sign-in (made on first use; none kept yet means signed out)."""
+    def _ask_hub(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().run_in_executor(self.hub_pool, fn, *args)
+
+    async def user(self, name: str, caller: str | None = None) -> UserSignIn:
+        """The sign-in of hub user ``name`` as the hub knows them now, for a call with the hub
+        token ``caller`` (made on first use; none kept yet means signed out). One kept for an
+        earlier user of that name is retired first.
+
+        Raises:
+            RefusedCall: the hub has no such user (403), or could not say (503).
+        """
+        try:
+            born = await self._ask_hub(self.directory.birth, name, caller)
+        except DirectoryError as exc:
+            log.error("ts_notebook service: %s", exc)
+            raise RefusedCall(503, "hub_unavailable", "The hub could not say who you are; try again.") from exc
+        if born is None:
+            raise RefusedCall(403, "not_a_user", "The hub has no such user.")
+        while name in self._retiring:
+            await asyncio.shield(self._retiring[name])
         entry = self.users.get(name)
+        if entry is not None and entry.restoring is not None:
+            await asyncio.wait([entry.restoring])  # what it holds is known only once it is read
+        if entry is not None:
+            reason = stale(entry, born)
+            if reason:  # an earlier user's of this name: its new holder starts signed out
+                await self.retire(entry, reason)
+                return await self.user(name, caller)
+            entry.backend.born = born  # (one that holds nothing may be bound to whoever comes)
         if entry is None:
-            entry = self.users[name] = UserSignIn(self, name)
+            entry = self.users[name] = UserSignIn(self, name, born)
         return entry
+
+    async def retire(self, entry: UserSignIn, reason: str) -> None:
+        """Revoke and delete ``entry``'s sign-in, which no hub user may have any more (``reason``);
+        calls for that name wait until it is gone."""
+        if self.users.get(entry.name) is entry:
+            del self.users[entry.name]
+        done = self._retiring[entry.name] = asyncio.get_running_loop().create_future()
+        try:
+            if entry.restoring is not None:  # its kept sign-in is read first: the trail says whose
+                await asyncio.wait([entry.restoring])
+            entry.signin.close()
+            entry.backend.retired = True  # a sign-in finishing on it now is kept nowhere
+            await entry.signin.logout(reason=reason)  # its waiting servers are told: signed out
+            log.info("ts_notebook service: the sign-in kept for hub user %s was retired: %s", entry.name, reason)
+        finally:
+            del self._retiring[entry.name]
+            done.set_result(None)
+
+    async def sweep(self) -> int:
+        """Retire the sign-in of every user the hub no longer has, or has made anew; returns
+        how many were retired.
+
+        Raises:
+            DirectoryError: the hub could not be asked about some users (the others are swept;
+                nobody is retired on a guess).
+        """
+        retired, unknown = 0, 0
+        await self._ask_hub(self.directory.check, True)  # "no such user" means that only with the scope
+        for name, entry in list(self.users.items()):
+            try:
+                born = await self._ask_hub(self.directory.birth, name)
+            except DirectoryError:
+                unknown += 1
+                continue
+            if self.users.get(name) is not entry:
+                continue  # retired or replaced meanwhile
+            reason = stale(entry, born)
+            if reason:
+                await self.retire(entry, reason)
+                retired += 1
+        if unknown:
+            raise DirectoryError(f"the hub could not say who {unknown} of the users are")
+        return retired
+
+    async def keep_sweeping(self, every: float = SWEEP_EVERY) -> None:
+        """:meth:`sweep` now and every ``every`` seconds; after a failure, again after
+        SWEEP_RETRY seconds, doubling up to ``every``."""
+        failures = 0
+        while True:
+            try:
+                await self.sweep()
+                failures, wait = 0, every
+            except Exception as exc:  # whatever failed, the sweeps go on
+                failures += 1
+                wait = backoff_delay(failures, SWEEP_RETRY, max(every, SWEEP_RETRY))
+                why = str(exc) if isinstance(exc, DirectoryError) else repr(exc)
+                log.warning(
+                    "ts_notebook service: the sweep of deleted hub users failed (%s); again in %.0f s", why, wait
+                )
+            await asyncio.sleep(wait)
 
     def admit(self, mine: Bucket | None, slow_down: str) -> None:
         """Let a provider call on request go ahead, counted against ``mine`` (the caller's own
@@ -134,6 +283,16 @@ class Service:
             mine.take(now)
         self.provider.take(now)
 
+    def audit_refusal(self, hub_user: str | None, server: str | None, error: str) -> None:
+        """Write a refused call to the audit trail, at the refusals' rate (see REFUSALS_BURST)."""
+        now = self.clock()
+        quota = self._refusals.get(hub_user or "")
+        if quota is None:
+            quota = self._refusals[hub_user or ""] = Quota(REFUSALS_BURST, REFUSALS_PER_MINUTE, now)
+        write, reason = quota.admit(now, error)
+        if write:
+            self.audit.record("refused", "refused", hub_user=hub_user, server=server, reason=reason)
+
     def provider_said(self, exc: OAuthError | None) -> None:
         """What a provider call on request ended with (None: it was answered): when TradeStation
         is busy (429, 5xx), calls on request wait its Retry-After, or a growing while."""
@@ -148,9 +307,13 @@ class Service:
         log.warning("ts_notebook service: TradeStation is busy (%s); calls on request wait %.0f s", exc.error, wait)
 
     async def restore(self) -> None:
-        """Take up every kept sign-in (renewing those due, all at once)."""
-        names = self.vault.users()
-        await asyncio.gather(*(self.user(n).signin.restore() for n in names))
+        """Take up every kept sign-in (renewing those due, all at once), each bound to the
+        birth it was kept with."""
+        for name, born in self.vault.births().items():
+            self.users[name] = UserSignIn(self, name, born)
+        for entry in self.users.values():
+            entry.restoring = asyncio.ensure_future(entry.signin.restore())
+        await asyncio.gather(*(u.restoring for u in self.users.values() if u.restoring), return_exceptions=True)
         taken = sum(u.signin.tokens is not None for u in self.users.values())
         log.info("ts_notebook service: %d kept sign-ins taken up", taken)
 
@@ -161,6 +324,7 @@ class Service:
             entry.signin.close()
             entry.changes.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.hub_pool.shutdown(wait=False, cancel_futures=True)
 
     def wait_closed(self) -> None:
         """Block until the provider calls in flight have ended and what they brought is kept:
@@ -171,6 +335,9 @@ class Service:
 class RefusedCall(web.HTTPError):
     """A call the service does not answer; ``error`` and ``message`` go back as JSON."""
 
+    # Whether the audit trail has it already (a provider's refusal is the sign-in's event).
+    audited = False
+
     def __init__(self, status: int, error: str, message: str, description: str = "") -> None:
         super().__init__(status, reason=None)
         self.error, self.message, self.description = error, message, description
@@ -178,7 +345,9 @@ class RefusedCall(web.HTTPError):
     @classmethod
     def oauth(cls, status: int, exc: OAuthError) -> RefusedCall:
         """A provider's refusal, passed on to the server that asked."""
-        return cls(status, exc.error, str(exc), exc.description)
+        refused = cls(status, exc.error, str(exc), exc.description)
+        refused.audited = True
+        return refused
 
 
 class TooSoon(RefusedCall):
@@ -194,7 +363,10 @@ class ServiceHandler(web.RequestHandler):
 
     service: Service
     hub_auth: Any
-    hub_user: str
+    hub_user: str | None = None
+    # The caller's server, as its token's scopes name it (None: a token of no one server).
+    hub_server: str | None = None
+    entry: UserSignIn
 
     def initialize(self, service: Service, hub_auth: Any) -> None:
         self.service, self.hub_auth = service, hub_auth
@@ -205,11 +377,7 @@ class ServiceHandler(web.RequestHandler):
         token = match.group(1) if match else ""
         if not token:
             raise RefusedCall(401, "no_token", "Call this service with a JupyterHub token (Authorization: token ...).")
-        try:
-            model = await self.hub_auth.user_for_token(token, sync=False)
-        except Exception as exc:
-            log.warning("ts_notebook service: the hub could not identify a caller (%s)", type(exc).__name__)
-            raise RefusedCall(503, "hub_unavailable", "The hub could not be asked who is calling; try again.") from exc
+        model = await self._who(token)
         if not model or model.get("kind") != "user" or not model.get("name"):
             raise RefusedCall(403, "not_a_user", "Only a hub user's servers may call this service.")
         if not self.hub_auth.check_scopes(self.hub_auth.access_scopes, model):
@@ -220,6 +388,21 @@ class ServiceHandler(web.RequestHandler):
                 "that scope (see the JupyterHub admins page, docs/jupyterhub.md).",
             )
         self.hub_user = model["name"]
+        self.hub_server = server_of(model)
+        fresh = not self.service.directory.knows(model["name"], token)
+        self.entry = await self.service.user(model["name"], token)
+        if fresh:  # looked up by name just now: the token must still be that user's
+            again = await self._who(token, use_cache=False)
+            if not again or again.get("name") != model["name"]:
+                raise RefusedCall(403, "not_a_user", "This token is no longer valid on the hub.")
+
+    async def _who(self, token: str, use_cache: bool = True) -> dict[str, Any] | None:
+        """The hub's model of the token's owner (None: no valid token)."""
+        try:
+            return await self.hub_auth.user_for_token(token, use_cache=use_cache, sync=False)  # type: ignore[no-any-return]
+        except Exception as exc:
+            log.warning("ts_notebook service: the hub could not identify a caller (%s)", type(exc).__name__)
+            raise RefusedCall(503, "hub_unavailable", "The hub could not be asked who is calling; try again.") from exc
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -227,6 +410,8 @@ class ServiceHandler(web.RequestHandler):
             self.set_header("Retry-After", str(exc.retry_after))
         if isinstance(exc, RefusedCall):
             body = {"error": exc.error, "description": exc.description, "message": exc.message}
+            if not exc.audited:
+                self.service.audit_refusal(self.hub_user, self.hub_server, exc.error)
         else:
             body = {"error": "server_error", "message": "The ts_notebook service failed; its log says why."}
         self.set_header("Content-Type", "application/json")
@@ -247,11 +432,21 @@ class ServiceHandler(web.RequestHandler):
         return data
 
 
+def server_of(model: dict[str, Any]) -> str | None:
+    """The one server a caller's token belongs to, from the scopes the hub says it carries
+    (``access:servers!server=USER/NAME``, "" for the default server); None for a token of
+    the user's that is no one server's (made on the hub's token page, say)."""
+    head = f"access:servers!server={model['name']}/"
+    named = {s[len(head) :] for s in model.get("scopes", []) if isinstance(s, str) and s.startswith(head)}
+    server = named.pop() if len(named) == 1 else None
+    return server if server is not None and forwardable(server) and len(server) <= 255 else None
+
+
 class SignInHandler(LongPollHandler, ServiceHandler):
     """The caller's user's sign-in: read it (long-poll), hand over a code, or sign out."""
 
     async def get(self) -> None:
-        entry = self.service.user(self.hub_user)
+        entry = self.entry
         try:
             since, timeout = poll_arguments(
                 self.get_argument("since", "0"), self.get_argument("timeout", str(LONGPOLL))
@@ -279,7 +474,7 @@ class SignInHandler(LongPollHandler, ServiceHandler):
             handover = Handover.from_json(self.body())
         except BadHandover as exc:
             raise RefusedCall(400, "invalid_request", str(exc)) from None
-        entry = self.service.user(self.hub_user)
+        entry = self.entry
         if entry.exchanging:  # one at a time per user: a flood of codes cannot fill the pool
             raise RefusedCall(409, "sign_in_under_way", "A sign-in of yours is being finished; wait for it to end.")
         self.service.admit(
@@ -288,7 +483,7 @@ class SignInHandler(LongPollHandler, ServiceHandler):
         )
         entry.exchanging = True
         try:
-            await entry.signin.complete(handover.pending(), handover.code)
+            await entry.signin.complete(handover.pending(), handover.code, server=self.hub_server)
         except OAuthError as exc:
             self.service.provider_said(exc)
             raise RefusedCall.oauth(400, exc) from exc
@@ -298,8 +493,8 @@ class SignInHandler(LongPollHandler, ServiceHandler):
         self.reply(entry)
 
     async def delete(self) -> None:
-        entry = self.service.user(self.hub_user)
-        failure = await entry.signin.logout()
+        entry = self.entry
+        failure = await entry.signin.logout(server=self.hub_server)
         log.info("ts_notebook service: hub user %s signed out", self.hub_user)
         self.reply(entry, revoke_failure=failure)
 
@@ -311,7 +506,7 @@ class RefreshHandler(ServiceHandler):
         stale = self.body().get("stale")
         if stale is not None and (not isinstance(stale, str) or len(stale) > MAX_FIELD):
             raise RefusedCall(400, "invalid_request", "stale must be the refused access token, or null.")
-        entry = self.service.user(self.hub_user)
+        entry = self.entry
         tokens = entry.signin.tokens
         if tokens is not None and not call_needed(tokens, stale):
             self.reply(entry)  # nothing refused and nothing due: no provider call on request

@@ -7,6 +7,10 @@ environment, as JupyterHub encrypts ``auth_state`` with ``JUPYTERHUB_CRYPT_KEY``
 The first encrypts; all decrypt, so keys can be rotated. Without a key the vault refuses to
 open; a record no key opens (the key was lost or changed) is reported and read as no sign-in:
 that user signs in again, and nothing crashes.
+
+Each record is sealed with the hub user's name and birth (the hub's ``created`` time, see
+:mod:`.directory`) inside: a record copied into another user's row opens as nobody's, and one
+kept for an earlier user of the same name is known as such.
 """
 
 from __future__ import annotations
@@ -106,6 +110,20 @@ class Vault:
 
     def get(self, user: str) -> str | None:
         """``user``'s record, or None (none kept, or none a key opens: said once in the log)."""
+        sealed = self._unseal(user)
+        return None if sealed is None else sealed["record"]
+
+    def births(self) -> dict[str, str | None]:
+        """Every user with a record, and the birth it was kept with (None: kept before
+        records were bound, or unreadable)."""
+        births = {}
+        for user in self.users():
+            sealed = self._unseal(user)
+            born = sealed.get("born") if sealed else None
+            births[user] = born if isinstance(born, str) else None
+        return births
+
+    def _unseal(self, user: str) -> dict[str, Any] | None:
         from cryptography.fernet import InvalidToken
 
         with self._lock:
@@ -116,8 +134,7 @@ class Vault:
             sealed = json.loads(self._fernet.decrypt(row[0]))
             if sealed["user"] != user:  # another user's record, copied into this row
                 raise ValueError("sealed for another user")
-            record = sealed["record"]
-            if not isinstance(record, str):
+            if not isinstance(sealed["record"], str):
                 raise TypeError("not a record")
         except (InvalidToken, ValueError, KeyError, TypeError):
             if user not in self.unreadable:
@@ -129,12 +146,12 @@ class Vault:
                     KEY_VAR,
                 )
             return None
-        return record
+        return sealed  # type: ignore[no-any-return]
 
-    def put(self, user: str, record: str) -> None:
-        """Keep ``record`` for ``user``, encrypted with their name inside (a record copied into
-        another user's row opens as nobody's), replacing the one before, in one transaction."""
-        sealed = self._fernet.encrypt(json.dumps({"user": user, "record": record}).encode("utf-8"))
+    def put(self, user: str, record: str, born: str | None = None) -> None:
+        """Keep ``record`` for ``user``, encrypted with their name and birth inside, replacing
+        the one before, in one transaction."""
+        sealed = self._fernet.encrypt(json.dumps({"user": user, "born": born, "record": record}).encode("utf-8"))
         with self._lock:
             self._db.execute(
                 "INSERT INTO signins (user, sealed, saved) VALUES (?, ?, ?) "
@@ -182,10 +199,12 @@ class Vault:
 
 class VaultBackend:
     """One hub user's record in the vault, as the store a :class:`~ts_notebook.store.Store`
-    keeps a sign-in in: restore, remember, renew and forget work as they do for one analyst."""
+    keeps a sign-in in: restore, remember, renew and forget work as they do for one analyst.
+    ``born``: the user's birth on the hub, sealed into what is written."""
 
-    def __init__(self, vault: Vault, user: str) -> None:
-        self.vault, self.user = vault, user
+    def __init__(self, vault: Vault, user: str, born: str | None = None) -> None:
+        self.vault, self.user, self.born = vault, user, born
+        self.retired = False  # its user is gone: nothing more is written
         self.where = "the hub's ts_notebook service (encrypted)"
 
     def read(self) -> str | None:
@@ -198,7 +217,8 @@ class VaultBackend:
         return text
 
     def write(self, text: str) -> None:
-        self.vault.put(self.user, text)
+        if not self.retired:
+            self.vault.put(self.user, text, self.born)
 
     def delete(self) -> None:
         self.vault.delete(self.user)

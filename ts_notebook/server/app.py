@@ -12,6 +12,7 @@ from urllib.parse import quote
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode
 
+from ..audit import Audit, AuditError, Trail
 from ..config import SECRET_ENV, TABLE, Settings
 from ..errors import ConfigError
 from ..hub import HubServer
@@ -85,6 +86,7 @@ class TSNotebook(ExtensionApp):
     token_store = setting("token_store")
     max_retries = setting("max_retries")
     retry_max_wait = setting("retry_max_wait")
+    audit_log = setting("audit_log")
 
     def initialize_settings(self) -> None:
         config_error = None
@@ -104,7 +106,15 @@ class TSNotebook(ExtensionApp):
             self.log.debug("ts_notebook: this system cannot keep other processes out of the server's memory")
         self.key = secrets.token_urlsafe(32)
         here = HubServer.here()
-        self.broker = TokenBroker(settings, config_error=config_error, hub_token=here.api_token if here else None)
+        try:
+            self.audit = Audit(settings.audit_log, "server")
+        except AuditError as exc:  # the server runs; its audit events go to the log instead
+            self.log.error("ts_notebook: %s", exc)
+            self.audit = Audit(None, "server")
+        trail = Trail(self.audit, hub_user=here.user if here else None, server=here.server_name if here else None)
+        self.broker = TokenBroker(
+            settings, config_error=config_error, hub_token=here.api_token if here else None, trail=trail
+        )
         if settings.hub_service_url and here is None:
             self.log.warning("ts_notebook: TS_HUB_SERVICE_URL is set but this is no JupyterHub server; it is ignored")
         self.runtime_file = Path(self.serverapp.runtime_dir) / f"ts_notebook-{os.getpid()}-{self.serverapp.port}.json"
@@ -151,6 +161,7 @@ class TSNotebook(ExtensionApp):
 
     async def stop_extension(self) -> None:
         self.broker.close()
+        self.audit.close()
         self.runtime_file.unlink(missing_ok=True)
         if os.environ.get(ENV_VAR) == str(self.runtime_file):
             del os.environ[ENV_VAR]

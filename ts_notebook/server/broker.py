@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..audit import Trail
 from ..config import Settings
 from ..errors import ConfigError, OAuthError
 from ..longpoll import Changes
@@ -42,6 +43,8 @@ class TokenBroker:
         config_error: why the settings could not be read; every login then reports it.
         hub_token: this server's JupyterHub token; with ``settings.hub_service_url`` the
             sign-in is the hub service's (one per hub user), else this server's own.
+        trail: where this server's own sign-ins, renewals and sign-outs are audited (the hub
+            service audits the sign-ins it keeps).
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class TokenBroker:
         clock: Callable[[], float] = time.monotonic,
         config_error: str | None = None,
         hub_token: str | None = None,
+        trail: Trail | None = None,
     ) -> None:
         self.settings = settings
         self.config_error = config_error
@@ -74,7 +78,7 @@ class TokenBroker:
                 if config_error
                 else open_store(settings)
             )
-            self.signin = SignIn(store, lambda: self.client, self._pool, self.changes.bump)
+            self.signin = SignIn(store, lambda: self.client, self._pool, self.changes.bump, trail=trail)
 
     async def restore(self) -> None:
         """Take up the sign-in kept by an earlier run, if any (see :meth:`SignIn.restore`)."""

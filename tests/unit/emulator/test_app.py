@@ -487,6 +487,17 @@ def test_fail_next_token_request_fails_once(public: Emulator) -> None:
     ]
 
 
+def test_a_failure_for_one_grant_lets_the_others_pass(public: Emulator) -> None:
+    """Other clients' renewals go on while a test waits for its own sign-in to be refused."""
+    tokens = sign_in(public)
+    public.fail_next_token_request(error="temporarily_unavailable", status=429, grant_type="authorization_code")
+
+    assert refresh(public, tokens["refresh_token"]).status_code == 200
+    with pytest.raises(AssertionError):
+        sign_in(public)
+    assert [g["error"] for g in public.grants[-2:]] == [None, "temporarily_unavailable"]
+
+
 # -- the API ---------------------------------------------------------------------------------------
 
 
@@ -523,7 +534,7 @@ def test_redirect_does_not_carry_the_bearer_to_another_origin(
     assert (raw.status_code, raw.headers["Location"]) == (302, target)
     followed = api(public, "/v3/redirect", token, params={"to": target})
     assert followed.json() == {"authorization": False}
-    assert other.requests_seen == [{"method": "GET", "path": "/v3/echo", "authorization": False}]
+    assert other.requests_seen == [{"method": "GET", "path": "/v3/echo", "authorization": False, "cookie": False}]
     assert api(public, "/v3/echo", token).json() == {"authorization": True}
     bad = api(public, "/v3/redirect", token, params={"to": "/relative"}, allow_redirects=False)
     assert bad.status_code == 400
@@ -550,9 +561,9 @@ def test_records(public: Emulator) -> None:
     assert calls[0]["token_id"] == hashlib.sha256(tokens["access_token"].encode()).hexdigest()[:8]
     assert len({c["token_id"] for c in calls[:2]}) == 2 and calls[2]["token_id"] is None
     seen = public.requests_seen
-    assert seen[-1] == {"method": "GET", "path": "/v3/brokerage/accounts", "authorization": False}
+    assert seen[-1] == {"method": "GET", "path": "/v3/brokerage/accounts", "authorization": False, "cookie": False}
     assert seen[-2]["authorization"] is True
-    assert all(set(r) == {"method", "path", "authorization"} for r in seen)
+    assert all(set(r) == {"method", "path", "authorization", "cookie"} for r in seen)
     issued = public.issued_secrets()
     for value in (
         tokens["access_token"],

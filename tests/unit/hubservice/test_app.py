@@ -10,8 +10,11 @@ import pytest
 from jupyterhub.services.auth import HubAuth
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from ts_notebook.audit import Audit
 from ts_notebook.config import Settings
+from ts_notebook.emulator import Emulator
 from ts_notebook.hubservice.app import MAX_BODY, Service, listen, make_app
+from ts_notebook.hubservice.directory import HubDirectory
 from ts_notebook.hubservice.vault import Vault
 from ts_notebook.launch import free_port
 
@@ -22,8 +25,10 @@ PREFIX = "/services/ts-notebook/"
 def service(tmp_path):
     """Start the service's app on this test's loop, with a hub nobody answers for: (url, service)."""
     settings = Settings.load(environ={"TS_CLIENT_ID": "key", "TS_CLIENT_SECRET": "s3cret-value"})
-    svc = Service(settings, Vault(tmp_path / "v.sqlite", secrets.token_hex(32)), workers=4)
-    hub_auth = HubAuth(api_url=f"http://127.0.0.1:{free_port()}/hub/api", api_token="service-token")
+    hub_api = f"http://127.0.0.1:{free_port()}/hub/api"
+    directory = HubDirectory(hub_api, "service-token")
+    svc = Service(settings, Vault(tmp_path / "v.sqlite", secrets.token_hex(32)), directory, workers=4)
+    hub_auth = HubAuth(api_url=hub_api, api_token="service-token")
     hub_auth.access_scopes = {"access:services!service=ts-notebook"}
     port, servers = free_port(), []
 
@@ -81,3 +86,49 @@ async def test_a_token_in_the_url_is_not_taken_even_as_a_websocket_would_send_it
     r = await fetch(f"{url}api/signin?token=some-token", headers={"Sec-Fetch-Mode": "websocket"})
 
     assert r.code == 401 and json.loads(r.body)["error"] == "no_token"
+
+
+def test_a_cookie_the_sign_in_service_sets_never_rides_on_a_later_call(tmp_path):
+    """The service makes every user's provider calls with one session: a cookie one reply sets
+    (a load balancer's stickiness cookie) must not go back with the next user's call."""
+    with Emulator(client_id="key", client_secret="s3cret-value") as em:
+        em.sets_cookies = True
+        settings = Settings.load(
+            environ={"TS_CLIENT_ID": "key", "TS_CLIENT_SECRET": "s3cret-value", "TS_SIGNIN_URL": em.url}
+        )
+        directory = HubDirectory(f"http://127.0.0.1:{free_port()}/hub/api", "service-token")
+        svc = Service(settings, Vault(tmp_path / "v.sqlite", secrets.token_hex(32)), directory, workers=2)
+        try:
+            svc.client.revoke("one-users-token")
+            svc.client.revoke("another-users-token")
+        finally:
+            svc.close()
+
+        revokes = [r for r in em.requests_seen if r["path"] == "/oauth/revoke"]
+        assert len(revokes) == 2 and not any(r["cookie"] for r in em.requests_seen)
+
+
+def test_a_flood_of_refused_calls_is_audited_at_a_rate_and_the_rest_counted(tmp_path):
+    """One line per refused call would let one user fill the disk: 20 back to back, then 10 a
+    minute, and the next line written says how many were left out."""
+    now = [1000.0]
+    settings = Settings.load(environ={"TS_CLIENT_ID": "key"})
+    directory = HubDirectory(f"http://127.0.0.1:{free_port()}/hub/api", "service-token")
+    audit = Audit(tmp_path / "audit.jsonl", "hub service")
+    vault = Vault(tmp_path / "v.sqlite", secrets.token_hex(32))
+    svc = Service(settings, vault, directory, workers=1, clock=lambda: now[0], audit=audit)
+    try:
+        for _ in range(500):
+            svc.audit_refusal("mallory", "", "slow_down")
+        svc.audit_refusal("alice", None, "no_access")  # another user's refusals are written still
+        now[0] += 6
+        svc.audit_refusal("mallory", "", "slow_down")
+    finally:
+        svc.close()
+        audit.close()
+
+    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    mallory = [e for e in lines if e["hub_user"] == "mallory"]
+    assert len(mallory) == 21 and {e["event"] for e in lines} == {"refused"}
+    assert mallory[-1]["reason"] == "slow_down; 480 more not written since"
+    assert [e["reason"] for e in lines if e["hub_user"] == "alice"] == ["no_access"]
