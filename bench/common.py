@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from ts_notebook.config import Settings
 from ts_notebook.emulator import Emulator
+from ts_notebook.kernel.local import LocalSource
 from ts_notebook.launch import free_port
 from ts_notebook.protocol import RuntimeInfo
 
@@ -64,3 +67,28 @@ def start_server(
         time.sleep(0.1)
     proc.terminate()
     raise SystemExit("jupyter server did not start")
+
+
+def signed_in_source(em: Emulator, secret: str) -> LocalSource:
+    """An in-process token source signed in through the emulator's real sign-in page."""
+    source = LocalSource(
+        Settings.load(
+            environ={},
+            client_id="bench",
+            client_secret=secret,
+            signin_url=em.url,
+            api_url=f"{em.url}/v3",
+            sim_api_url=f"{em.url}/sim/v3",
+        )
+    )
+    pending = source.client.begin_login("http://localhost:31022")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(pending.authorize_url).query).items()}
+    r = requests.post(
+        f"{em.url}/authorize",
+        data={**query, "username": "bench", "decision": "allow"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    code = parse_qs(urlsplit(r.headers["Location"]).query)["code"][0]
+    source.complete_login(pending, code)
+    return source

@@ -17,41 +17,14 @@ import argparse
 import os
 import statistics
 import time
-from urllib.parse import parse_qs, urlsplit
 
 import requests
+from common import signed_in_source
 from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth2Session
 
-from ts_notebook.config import Settings
 from ts_notebook.emulator import Emulator
-from ts_notebook.kernel.local import LocalSource
 from ts_notebook.kernel.session import TSSession
-
-
-def signed_in_source(em: Emulator, secret: str) -> LocalSource:
-    """An in-process token source signed in through the emulator's real sign-in page."""
-    source = LocalSource(
-        Settings.load(
-            environ={},
-            client_id="bench",
-            client_secret=secret,
-            signin_url=em.url,
-            api_url=f"{em.url}/v3",
-            sim_api_url=f"{em.url}/sim/v3",
-        )
-    )
-    pending = source.client.begin_login("http://localhost:31022")
-    query = {k: v[0] for k, v in parse_qs(urlsplit(pending.authorize_url).query).items()}
-    r = requests.post(
-        f"{em.url}/authorize",
-        data={**query, "username": "bench", "decision": "allow"},
-        allow_redirects=False,
-        timeout=10,
-    )
-    code = parse_qs(urlsplit(r.headers["Location"]).query)["code"][0]
-    source.complete_login(pending, {"code": code, "state": pending.state})
-    return source
 
 
 class Canned(HTTPAdapter):

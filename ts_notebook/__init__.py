@@ -53,6 +53,7 @@ __all__ = [
     "auth",
     "balances",
     "bars",
+    "download",
     "login",
     "logout",
     "orders",
@@ -112,6 +113,31 @@ def bars(
     exchange-time index, Open/High/Low/Close/Volume first. ``barsback`` bars ending at ``end``
     (default now), or all from ``start``; ``session`` is the session template (USEQPreAndPost ...)."""
     return _frames("bars")(symbol, interval, unit, barsback, start, end, session)
+
+
+def download(
+    symbols: Any,
+    interval: int = 1,
+    unit: str = "Daily",
+    start: Any = None,
+    end: Any = None,
+    barsback: int | None = None,
+    session: str | None = None,
+    threads: int = 8,
+    progress: bool = True,
+    layout: str = "wide",
+) -> Any:
+    """Bars of many symbols at once as one DataFrame (needs ``ts_notebook[pandas]``), fetched
+    ``threads`` at a time through ``ts.session``. Columns (field, symbol) whatever the number of
+    symbols, or ``layout="long"``: rows (symbol, time). A 429 pauses every worker until its
+    reset; a symbol refused or failing is named in a warning and in ``frame.attrs["errors"]``,
+    and never loses the others. ``progress=False`` hides the progress bar."""
+    from . import bulk
+    from .kernel import api
+
+    return bulk.download(
+        api.session(), symbols, interval, unit, start, end, barsback, session, threads, progress, layout
+    )
 
 
 def quotes(symbols: Any) -> Any:

@@ -43,6 +43,7 @@ class ApiHandler(BaseHandler):
     put = patch = delete = post
 
     async def _dispatch(self, sim: bool, route: str | None) -> None:
+        self.arrived = time.time()
         token = self.bearer_token()
         if route == "echo":
             # Open on purpose: it reports whether a bearer header arrived, e.g. after a redirect.
@@ -69,6 +70,9 @@ class ApiHandler(BaseHandler):
             reason = HTTPStatus(status).phrase.replace(" ", "")
             self._reply(status, {"Error": reason, "Message": "The emulator was told to fail this request"}, token)
             return False
+        if route.startswith("marketdata/barcharts/") and route.rsplit("/", 1)[-1] in faults.failing_symbols:
+            self._reply(503, {"Error": "ServiceUnavailable", "Message": "Bars of this symbol failed"}, token)
+            return False
         scope, resource = requirement(route)
         if scope is not None and scope not in record.scope.split():
             self._reply(403, {"Error": "Forbidden", "Message": f"This request needs the {scope} scope"}, token)
@@ -82,6 +86,7 @@ class ApiHandler(BaseHandler):
             self.set_header("X-RateLimit-Period", f"{period:g}")
             self.set_header("X-RateLimit-Resource", resource)
             if not allowed:
+                self.reset = reset
                 self.set_header("Retry-After", str(math.ceil(reset)))
                 self._reply(429, {"Error": "TooManyRequests", "Message": "Rate limit exceeded"}, token)
                 return False
@@ -144,7 +149,9 @@ class ApiHandler(BaseHandler):
 
     def _reply(self, status: int, body: Any, token: str | None) -> None:
         # Record before answering so a test that has the reply also sees the record.
-        self.state.record_api_call(self.request.path, status, token)
+        self.state.record_api_call(
+            self.request.path, status, token, getattr(self, "arrived", None), getattr(self, "reset", None)
+        )
         if status == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="TradeStation emulator"')
         self.write_json(body, status)

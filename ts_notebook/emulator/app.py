@@ -340,6 +340,15 @@ class Emulator:
             value = (limit, period)
         self._state.faults.update(rate_limit=value)
 
+    @property
+    def failing_symbols(self) -> frozenset[str]:
+        """Symbols whose bars requests always answer 503, as one a data feed has trouble with."""
+        return self._state.faults.settings.failing_symbols
+
+    @failing_symbols.setter
+    def failing_symbols(self, symbols: Any) -> None:
+        self._state.faults.update(failing_symbols=frozenset(symbols))
+
     def configure_streams(
         self,
         interval: float | None = None,
@@ -497,7 +506,9 @@ class Emulator:
 
     @property
     def api_calls(self) -> list[dict[str, Any]]:
-        """One ``{"path", "status", "token_id"}`` per API request, oldest first."""
+        """One ``{"path", "status", "token_id", "at", "reset"}`` per API request (``at``: when it
+        arrived, ``time.time()``; ``reset``: a 429's seconds until its window frees a call),
+        oldest first."""
         return self._state.api_calls()
 
     @property

@@ -65,6 +65,8 @@ class FaultSettings:
     # The API (/v3): seconds each call waits, and (limit, period seconds) per user and resource.
     api_delay: float = 0.0
     rate_limit: tuple[int, float] | None = None
+    # Symbols whose bars requests always fail (503), as a symbol a feed has trouble with.
+    failing_symbols: frozenset[str] = frozenset()
     # Streams: seconds between updates and between heartbeats when idle, a GoAway after this
     # many messages on every connection (None: never), and random re-chunking from a seed.
     stream_interval: float = 1.0

@@ -101,14 +101,22 @@ SHARE = [v / _VARIANCE[-1] for v in _VARIANCE]  # of the day's variance, spent b
 PER_MINUTE = 0.8 / math.sqrt(_VARIANCE[-1])  # of a daily move: the bridge's swing at midday
 
 
+# A universe for downloads of many symbols at once: U001 ... U500, listed stocks whose levels,
+# moves and volumes follow from their number (the same every run).
+UNIVERSE: dict[str, Instrument] = {
+    f"U{n:03d}": Instrument(10 + (n * 37) % 490, 0.008 + (n % 23) / 1000, 1e6 * (1 + n % 50)) for n in range(1, 501)
+}
+INSTRUMENTS: dict[str, Instrument] = {**SYMBOLS, **UNIVERSE}
+
+
 def known(symbol: str) -> bool:
     """Whether the emulator quotes ``symbol`` (TradeStation refuses any other)."""
-    return symbol in SYMBOLS
+    return symbol in INSTRUMENTS
 
 
 def rounded(symbol: str, value: float) -> float:
     """``value`` at the symbol's price increment."""
-    tick = SYMBOLS[symbol].tick
+    tick = INSTRUMENTS[symbol].tick
     return round(round(value / tick) * tick, 2)
 
 
@@ -125,7 +133,7 @@ def _knot(symbol: str, period: int, k: int) -> float:
 
 def _close(symbol: str, day: int) -> float:
     """The log price at the close of the exchange day with this ordinal."""
-    spec, total = SYMBOLS[symbol], 0.0
+    spec, total = INSTRUMENTS[symbol], 0.0
     for period, amplitude in SLOW:
         k, into = divmod(day, period)
         w = into / period
@@ -148,7 +156,7 @@ class Day:
 @lru_cache(maxsize=512)
 def day(symbol: str, on: date) -> Day:
     """The exchange day that closes at 16:00 on ``on`` (a weekend day too: the path goes on)."""
-    spec = SYMBOLS[symbol]
+    spec = INSTRUMENTS[symbol]
     rng = random.Random(f"{symbol}|{on.isoformat()}")
     first, last = _close(symbol, on.toordinal() - 1), _close(symbol, on.toordinal())
     size = spec.vol * PER_MINUTE * math.sqrt(12)  # uniform steps of the right variance
@@ -221,7 +229,7 @@ def span(symbol: str, start: datetime, end: datetime) -> Span:
 def book(symbol: str, when: datetime) -> tuple[float, float, int, int]:
     """(bid, ask, bid size, ask size) around the path at ``when``: one or more increments
     either side, wider for dearer symbols, changing every second."""
-    spec, last = SYMBOLS[symbol], rounded(symbol, price(symbol, when))
+    spec, last = INSTRUMENTS[symbol], rounded(symbol, price(symbol, when))
     widest = 1 + int(last * 0.00002 / spec.tick)
     stamp = int(when.timestamp())
     below = 1 + int(fraction(symbol, stamp, "bid") * widest)

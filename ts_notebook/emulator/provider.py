@@ -141,9 +141,7 @@ class TokenHandler(BaseHandler):
         try:
             params = self.body_params()
             grant_type = params.get("grant_type")
-            outcome = self.state.faults.token_calls.take(
-                lambda o: getattr(o, "grant_type", None) in (None, grant_type)
-            )
+            outcome = self.state.faults.token_calls.take(lambda o: getattr(o, "grant_type", None) in (None, grant_type))
         except OAuthError as exc:
             outcome = exc
         if delay > 0:

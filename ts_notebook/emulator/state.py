@@ -336,10 +336,21 @@ class ProviderState:
         with self._lock:
             self._grants.append({"grant_type": grant_type, "ok": error is None, "error": error, "at": time.time()})
 
-    def record_api_call(self, path: str, status: int, token: str | None) -> None:
-        """Note one API call; the token is kept only as its :func:`token_id`."""
+    def record_api_call(
+        self, path: str, status: int, token: str | None, at: float | None = None, reset: float | None = None
+    ) -> None:
+        """Note one API call (``at``: when it arrived; ``reset``: a 429's seconds until the rate
+        limit's window frees a call); the token is kept only as its :func:`token_id`."""
         with self._lock:
-            self._api_calls.append({"path": path, "status": status, "token_id": token_id(token) if token else None})
+            self._api_calls.append(
+                {
+                    "path": path,
+                    "status": status,
+                    "token_id": token_id(token) if token else None,
+                    "at": at,
+                    "reset": reset,
+                }
+            )
 
     def grants(self, with_times: bool = False) -> list[dict[str, Any]]:
         """Copies of the /oauth/token records, oldest first (``at``: wall-clock seconds, if asked)."""

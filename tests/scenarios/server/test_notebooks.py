@@ -45,9 +45,13 @@ def test_the_quickstart_runs_end_to_end(server_process, emulator, tmp_path):
     nb = run_notebook("quickstart", server_process("ipv4"), emulator, tmp_path)
 
     assert [o for o in outputs(nb) if o.output_type == "error"] == []
-    assert any("image/png" in o.get("data", {}) for o in outputs(nb))  # the bar chart
+    assert sum("image/png" in o.get("data", {}) for o in outputs(nb)) == 2  # the bar chart, the universe
+    # ts.download's progress: tqdm's notebook bar (a widget) with the symbols done and the bars.
+    download = next(c for c in nb.cells if "ts.download(" in c.source)
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in download.outputs)
     text = text_of(nb)
     assert "(120, " in text  # bars.shape
+    assert "(250, 6)" in text  # ts.download's closes of six symbols, one column each
     assert "11111111" in text and "MarketValue" in text  # accounts and positions as frames
     assert "lacks the Trade scope" in text and '%ts_login --scopes "' in text
     assert "Signed out of TradeStation (the sign-in was revoked)." in text  # %ts_logout at the end

@@ -1,0 +1,105 @@
+"""Bars of a universe: ``ts.download`` against the sequential ``ts.bars`` loop an analyst writes
+today, and against the same download written by hand with a ``ThreadPoolExecutor`` over
+``ts.bars``; 100 symbols x 2 years of daily bars from the emulator with a 30 ms latency on
+every request (as a remote API has). Rounds alternate the three so that the machine's noise
+hits them alike; the ratios are the figures to watch (loop / download: 5 or more; by hand /
+download: 1 or more).
+
+The emulator runs in a process of its own: in this one it would share the interpreter with
+the clients it serves.
+
+    python bench/download.py [--rounds 3] [--symbols 100] [--days 504] [--latency 0.03]
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import requests
+from common import signed_in_source
+
+from ts_notebook import bulk, frames
+from ts_notebook.kernel.session import TSSession
+from ts_notebook.launch import free_port
+
+
+class Remote:
+    """The emulator as a process on 127.0.0.1, with ``latency`` seconds on every API request."""
+
+    def __init__(self, latency: float) -> None:
+        self.secret, self.port = secrets.token_urlsafe(16), free_port()
+        code = (
+            "import sys, time\n"
+            "from ts_notebook.emulator import Emulator\n"
+            f"em = Emulator(client_id='bench', client_secret={self.secret!r}, port={self.port})\n"
+            "em.start()\n"
+            f"em.api_delay = {latency}\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == b"ready"
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def loop(session: TSSession, symbols: list[str], days: int) -> pd.DataFrame:
+    return pd.concat({s: frames.bars(session, s, barsback=days) for s in symbols}, axis=1)
+
+
+def by_hand(session: TSSession, symbols: list[str], days: int) -> pd.DataFrame:
+    with ThreadPoolExecutor(8) as pool:
+        got = dict(zip(symbols, pool.map(lambda s: frames.bars(session, s, barsback=days), symbols), strict=True))
+    return pd.concat(got, axis=1)
+
+
+def download(session: TSSession, symbols: list[str], days: int) -> pd.DataFrame:
+    return bulk.download(session, symbols, barsback=days, threads=8, progress=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument("--days", type=int, default=504)
+    parser.add_argument("--latency", type=float, default=0.03)
+    args = parser.parse_args()
+    remote = Remote(args.latency)
+    try:
+        em = type("Remote", (), {"url": remote.url, "client_id": "bench"})()
+        session = TSSession(lambda: source)
+        source = signed_in_source(em, remote.secret)  # type: ignore[arg-type]
+        symbols = [f"U{n:03d}" for n in range(1, args.symbols + 1)]
+        ways = {"sequential ts.bars loop": loop, "ThreadPoolExecutor(8) by hand": by_hand, "ts.download": download}
+        times: dict[str, list[float]] = {name: [] for name in ways}
+        for _ in range(args.rounds):
+            for name, way in ways.items():
+                started = time.perf_counter()
+                frame = way(session, symbols, args.days)
+                times[name].append(time.perf_counter() - started)
+                assert frame.shape[0] == args.days, (name, frame.shape)
+    finally:
+        remote.close()
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    print(f"{args.symbols} symbols x {args.days} daily bars, {args.latency * 1e3:.0f} ms per request, ", end="")
+    print(f"{args.rounds} alternating rounds, medians:")
+    for name, median in medians.items():
+        print(f"  {name:<32} {median:7.2f} s")
+    ours = medians["ts.download"]
+    print(f"  loop / ts.download:    {medians['sequential ts.bars loop'] / ours:5.1f}x (5 or more wanted)")
+    print(f"  by hand / ts.download: {medians['ThreadPoolExecutor(8) by hand'] / ours:5.2f}x (1 or more wanted)")
+
+
+if __name__ == "__main__":
+    requests.packages.urllib3.disable_warnings()  # type: ignore[attr-defined]
+    main()
