@@ -54,8 +54,10 @@ __all__ = [
     "balances",
     "bars",
     "download",
+    "expirations",
     "login",
     "logout",
+    "options",
     "orders",
     "positions",
     "quotes",
@@ -63,6 +65,7 @@ __all__ = [
     "sim",
     "status",
     "stream",
+    "symbols",
     "watch",
 ]
 __version__ = "0.1.0"
@@ -143,6 +146,24 @@ def download(
 def quotes(symbols: Any) -> Any:
     """Quotes of ``symbols`` as a DataFrame indexed by symbol (refused symbols: a warning)."""
     return _frames("quotes")(symbols)
+
+
+def symbols(symbols: Any) -> Any:
+    """Symbol details as a DataFrame indexed by symbol: description, exchange, asset type,
+    price format and point value (refused symbols: a warning, and ``attrs["errors"]``)."""
+    return _frames("symbols")(symbols)
+
+
+def expirations(underlying: str) -> Any:
+    """The option expirations of ``underlying`` as a DataFrame (Date, Type), soonest first."""
+    return _frames("expirations")(underlying)
+
+
+def options(underlying: str, expiration: Any = None, strikes: int | None = None) -> Any:
+    """The option chain of ``underlying`` as a DataFrame indexed by (Expiration, Strike, Side):
+    bid, ask, last, volume, open interest, implied volatility and the greeks. ``expiration``
+    (None: the next one); ``strikes`` either side of the money (None: TradeStation's 5)."""
+    return _frames("options")(underlying, expiration, strikes)
 
 
 def accounts() -> Any:

@@ -22,12 +22,14 @@ if TYPE_CHECKING:
 EXCHANGE_TZ = "America/New_York"
 MAX_INTRADAY_BARS = 57_600
 QUOTE_BATCH = 100
+DETAIL_BATCH = 50
 ACCOUNT_BATCH = 25
 PRICE_COLUMNS = ("Open", "High", "Low", "Close")
 INT_COLUMNS = ("Volume", "UpTicks", "DownTicks", "UpVolume", "DownVolume", "TotalTicks", "Epoch")
 # Counts TradeStation sends as text: whole numbers become int64 (a fractional crypto quantity or
 # a blank keeps the column float).
 COUNT_COLUMNS = (
+    "OpenInterest",
     "Quantity",
     "QuantityOrdered",
     "ExecQuantity",
@@ -230,6 +232,109 @@ def quotes(session: requests.Session, symbols: str | Sequence[str]) -> pd.DataFr
     _warn_errors(errors, "Symbol")
     frame = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["Symbol"])
     return numeric(frame.set_index("Symbol"), keep=("TradeTime",))
+
+
+def symbols(session: requests.Session, symbols: str | Sequence[str]) -> pd.DataFrame:
+    """Symbol details indexed by symbol: description, exchange, asset type, the price format
+    (``PriceDecimals``, ``PriceIncrement``, ``PointValue`` ...) and the quantity format, numbers
+    as numbers; asked 50 at a time. Symbols TradeStation refuses are a warning naming them, and
+    in ``attrs["errors"]``; the rest are kept."""
+    pd = _pandas()
+    wanted = [s.strip() for s in (symbols.split(",") if isinstance(symbols, str) else symbols) if s.strip()]
+    if not wanted:
+        raise ConfigError("Give at least one symbol, such as ts.symbols(['MSFT', 'ESZ26']).")
+    rows, errors = [], []
+    for at in range(0, len(wanted), DETAIL_BATCH):
+        body = _get(session, f"marketdata/symbols/{','.join(wanted[at : at + DETAIL_BATCH])}")
+        rows += body.get("Symbols", [])
+        errors += body.get("Errors", [])
+    _warn_errors(errors, "Symbol")
+    frame = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["Symbol"])
+    frame = frame.rename(columns=_detail_name)
+    frame = numeric(frame.set_index("Symbol"), keep=("Root", "Underlying"))
+    frame.attrs["errors"] = {e.get("Symbol", "?"): e.get("Message") or e.get("Error") or "refused" for e in errors}
+    return frame
+
+
+def _detail_name(column: str) -> str:
+    """``PriceFormat.Increment`` -> ``PriceIncrement``, ``PriceFormat.PointValue`` ->
+    ``PointValue``, ``QuantityFormat.Format`` -> ``QuantityFormat``: flat, readable names."""
+    group, _, field = column.partition(".")
+    if not field or group not in ("PriceFormat", "QuantityFormat"):
+        return column
+    if field == "PointValue":
+        return field
+    return group if field == "Format" else group.removesuffix("Format") + field
+
+
+def expirations(session: requests.Session, underlying: str) -> pd.DataFrame:
+    """The option expirations of ``underlying``: a ``Date`` (a date) and its ``Type`` (Weekly,
+    Monthly ...), soonest first."""
+    pd = _pandas()
+    rows = _get(session, f"marketdata/options/expirations/{underlying}").get("Expirations", [])
+    frame = pd.DataFrame(rows, columns=["Date", "Type"])
+    frame["Date"] = pd.to_datetime(frame["Date"], utc=True).dt.date
+    return frame.sort_values("Date", ignore_index=True)
+
+
+# The chain's columns first, in this order; TradeStation's other figures follow.
+CHAIN_FIRST = ("Symbol", "Bid", "Ask", "Last", "Volume", "OpenInterest", "ImpliedVolatility")
+GREEKS = ("Delta", "Gamma", "Theta", "Vega", "Rho")
+
+
+def options(
+    session: requests.Session, underlying: str, expiration: Any = None, strikes: int | None = None
+) -> pd.DataFrame:
+    """The option chain of ``underlying`` for ``expiration`` (a date, or text; None: the next
+    one) at ``strikes`` strikes either side of the money (None: TradeStation's default, 5), as
+    the chain stream's snapshot gives it: indexed by (Expiration, Strike, Side), with the
+    option's symbol, bid, ask, last, volume, open interest, implied volatility and the greeks
+    first, then TradeStation's other figures, numbers as numbers.
+
+    Raises:
+        TSError: TradeStation has no such chain (the stream's error says why).
+    """
+    pd = _pandas()
+    if strikes is not None and (isinstance(strikes, bool) or not isinstance(strikes, int) or strikes < 1):
+        raise ConfigError(f"strikes must be a whole number of strikes either side of the money, not {strikes!r}.")
+    params: dict[str, Any] = {"enableGreeks": "true"}
+    if expiration is not None:
+        params["expiration"] = _when(expiration)[:10] if not isinstance(expiration, str) else expiration
+    if strikes is not None:
+        params["strikeProximity"] = strikes
+    from .kernel.replies import APIError
+
+    rows = []
+    try:
+        with session.iter_stream(f"marketdata/stream/options/chains/{underlying}", markers=True, **params) as stream:
+            for item in stream:
+                if item.get("StreamStatus") == "EndSnapshot":
+                    break
+                rows.append(item)
+    except APIError as exc:
+        if exc.status != 200:  # refused before the stream began: its own message says what to do
+            raise
+        raise TSError(
+            f"TradeStation has no such option chain: {exc.message or exc.error}. ts.expirations({underlying!r}) "
+            "lists the expirations it has."
+        ) from None
+    return chain_frame(pd, rows)
+
+
+def chain_frame(pd: Any, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The chain stream's objects as a frame (see :func:`options`)."""
+    names = ["Expiration", "Strike", "Side"]
+    if not rows:
+        return pd.DataFrame(index=pd.MultiIndex.from_arrays([[], [], []], names=names), columns=[*CHAIN_FIRST, *GREEKS])
+    legs = [row.get("Legs") or [{}] for row in rows]
+    frame = pd.DataFrame([{k: v for k, v in row.items() if k not in ("Legs", "Strikes")} for row in rows])
+    frame["Symbol"] = [leg[0].get("Symbol") for leg in legs]
+    frame["Expiration"] = pd.to_datetime([leg[0].get("Expiration") for leg in legs], utc=True).date
+    frame["Strike"] = pd.to_numeric([leg[0].get("StrikePrice") for leg in legs], errors="coerce")
+    frame = frame.rename(columns={"DailyOpenInterest": "OpenInterest"})
+    first = [c for c in (*CHAIN_FIRST, *GREEKS) if c in frame]
+    frame = frame[[*names, *first, *sorted(set(frame) - set(first) - set(names))]]
+    return numeric(frame.set_index(names).sort_index(), keep=("Symbol",))
 
 
 def accounts(session: requests.Session) -> pd.DataFrame:

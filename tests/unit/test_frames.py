@@ -10,6 +10,7 @@ import pytest
 
 from ts_notebook import frames
 from ts_notebook.emulator.prices import SYMBOLS
+from ts_notebook.errors import TSError
 from ts_notebook.kernel.replies import APIError
 from ts_notebook.kernel.session import TSSession
 
@@ -147,3 +148,49 @@ def test_naive_start_and_end_are_both_exchange_time(session):
 
     assert len(df) == 390  # the whole regular session, 9:31 to 16:00 in New York
     assert str(df.index[0].time()) == "09:31:00" and str(df.index[-1].time()) == "16:00:00"
+
+
+def test_symbol_details_are_a_frame_by_symbol_with_numbers_and_refused_symbols_a_warning(session, emulator):
+    wanted = ["MSFT", "ESZ26", "NOPE", *[f"U{n:03d}" for n in range(1, 60)]]  # past 50: two requests
+
+    with pytest.warns(UserWarning, match=r"TradeStation left out: NOPE \(Invalid symbol.\)"):
+        details = frames.symbols(session, wanted)
+
+    assert list(details.index) == [s for s in wanted if s != "NOPE"]
+    assert details.attrs["errors"] == {"NOPE": "Invalid symbol."}
+    assert {"Description", "Exchange", "AssetType", "PriceDecimals", "PriceIncrement", "PointValue"} <= set(details)
+    es, msft = details.loc["ESZ26"], details.loc["MSFT"]
+    assert (es["AssetType"], es["PointValue"], es["PriceIncrement"], es["Root"]) == ("FUTURE", 50.0, 0.25, "ES")
+    assert (msft["Exchange"], msft["PointValue"], msft["PriceDecimals"]) == ("NASDAQ", 1.0, 2.0)
+    assert sum("/marketdata/symbols/" in c["path"] for c in emulator.api_calls) == 2
+
+
+def test_an_option_chain_is_a_frame_by_expiration_strike_and_side_with_the_greeks(session, emulator):
+    listed = frames.expirations(session, "MSFT")
+    assert list(listed.columns) == ["Date", "Type"] and listed["Date"].is_monotonic_increasing
+    assert {"Weekly", "Monthly"} <= set(listed["Type"])
+    monthly = listed[listed["Type"] == "Monthly"]["Date"].iloc[0]
+
+    chain = frames.options(session, "MSFT", expiration=monthly, strikes=3)
+
+    assert chain.index.names == ["Expiration", "Strike", "Side"] and len(chain) == 7 * 2
+    assert set(chain.index.get_level_values("Expiration")) == {monthly}
+    assert list(chain.columns[:12]) == [
+        "Symbol", "Bid", "Ask", "Last", "Volume", "OpenInterest", "ImpliedVolatility",
+        "Delta", "Gamma", "Theta", "Vega", "Rho",
+    ]  # fmt: skip
+    calls, puts = chain.xs("Call", level="Side"), chain.xs("Put", level="Side")
+    assert (calls["Delta"].between(0, 1)).all() and (puts["Delta"].between(-1, 0)).all()
+    assert calls["Delta"].is_monotonic_decreasing and (chain["Bid"] <= chain["Ask"]).all()
+    assert chain["OpenInterest"].dtype == "int64" and chain["ImpliedVolatility"].dtype == "float64"
+    assert frames.options(session, "MSFT").index.get_level_values("Expiration")[0] == listed["Date"].iloc[0]
+    assert emulator.streams_open <= 1  # each chain's stream is let go once its snapshot is read
+
+
+def test_an_underlying_with_no_options_says_so(session):
+    with pytest.raises(TSError, match="no such option chain.*No options for NOPE"):
+        frames.options(session, "NOPE")
+    with pytest.raises(APIError, match="No options for NOPE"):
+        frames.expirations(session, "NOPE")
+    with pytest.raises(TSError, match="strikes must be"):
+        frames.options(session, "MSFT", strikes=0)

@@ -9,7 +9,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import market
+from . import market, options
 from .base import BaseHandler
 from .state import AccessRecord
 
@@ -122,6 +122,10 @@ class ApiHandler(BaseHandler):
             return accounts
         if route.startswith("marketdata/quotes/"):
             return market.quotes([s.strip() for s in route[len("marketdata/quotes/") :].split(",") if s.strip()], now)
+        if parts[:2] == ["marketdata", "options"] and len(parts) == 4 and parts[2] in ("expirations", "strikes"):
+            return self._options(parts[2], parts[3], now)
+        if route.startswith("marketdata/symbols/") and len(parts) == 3:
+            return market.symbol_details([s.strip() for s in parts[2].split(",") if s.strip()])
         if route.startswith("marketdata/barcharts/") and len(parts) == 3:
             params = {k: v[-1].decode() for k, v in self.request.query_arguments.items()}
             return market.barchart(parts[2], params, now)
@@ -137,6 +141,23 @@ class ApiHandler(BaseHandler):
                     raise market.BadRequest("pageSize must be a whole number") from exc
                 return market.orders(parts[2], owned, size, self.get_query_argument("nextToken", None))
         return None
+
+    def _options(self, what: str, underlying: str, now: Any) -> dict[str, Any]:
+        """``marketdata/options/expirations/{underlying}`` or ``.../strikes/{underlying}``.
+
+        Raises:
+            market.BadRequest: no options for it, or a malformed expiration.
+        """
+        try:
+            if what == "expirations":
+                listed = options.expirations(underlying, now.astimezone(market.EXCHANGE).date())
+                return {"Expirations": [{"Date": f"{d:%Y-%m-%d}T00:00:00Z", "Type": kind} for d, kind in listed]}
+            given = self.get_query_argument("expiration", None)
+            if given is not None:
+                options.chain(underlying, options.parse_expiration(given), 0, now)  # one that exists
+            return {"SpreadType": "Single", "Strikes": [[f"{k:g}"] for k in options.strikes(underlying, now)]}
+        except ValueError as exc:  # NoOptions too
+            raise market.BadRequest(str(exc)) from exc
 
     def _redirect_to(self, token: str) -> None:
         target = self.get_query_argument("to", "")

@@ -59,7 +59,7 @@ def make_app(state: ProviderState) -> web.Application:
             (r"/oauth/token", TokenHandler, args),
             (r"/oauth/revoke", RevokeHandler, args),
             (r"/userinfo", UserInfoHandler, args),
-            (r"/(sim/)?v3/marketdata/stream/(quotes|barcharts)/([^/]+)", StreamHandler, args),
+            (r"/(sim/)?v3/marketdata/stream/(quotes|barcharts|options/chains)/([^/]+)", StreamHandler, args),
             (r"/(sim/)?v3(?:/(.*))?", ApiHandler, args),
         ],
         default_handler_class=NotFoundHandler,

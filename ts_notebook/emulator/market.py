@@ -9,6 +9,7 @@ agree bar for bar.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from . import prices
@@ -16,6 +17,30 @@ from .prices import EXCHANGE, Span, known, rounded, session_close, session_open
 
 MAX_INTRADAY_BARS = 57_600
 MAX_QUOTE_SYMBOLS = 100
+MAX_DETAIL_SYMBOLS = 50
+# Where the emulator's symbols list (the rest, the universe U001 ... included, on the NYSE).
+NASDAQ = frozenset(
+    [
+        "AAPL",
+        "ADBE",
+        "AMD",
+        "AMZN",
+        "AVGO",
+        "COST",
+        "CSCO",
+        "GOOGL",
+        "INTC",
+        "META",
+        "MSFT",
+        "NFLX",
+        "NVDA",
+        "PEP",
+        "QQQ",
+        "TLT",
+        "TSLA",
+    ]
+)
+FUNDS = frozenset(["IWM", "QQQ", "SPY", "TLT", "VOO", "XLE", "XLF", "XLK"])
 # Minutes of each session template, in exchange time.
 SESSIONS = {
     "Default": (time(9, 30), time(16, 0)),
@@ -91,6 +116,57 @@ def quotes(symbols: list[str], now: datetime) -> dict[str, Any]:
     return {
         "Quotes": [quote_for(s, now) for s in symbols if known(s)],
         "Errors": [{"Symbol": s, "Error": "Invalid symbol"} for s in symbols if not known(s)],
+    }
+
+
+def symbol_details(symbols: list[str]) -> dict[str, Any]:
+    """``GET marketdata/symbols/{symbols}``: each known symbol's description, exchange, asset
+    type and price and quantity formats (a future's with its point value and expiration), and
+    an ``Errors`` entry for each other one."""
+    if not symbols or len(symbols) > MAX_DETAIL_SYMBOLS:
+        raise BadRequest(f"Give 1 to {MAX_DETAIL_SYMBOLS} symbols")
+    details = []
+    for symbol in (s for s in symbols if known(s)):
+        tick = prices.INSTRUMENTS[symbol].tick
+        decimals = str(max(0, -Decimal(str(tick)).as_tuple().exponent))  # type: ignore[operator]
+        entry: dict[str, Any] = {
+            "AssetType": "STOCK",
+            "Country": "United States",
+            "Currency": "USD",
+            "Description": f"{symbol} {'ETF' if symbol in FUNDS else 'Inc.'} (emulated)",
+            "Exchange": "NYSE Arca" if symbol in FUNDS - NASDAQ else "NASDAQ" if symbol in NASDAQ else "NYSE",
+            "PriceFormat": {
+                "Format": "Decimal",
+                "Decimals": decimals,
+                "IncrementStyle": "Simple",
+                "Increment": f"{tick:g}",
+                "PointValue": "1",
+            },
+            "QuantityFormat": {
+                "Format": "Decimal",
+                "Decimals": "0",
+                "IncrementStyle": "Simple",
+                "Increment": "1",
+                "MinimumTradeQuantity": "1",
+            },
+            "Root": symbol,
+            "Symbol": symbol,
+        }
+        if symbol.startswith("ES") and symbol[-2:].isdigit():  # the E-mini S&P 500 future
+            entry.update(
+                AssetType="FUTURE",
+                Description="E-mini S&P 500 (emulated)",
+                Exchange="CME",
+                ExpirationDate="2026-12-18T00:00:00Z",
+                FutureType="Electronic",
+                Root="ES",
+                Underlying="",
+            )
+            entry["PriceFormat"]["PointValue"] = "50"
+        details.append(entry)
+    return {
+        "Symbols": details,
+        "Errors": [{"Symbol": s, "Message": "Invalid symbol."} for s in symbols if not known(s)],
     }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from tornado.iostream import StreamClosedError
 
-from . import market
+from . import market, options, prices
 from .api import ApiHandler
 from .prices import known
 
@@ -59,7 +59,8 @@ def bar_updates(symbol: str, params: dict[str, str], at: Iterator[datetime]) -> 
 
 
 class StreamHandler(ApiHandler):
-    """``GET (sim/)v3/marketdata/stream/quotes/{symbols}`` and ``.../barcharts/{symbol}``."""
+    """``GET (sim/)v3/marketdata/stream/quotes/{symbols}``, ``.../barcharts/{symbol}`` and
+    ``.../options/chains/{underlying}`` (its snapshot only: the chain as it stands)."""
 
     _gone = False
 
@@ -77,7 +78,20 @@ class StreamHandler(ApiHandler):
             self._reply(400, {"Error": "BadRequest", "Message": "Give one or more symbols (one for bars)"}, token)
             return
         at = moments(self.state.faults.settings.market_clock)
-        if kind == "quotes":
+        if kind == "options/chains":
+            now = next(at)
+            try:
+                proximity = self.get_query_argument("strikeProximity", "5")
+                given = self.get_query_argument("expiration", None)
+                listed = options.expirations(symbols[0], now.astimezone(prices.EXCHANGE).date())
+                expiration = options.parse_expiration(given) if given else listed[0][0]
+                snapshot = options.chain(symbols[0], expiration, int(proximity), now)
+            except ValueError as exc:  # NoOptions too: TradeStation sends the error in the stream
+                snapshot = [
+                    {"Error": "InvalidSymbol" if "No options for" in str(exc) else "BadRequest", "Message": str(exc)}
+                ]
+            updates = iter(())
+        elif kind == "quotes":
             now = next(at)
             snapshot = [
                 {**market.quote_for(s, now), "Description": f"{s} Ünïcødé ☃ Corp"} if known(s) else refusal(s)

@@ -52,6 +52,7 @@ def test_the_quickstart_runs_end_to_end(server_process, emulator, tmp_path):
     text = text_of(nb)
     assert "(120, " in text  # bars.shape
     assert "(250, 6)" in text  # ts.download's closes of six symbols, one column each
+    assert "ImpliedVolatility" in text and "Call" in text and "Put" in text  # the option chain
     assert "11111111" in text and "MarketValue" in text  # accounts and positions as frames
     assert "lacks the Trade scope" in text and '%ts_login --scopes "' in text
     assert "Signed out of TradeStation (the sign-in was revoked)." in text  # %ts_logout at the end
