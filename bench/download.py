@@ -5,8 +5,13 @@ every request (as a remote API has). Rounds alternate the three so that the mach
 hits them alike; the ratios are the figures to watch (loop / download: 5 or more; by hand /
 download: 1 or more).
 
-The emulator runs in a process of its own: in this one it would share the interpreter with
-the clients it serves.
+Then the cache: the same download of a fixed past range run cold (an empty cache) and again
+(every bar kept: no request at all, counted at the session), and the ratio cold / again (20 or
+more wanted).
+
+The emulator runs in a process of its own (in this one it would share the interpreter with the
+clients it serves), and a first untimed pass computes its bars once, so that what each request
+costs is the latency, as at a remote API, not the emulator's own arithmetic.
 
     python bench/download.py [--rounds 3] [--symbols 100] [--days 504] [--latency 0.03]
 """
@@ -14,10 +19,12 @@ the clients it serves.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -64,7 +71,23 @@ def by_hand(session: TSSession, symbols: list[str], days: int) -> pd.DataFrame:
 
 
 def download(session: TSSession, symbols: list[str], days: int) -> pd.DataFrame:
-    return bulk.download(session, symbols, barsback=days, threads=8, progress=False)
+    return bulk.download(session, symbols, barsback=days, threads=8, progress=False, cache=False)
+
+
+def cached(session: TSSession, symbols: list[str], rounds: int) -> tuple[float, float, int]:
+    """(cold, again, requests the reruns sent): a fixed past range, into a fresh cache each round."""
+    asked: list[int] = []
+    session.hooks["response"].append(lambda r, *a, **k: asked.append(1))
+    cold, again = [], []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as folder:
+            os.environ["TS_CACHE_DIR"] = folder
+            for times in (cold, again):
+                asked.clear()
+                started = time.perf_counter()
+                bulk.download(session, symbols, start="2025-01-02", end="2025-12-31", progress=False)
+                times.append(time.perf_counter() - started)
+    return statistics.median(cold), statistics.median(again), len(asked)
 
 
 def main() -> None:
@@ -80,6 +103,7 @@ def main() -> None:
         session = TSSession(lambda: source)
         source = signed_in_source(em, remote.secret)  # type: ignore[arg-type]
         symbols = [f"U{n:03d}" for n in range(1, args.symbols + 1)]
+        download(session, symbols, args.days)  # the emulator's bars, computed once
         ways = {"sequential ts.bars loop": loop, "ThreadPoolExecutor(8) by hand": by_hand, "ts.download": download}
         times: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(args.rounds):
@@ -88,6 +112,7 @@ def main() -> None:
                 frame = way(session, symbols, args.days)
                 times[name].append(time.perf_counter() - started)
                 assert frame.shape[0] == args.days, (name, frame.shape)
+        cold, again, asked = cached(session, symbols, args.rounds)
     finally:
         remote.close()
     medians = {name: statistics.median(t) for name, t in times.items()}
@@ -98,6 +123,10 @@ def main() -> None:
     ours = medians["ts.download"]
     print(f"  loop / ts.download:    {medians['sequential ts.bars loop'] / ours:5.1f}x (5 or more wanted)")
     print(f"  by hand / ts.download: {medians['ThreadPoolExecutor(8) by hand'] / ours:5.2f}x (1 or more wanted)")
+    print(f"the cache, a fixed past range, {args.rounds} rounds, medians:")
+    print(f"  cold (empty cache)               {cold:7.2f} s")
+    print(f"  again (every bar kept)           {again:7.3f} s, {asked} API requests")
+    print(f"  cold / again:          {cold / again:5.0f}x (20 or more wanted)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ CLIENT_ID = "test-client"
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No TS_* setting or broker variable leaks in from the machine or between tests."""
     for name in {s.env for s in TABLE} | set(SECRET_ENV) | {ENV_VAR}:
         monkeypatch.delenv(name, raising=False)
@@ -27,12 +27,14 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # setenv then delenv: monkeypatch restores the variable the extension may set.
     monkeypatch.setenv(ENV_VAR, "")
     monkeypatch.delenv(ENV_VAR)
+    # Bars kept by ts.bars and ts.download go to a folder of this test's own.
+    monkeypatch.setenv("TS_CACHE_DIR", str(tmp_path_factory.mktemp("bar-cache")))
 
 
 def emulator_env(emulator: Emulator, client_secret: str, **more: str) -> dict[str, str]:
     """This process's environment for a child process (a server, a terminal), its TS_* settings
     replaced by the emulator's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TS_") or k == "TS_CACHE_DIR"}
     env.update(
         TS_CLIENT_ID=CLIENT_ID,
         TS_CLIENT_SECRET=client_secret,

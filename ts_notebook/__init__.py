@@ -53,6 +53,7 @@ __all__ = [
     "auth",
     "balances",
     "bars",
+    "cache",
     "download",
     "expirations",
     "login",
@@ -77,6 +78,11 @@ def __getattr__(name: str) -> Any:
         from .kernel import api
 
         return getattr(api, name)()
+    if name == "cache":
+        from .bulk import CacheView
+        from .kernel import api
+
+        return CacheView(api.session)
     if name == "APIError":  # it is also a requests.HTTPError, so it comes with requests
         from .kernel.replies import APIError
 
@@ -111,11 +117,22 @@ def bars(
     start: Any = None,
     end: Any = None,
     session: str | None = None,
+    cache: bool = True,
 ) -> Any:
     """Bars of ``symbol`` as a pandas DataFrame (needs ``ts_notebook[pandas]``): a tz-aware
     exchange-time index, Open/High/Low/Close/Volume first. ``barsback`` bars ending at ``end``
-    (default now), or all from ``start``; ``session`` is the session template (USEQPreAndPost ...)."""
-    return _frames("bars")(symbol, interval, unit, barsback, start, end, session)
+    (default now), or all from ``start``; ``session`` is the session template (USEQPreAndPost ...).
+    Closed bars are kept on this machine (``cache=False``: not), so a rerun asks only for what
+    is missing (see ``ts.download``)."""
+    from . import bulk
+    from .kernel import api
+
+    kept = bulk.cache_for(api.session()) if cache else None
+    try:
+        return bulk.one(api.session(), symbol, interval, unit, barsback, start, end, session, kept)
+    finally:
+        if kept is not None:
+            kept.close()
 
 
 def download(
@@ -129,17 +146,19 @@ def download(
     threads: int = 8,
     progress: bool = True,
     layout: str = "wide",
+    cache: bool = True,
 ) -> Any:
     """Bars of many symbols at once as one DataFrame (needs ``ts_notebook[pandas]``), fetched
     ``threads`` at a time through ``ts.session``. Columns (field, symbol) whatever the number of
     symbols, or ``layout="long"``: rows (symbol, time). A 429 pauses every worker until its
     reset; a symbol refused or failing is named in a warning and in ``frame.attrs["errors"]``,
-    and never loses the others. ``progress=False`` hides the progress bar."""
+    and never loses the others. ``progress=False`` hides the progress bar. Closed bars are kept
+    on this machine (``cache=False``: not): a rerun asks only for what is missing."""
     from . import bulk
     from .kernel import api
 
     return bulk.download(
-        api.session(), symbols, interval, unit, start, end, barsback, session, threads, progress, layout
+        api.session(), symbols, interval, unit, start, end, barsback, session, threads, progress, layout, cache
     )
 
 

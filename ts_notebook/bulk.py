@@ -12,6 +12,12 @@ reported). Reported symbols are named in a warning and in the frame's ``attrs["e
 Shapes (fixed, whatever the number of symbols): ``layout="wide"`` columns are a MultiIndex
 (field, symbol), as yfinance's are, over one time index; ``layout="long"`` rows are indexed by
 (symbol, time), one per symbol and bar.
+
+With ``cache=True`` (the default) closed bars are kept (:mod:`ts_notebook.barcache`) and a rerun
+asks only for what is missing: for a ``start`` (to ``end``, or now), the spans of time the
+cache does not hold; for ``barsback`` bars ending now, the tail since the last bar held (that
+bar included, so a revision of it replaces it). ``barsback`` with an ``end`` is always asked.
+``ts.bars`` is a download of one symbol, through :func:`one`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import requests
 
 from . import frames
 from .backoff import delay as backoff_delay
+from .barcache import BarCache, Key, epoch_of
 from .errors import TSError
 
 if TYPE_CHECKING:
@@ -162,6 +169,157 @@ def _fetch(get: Callable[[], pd.DataFrame], symbol: str, sleep: Callable[[float]
         sleep(backoff_delay(failures, FAILURE_FIRST, FAILURE_MOST))
 
 
+class _Rows:
+    """What the bar requests brought, as TradeStation sent it."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows += rows
+
+    def closed_until(self) -> int | None:
+        closed = [epoch_of(r["TimeStamp"]) for r in self.rows if r.get("BarStatus", "Closed") == "Closed"]
+        return max(closed) if closed else None
+
+    def open(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r.get("BarStatus", "Closed") != "Closed"]
+
+
+def _epoch(pd: Any, when: Any, end_of_day: bool) -> int:
+    """``when`` as the API reads it (naive: exchange time; a date alone: its start, or its end)."""
+    stamp = pd.Timestamp(when)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize(frames.EXCHANGE_TZ)
+    if end_of_day and isinstance(when, str) and len(when.strip()) <= 10:
+        stamp = stamp + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
+    return int(stamp.timestamp() * 1000)
+
+
+def _gaps(spans: list[tuple[int, int]], first: int, last: int | None) -> list[tuple[int, int | None]]:
+    """The parts of ``first`` .. ``last`` (None: now) no span covers."""
+    gaps, at = [], first
+    for a, b in spans:
+        if last is not None and a > last:
+            break
+        if b < at:
+            continue
+        if a > at:
+            gaps.append((at, a - 1))
+        at = max(at, b + 1)
+    if last is None or at <= last:
+        gaps.append((at, last))
+    return gaps
+
+
+def one(
+    session: Any,
+    symbol: str,
+    interval: int = 1,
+    unit: str = "Daily",
+    barsback: int | None = None,
+    start: Any = None,
+    end: Any = None,
+    sessiontemplate: str | None = None,
+    cache: BarCache | None = None,
+) -> pd.DataFrame:
+    """One symbol's bars (:func:`ts_notebook.frames.bars`), through ``cache`` when given."""
+    pd = frames._pandas()
+    intraday = unit == "Minute"
+    if cache is None or (end is not None and start is None):
+        return frames.bars(session, symbol, interval, unit, barsback, start, end, sessiontemplate)
+    key = Key(symbol, unit, interval, sessiontemplate or "Default")
+
+    def fetch(count: int | None, since: int | None, until: int | None) -> _Rows:
+        got = _Rows()
+        stamps = [
+            None if t is None else frames._when(pd.Timestamp(t, unit="ms", tz="UTC").to_pydatetime())
+            for t in (since, until)
+        ]
+        frames._bars(session, symbol, interval, unit, count, stamps[0], stamps[1], sessiontemplate, keep=got)
+        return got
+
+    if start is not None:  # a range: ask only for the spans the cache does not hold
+        first, last = _epoch(pd, start, False), None if end is None else _epoch(pd, end, True)
+        latest: _Rows | None = None
+        now = int(time.time() * 1000)
+        for a, b in _gaps(cache.spans(key), first, last):
+            latest = fetch(None, a, b)
+            closed = latest.closed_until()
+            whole = b is not None and b < now and not latest.open()  # every bar of the gap is closed
+            cache.keep(key, latest.rows, a, b if whole else closed)
+        return _joined(pd, cache.frame(key, intraday, first, last), latest.open() if latest and last is None else [])
+    wanted = barsback or 1
+    spans = cache.spans(key)
+    if spans:  # barsback ending now: the tail since the last bar held, that bar included
+        held_from, held_to = spans[-1]
+        tail = fetch(None, held_to, None)
+        cache.keep(key, tail.rows, held_to, tail.closed_until())
+        opened = tail.open()
+        held = cache.frame(key, intraday, held_from, newest=max(wanted - len(opened), 1))
+        if len(held) + len(opened) >= wanted:
+            return _joined(pd, held, opened).iloc[-wanted:]
+    got = fetch(wanted, None, None)
+    closed = [epoch_of(r["TimeStamp"]) for r in got.rows if r.get("BarStatus", "Closed") == "Closed"]
+    cache.keep(key, got.rows, min(closed) if closed else None, max(closed) if closed else None)
+    return frames.bar_frame(got.rows, intraday).iloc[-wanted:]
+
+
+def _joined(pd: Any, held: pd.DataFrame, opened: list[dict[str, Any]]) -> pd.DataFrame:
+    """Bars kept, then the bars still being built (fetched, never kept)."""
+    if not opened:
+        return held
+    fresh = frames.bar_frame(opened, held.index.name == "Datetime")
+    return pd.concat([held, fresh]) if len(held) else fresh
+
+
+def cache_for(session: Any) -> BarCache | None:
+    """The bar cache of ``session``'s sign-in (its API and TradeStation user), or None when
+    the sign-in says no user."""
+    subject = getattr(session, "subject", None)
+    if not subject:
+        return None
+    return BarCache.for_sign_in(session.base_url, subject)
+
+
+class CacheView:
+    """``ts.cache``: the bars this sign-in keeps on this machine."""
+
+    def __init__(self, session: Callable[[], Any]) -> None:
+        self._session = session
+
+    def _cache(self) -> BarCache:
+        cache = cache_for(self._session())
+        if cache is None:
+            raise TSError("Sign in first (%ts_login): the bar cache is kept per TradeStation sign-in.")
+        return cache
+
+    def info(self) -> pd.DataFrame:
+        """What is kept: one row per symbol, unit, interval and session template, with how many
+        bars and the first and last; ``attrs["bytes"]`` and ``attrs["path"]`` say its size and where."""
+        pd = frames._pandas()
+        cache = self._cache()
+        try:
+            frame = pd.DataFrame(
+                cache.info(), columns=["Symbol", "Unit", "Interval", "SessionTemplate", "Bars", "First", "Last"]
+            )
+            frame.attrs.update(bytes=cache.size(), path=str(cache.path))
+        finally:
+            cache.close()
+        return frame
+
+    def clear(self, symbol: str | None = None) -> int:
+        """Forget the bars kept of ``symbol`` (None: all of them); returns how many."""
+        cache = self._cache()
+        try:
+            return cache.clear(symbol)
+        finally:
+            cache.close()
+
+    def __repr__(self) -> str:
+        return "ts.cache: the bars this sign-in keeps (ts.cache.info(), ts.cache.clear(symbol=None))"
+
+
 def download(
     session: requests.Session,
     symbols: str | Iterable[str],
@@ -174,9 +332,10 @@ def download(
     threads: int = THREADS,
     progress: bool = True,
     layout: str = "wide",
+    cache: bool = True,
 ) -> pd.DataFrame:
     """Bars of every symbol in ``symbols``, fetched ``threads`` at a time, as one frame (see the
-    module's docstring for its shapes, the rate limit and what is reported).
+    module's docstring for its shapes, the rate limit, the cache and what is reported).
 
     Raises:
         TSError: no symbols, or a ``threads`` or ``layout`` that cannot be used.
@@ -188,13 +347,14 @@ def download(
         raise TSError(f"threads must be a whole number from 1 to {MAX_THREADS}, not {threads!r}.")
     if layout not in LAYOUTS:
         raise TSError(f"layout must be 'wide' (columns: field, symbol) or 'long' (rows: symbol, time), not {layout!r}.")
+    kept = cache_for(session) if cache else None
     bar = _progress(len(wanted), progress)
     pause = Pause(told=lambda wait: bar.set_description(f"waiting {wait:.0f} s for the rate limit"))
     gated = _Gated(session, pause)
 
-    def one(symbol: str) -> pd.DataFrame | str:
+    def each(symbol: str) -> pd.DataFrame | str:
         def get() -> pd.DataFrame:
-            return frames.bars(gated, symbol, interval, unit, barsback, start, end, sessiontemplate)  # type: ignore[arg-type]
+            return one(gated, symbol, interval, unit, barsback, start, end, sessiontemplate, kept)
 
         return _fetch(get, symbol, time.sleep)
 
@@ -203,7 +363,7 @@ def download(
     received = 0
     try:
         with ThreadPoolExecutor(max_workers=min(threads, len(wanted)), thread_name_prefix="ts_download") as pool:
-            futures = {pool.submit(one, s): s for s in wanted}
+            futures = {pool.submit(each, s): s for s in wanted}
             try:
                 for future in as_completed(futures):
                     symbol, result = futures[future], future.result()
@@ -221,6 +381,8 @@ def download(
                 raise
     finally:
         bar.close()
+        if kept is not None:
+            kept.close()
     if errors:
         listed = "; ".join(f"{s}: {why}" for s, why in errors.items())
         warnings.warn(f"ts.download: no bars for {len(errors)} of {len(wanted)} symbols ({listed})", stacklevel=3)

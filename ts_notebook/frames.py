@@ -92,11 +92,23 @@ def bar_frame(rows: list[dict[str, Any]], intraday: bool) -> pd.DataFrame:
     keys = set().union(*rows)
     if "TimeStamp" not in keys:
         raise TSError("TradeStation's bars reply has no TimeStamp, so the bars cannot be placed in time. Try again.")
+    frame = pd.DataFrame(rows, columns=bar_columns(keys))
+    index = pd.DatetimeIndex(pd.to_datetime(frame.pop("TimeStamp"), utc=True))
+    return laid_out(pd, frame, index, intraday)
+
+
+def bar_columns(keys: Iterable[str]) -> list[str]:
+    """A bars reply's fields in the order a bar frame has them (``TimeStamp`` among them)."""
+    keys = set(keys)
     leading = [c for c in (*PRICE_COLUMNS, "TotalVolume") if c in keys]
-    frame = pd.DataFrame(rows, columns=[*leading, *sorted(keys - set(leading))])
+    return [*leading, *sorted(keys - set(leading))]
+
+
+def laid_out(pd: Any, frame: pd.DataFrame, index: pd.DatetimeIndex, intraday: bool) -> pd.DataFrame:
+    """Bars' fields (``frame``, columns in :func:`bar_columns` order but ``TimeStamp``) at their
+    times (``index``, UTC) as a bar frame: the one layout every bar frame has, fetched or kept."""
     frame = frame.rename(columns={"TotalVolume": "Volume"})
-    index = pd.DatetimeIndex(pd.to_datetime(frame.pop("TimeStamp"), utc=True)).tz_convert(EXCHANGE_TZ)
-    frame.index = index.rename("Datetime" if intraday else "Date")
+    frame.index = index.tz_convert(EXCHANGE_TZ).rename("Datetime" if intraday else "Date")
     for column in (*PRICE_COLUMNS, "OpenInterest"):
         if column in frame:
             frame[column] = _as(pd, frame[column], "float64")
@@ -136,13 +148,29 @@ def bars(
     ``barsback`` bars ending at ``end`` (default now), or every bar from ``start``. Intraday
     requests past TradeStation's 57,600 bars per request are split and joined, with no bar twice.
     """
+    return _bars(session, symbol, interval, unit, barsback, start, end, sessiontemplate)
+
+
+def _bars(
+    session: requests.Session,
+    symbol: str,
+    interval: int,
+    unit: str,
+    barsback: int | None,
+    start: Any,
+    end: Any,
+    sessiontemplate: str | None,
+    keep: Any = None,
+) -> pd.DataFrame:
+    """:func:`bars`, each reply's rows also handed to ``keep`` (the bar cache) as they come."""
     pd = _pandas()
     intraday = unit == "Minute"
+    got = _get if keep is None else lambda *a, **k: _kept(keep, _get(*a, **k))
     per_request = MAX_INTRADAY_BARS if intraday else None
     common = {"interval": interval, "unit": unit, "sessiontemplate": sessiontemplate}
     if not intraday or (start is None and (barsback or 1) <= MAX_INTRADAY_BARS):
         if start is not None:
-            rows = _get(
+            rows = got(
                 session,
                 f"marketdata/barcharts/{symbol}",
                 firstdate=_when(start),
@@ -150,7 +178,7 @@ def bars(
                 **common,
             ).get("Bars", [])
         else:
-            rows = _get(
+            rows = got(
                 session,
                 f"marketdata/barcharts/{symbol}",
                 barsback=barsback or 1,
@@ -166,7 +194,7 @@ def bars(
         since = since.tz_localize(EXCHANGE_TZ) if since.tzinfo is None else since
     while True:
         size = per_request if wanted is None else min(per_request, wanted)
-        rows = _get(session, f"marketdata/barcharts/{symbol}", barsback=size, lastdate=last, **common).get("Bars", [])
+        rows = got(session, f"marketdata/barcharts/{symbol}", barsback=size, lastdate=last, **common).get("Bars", [])
         if not rows:
             break
         frames.append(bar_frame(rows, intraday))
@@ -185,6 +213,11 @@ def bars(
     if since is not None:
         frame = frame[frame.index >= since]
     return frame if barsback is None else frame.iloc[-barsback:]
+
+
+def _kept(keep: Any, body: dict[str, Any]) -> dict[str, Any]:
+    keep(body.get("Bars", []))
+    return body
 
 
 def join_pages(pages: list[pd.DataFrame]) -> pd.DataFrame:

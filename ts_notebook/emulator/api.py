@@ -128,7 +128,11 @@ class ApiHandler(BaseHandler):
             return market.symbol_details([s.strip() for s in parts[2].split(",") if s.strip()])
         if route.startswith("marketdata/barcharts/") and len(parts) == 3:
             params = {k: v[-1].decode() for k, v in self.request.query_arguments.items()}
-            return market.barchart(parts[2], params, now)
+            reply = market.barchart(parts[2], params, now)
+            revision = self.state.faults.settings.bar_revision
+            for bar in reply["Bars"] if revision else ():
+                bar["TotalVolume"] = str(int(bar["TotalVolume"]) + revision)
+            return reply
         if len(parts) == 4 and parts[:2] == ["brokerage", "accounts"]:
             if parts[3] == "balances":
                 return market.balances(parts[2], owned, now)
@@ -171,7 +175,12 @@ class ApiHandler(BaseHandler):
     def _reply(self, status: int, body: Any, token: str | None) -> None:
         # Record before answering so a test that has the reply also sees the record.
         self.state.record_api_call(
-            self.request.path, status, token, getattr(self, "arrived", None), getattr(self, "reset", None)
+            self.request.path,
+            status,
+            token,
+            getattr(self, "arrived", None),
+            getattr(self, "reset", None),
+            sorted(self.request.query_arguments),
         )
         if status == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="TradeStation emulator"')

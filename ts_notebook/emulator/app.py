@@ -341,6 +341,16 @@ class Emulator:
         self._state.faults.update(rate_limit=value)
 
     @property
+    def bar_revision(self) -> int:
+        """Shares added to every bar's volume in replies from now on, as a data vendor revises
+        bars it sent (late prints): a client that keeps bars must take the revised ones."""
+        return self._state.faults.settings.bar_revision
+
+    @bar_revision.setter
+    def bar_revision(self, shares: int) -> None:
+        self._state.faults.update(bar_revision=int(shares))
+
+    @property
     def failing_symbols(self) -> frozenset[str]:
         """Symbols whose bars requests always answer 503, as one a data feed has trouble with."""
         return self._state.faults.settings.failing_symbols
@@ -506,9 +516,9 @@ class Emulator:
 
     @property
     def api_calls(self) -> list[dict[str, Any]]:
-        """One ``{"path", "status", "token_id", "at", "reset"}`` per API request (``at``: when it
-        arrived, ``time.time()``; ``reset``: a 429's seconds until its window frees a call),
-        oldest first."""
+        """One ``{"path", "status", "token_id", "at", "reset", "params"}`` per API request
+        (``at``: when it arrived, ``time.time()``; ``reset``: a 429's seconds until its window
+        frees a call; ``params``: its query's parameter names), oldest first."""
         return self._state.api_calls()
 
     @property

@@ -369,7 +369,12 @@ def bar_at(symbol: str, unit: str, interval: int, end: datetime, now: datetime) 
         traded = prices.span(symbol, _start(unit, interval, end), until)
     else:
         opened = [d for d in _days(unit, end.date()) if session_open(d) < until]  # not the days to come
-        days = [prices.span(symbol, session_open(d), min(session_close(d), until)) for d in opened]
+        days = [
+            prices.session_span(symbol, d)
+            if session_close(d) <= until
+            else prices.span(symbol, session_open(d), min(session_close(d), until))
+            for d in opened
+        ]
         traded = Span(
             days[0].open,
             max(d.high for d in days),

@@ -226,6 +226,13 @@ def span(symbol: str, start: datetime, end: datetime) -> Span:
     return Span(first, max(high, first, close), min(low, first, close), close, volume)
 
 
+@lru_cache(maxsize=1 << 18)
+def session_span(symbol: str, on: date) -> Span:
+    """What traded in the regular session of ``on``, once it has closed: kept, as a day of
+    daily bars asks for it again and again (a year of one symbol's daily bars is 252 of them)."""
+    return span(symbol, session_open(on), session_close(on))
+
+
 def book(symbol: str, when: datetime) -> tuple[float, float, int, int]:
     """(bid, ask, bid size, ask size) around the path at ``when``: one or more increments
     either side, wider for dearer symbols, changing every second."""

@@ -337,20 +337,20 @@ class ProviderState:
             self._grants.append({"grant_type": grant_type, "ok": error is None, "error": error, "at": time.time()})
 
     def record_api_call(
-        self, path: str, status: int, token: str | None, at: float | None = None, reset: float | None = None
+        self,
+        path: str,
+        status: int,
+        token: str | None,
+        at: float | None = None,
+        reset: float | None = None,
+        params: list[str] | None = None,
     ) -> None:
         """Note one API call (``at``: when it arrived; ``reset``: a 429's seconds until the rate
-        limit's window frees a call); the token is kept only as its :func:`token_id`."""
+        limit's window frees a call; ``params``: the names of its query's parameters); the token
+        is kept only as its :func:`token_id`."""
+        record = {"path": path, "status": status, "token_id": token_id(token) if token else None}
         with self._lock:
-            self._api_calls.append(
-                {
-                    "path": path,
-                    "status": status,
-                    "token_id": token_id(token) if token else None,
-                    "at": at,
-                    "reset": reset,
-                }
-            )
+            self._api_calls.append({**record, "at": at, "reset": reset, "params": params or []})
 
     def grants(self, with_times: bool = False) -> list[dict[str, Any]]:
         """Copies of the /oauth/token records, oldest first (``at``: wall-clock seconds, if asked)."""

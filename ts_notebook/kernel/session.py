@@ -157,6 +157,12 @@ class TSSession(requests.Session):
         """The API base URL this session joins relative paths to."""
         return self._base_of(self._source().current())
 
+    @property
+    def subject(self) -> str | None:
+        """Who this session's sign-in is at TradeStation (the id_token's ``sub``), or None."""
+        snap = self._source().current()
+        return snap.user.get("sub") if snap.signed_in else None
+
     def _base_of(self, snap: Snapshot) -> str:
         return snap.sim_api_url if self.sim or snap.env == "sim" else snap.api_url
 

@@ -7,7 +7,8 @@ import pytest
 from ...parts.kernels import new_kernel
 from ...parts.signin import sign_in
 
-ENV_PROBE = "import os; print(sorted(k for k in os.environ if k.startswith('TS_')))"
+# (TS_CACHE_DIR is the tests' own: each test keeps its bars in a folder of its own.)
+ENV_PROBE = "import os; print(sorted(k for k in os.environ if k.startswith('TS_') and k != 'TS_CACHE_DIR'))"
 
 
 @pytest.fixture(params=["TS_CLIENT_SECRET", "TS_CLIENT_SECRET_FILE"])

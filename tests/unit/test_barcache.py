@@ -1,0 +1,183 @@
+"""Bars kept on this machine, through ts.download against the emulator as a real HTTP server:
+a rerun asks only for what is missing, open bars are never kept, a revised bar replaces the
+one kept, two processes share a store, a damaged file is set aside and refetched, and another
+sign-in never sees this one's bars."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ts_notebook import bulk
+from ts_notebook.barcache import BarCache, Key
+from ts_notebook.kernel.session import TSSession
+
+from .kernel.test_session import signed_in  # noqa: F401 - the signed_in fixture
+from .test_oauth import client  # noqa: F401 - the client fixture
+
+SYMBOLS = ["MSFT", "AAPL", "SPY"]
+# A Wednesday at 15:00 in New York: the day's bar is being built.
+IN_SESSION = datetime(2026, 12, 2, 20, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def session(signed_in, emulator):  # noqa: F811
+    signed_in.snap = replace(signed_in.snap, user={"sub": "auth0|analyst", "name": "analyst"})
+    emulator.market_clock = IN_SESSION
+    return TSSession(lambda: signed_in)
+
+
+def bar_calls(emulator) -> list[dict]:
+    return [c for c in emulator.api_calls if "/barcharts/" in c["path"]]
+
+
+def kept(session) -> BarCache:
+    return bulk.cache_for(session)
+
+
+def test_a_rerun_of_a_past_range_asks_nothing_and_gives_the_same_frame(session, emulator):
+    first = bulk.download(session, SYMBOLS, start="2026-06-01", end="2026-09-30", progress=False)
+    asked = len(bar_calls(emulator))
+
+    again = bulk.download(session, SYMBOLS, start="2026-06-01", end="2026-09-30", progress=False)
+
+    assert asked == 3 and len(bar_calls(emulator)) == asked  # served from the cache alone
+    pd.testing.assert_frame_equal(first, again)
+    uncached = bulk.download(session, SYMBOLS, start="2026-06-01", end="2026-09-30", progress=False, cache=False)
+    pd.testing.assert_frame_equal(first, uncached)
+
+
+def test_a_wider_range_asks_only_for_the_part_not_kept(session, emulator):
+    bulk.download(session, ["MSFT"], start="2026-06-01", end="2026-09-30", progress=False)
+    before = len(bar_calls(emulator))
+
+    wider = bulk.download(session, ["MSFT"], start="2026-05-01", end="2026-10-30", progress=False)
+
+    assert len(bar_calls(emulator)) - before == 2  # May, and October: the gaps either side
+    alone = bulk.download(session, ["MSFT"], start="2026-05-01", end="2026-10-30", progress=False, cache=False)
+    pd.testing.assert_frame_equal(wider, alone)
+
+
+def last_held(session, symbol: str = "MSFT") -> str:
+    cache = kept(session)
+    try:
+        return cache.read(Key(symbol, "Daily", 1, "Default"), newest=1)[0]["TimeStamp"]
+    finally:
+        cache.close()
+
+
+def test_a_range_ending_now_asks_only_the_tail_and_never_keeps_the_open_bar(session, emulator):
+    first = bulk.download(session, SYMBOLS, barsback=60, progress=False)
+    assert first.index[-1].date() == IN_SESSION.date()  # today's bar, still being built ...
+    assert last_held(session).startswith("2026-12-01")  # ... is not kept
+    emulator.market_clock = IN_SESSION.replace(day=3)  # a day later
+    before = len(bar_calls(emulator))
+
+    later = bulk.download(session, SYMBOLS, barsback=60, progress=False)
+
+    tail = bar_calls(emulator)[before:]
+    assert len(tail) == 3 and all("firstdate" in c["params"] and "barsback" not in c["params"] for c in tail)
+    fresh = bulk.download(session, SYMBOLS, barsback=60, progress=False, cache=False)
+    pd.testing.assert_frame_equal(later, fresh)
+    assert last_held(session).startswith("2026-12-02")  # the bar open at first, closed since
+
+
+def test_a_revised_bar_replaces_the_one_kept(session, emulator):
+    first = bulk.download(session, ["MSFT"], barsback=10, progress=False)
+    emulator.bar_revision = 1_000  # the vendor corrects its volumes
+
+    again = bulk.download(session, ["MSFT"], barsback=10, progress=False)
+
+    yesterday = first.index[-2]
+    assert again.loc[yesterday, ("Volume", "MSFT")] == first.loc[yesterday, ("Volume", "MSFT")] + 1_000
+
+
+def test_the_cache_is_private_to_the_user_and_to_the_sign_in(session, signed_in, emulator):  # noqa: F811
+    bulk.download(session, ["MSFT"], start="2026-06-01", end="2026-06-30", progress=False)
+    cache = kept(session)
+    path = cache.path
+    cache.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    before = len(bar_calls(emulator))
+
+    signed_in.snap = replace(signed_in.snap, user={"sub": "auth0|someone-else"})  # another sign-in
+    bulk.download(session, ["MSFT"], start="2026-06-01", end="2026-06-30", progress=False)
+
+    assert len(bar_calls(emulator)) == before + 1  # asked: this one's bars are not served to it
+    other = kept(session)
+    assert other.path != path
+    other.close()
+
+
+def test_a_damaged_cache_file_is_reported_set_aside_and_refetched(session, emulator):
+    bulk.download(session, ["MSFT"], start="2026-06-01", end="2026-06-30", progress=False)
+    cache = kept(session)
+    path = cache.path
+    cache.close()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.write_bytes(b"this is not a database" * 100)
+    before = len(bar_calls(emulator))
+
+    with pytest.warns(UserWarning, match="could not be read.*fetched again"):
+        frame = bulk.download(session, ["MSFT"], start="2026-06-01", end="2026-06-30", progress=False)
+
+    assert len(frame) > 15 and len(bar_calls(emulator)) == before + 1
+    assert [p.name for p in path.parent.glob("*.damaged-*")]
+
+
+def keep_many(path: str, offset: int, rounds: int) -> None:
+    """In a process of its own: keep bars of MSFT again and again, as a second download would."""
+    cache = BarCache(Path(path))
+    key = Key("MSFT", "Daily", 1, "Default")
+    for n in range(rounds):
+        rows = [
+            {"TimeStamp": f"2026-01-{d:02d}T21:00:00Z", "Close": str(offset + n), "TotalVolume": "1"}
+            for d in range(1, 29)
+        ]
+        cache.keep(key, rows, 0, 10**13)
+    cache.close()
+
+
+def test_two_processes_keeping_the_same_bars_at_once_leave_a_consistent_store(tmp_path):
+    path = str(tmp_path / "bars.sqlite")
+    BarCache(Path(path)).close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=keep_many, args=(path, offset, 40)) for offset in (1000, 2000)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+
+    assert [w.exitcode for w in workers] == [0, 0]
+    cache = BarCache(Path(path))
+    held = cache.read(Key("MSFT", "Daily", 1, "Default"))
+    spans = cache.spans(Key("MSFT", "Daily", 1, "Default"))
+    cache.close()
+    assert len(held) == 28 and len({b["TimeStamp"] for b in held}) == 28  # each bar once
+    assert {b["Close"] for b in held} <= {1039.0, 2039.0} and len({b["Close"] for b in held}) == 1  # one writer's last
+    assert spans == [(0, 10**13)]
+    assert os.path.exists(path)
+
+
+def test_ts_cache_shows_what_is_kept_and_its_size_and_clears_one_symbol(session, emulator):
+    bulk.download(session, ["MSFT", "AAPL"], start="2026-06-01", end="2026-06-30", progress=False)
+    view = bulk.CacheView(lambda: session)
+
+    info = view.info()
+    cleared = view.clear("MSFT")
+    after = view.info()
+
+    assert list(info["Symbol"]) == ["AAPL", "MSFT"] and (info["Bars"] > 15).all()
+    assert info.attrs["bytes"] > 0 and info.attrs["path"].endswith(".sqlite")
+    assert cleared == info.set_index("Symbol").loc["MSFT", "Bars"] and list(after["Symbol"]) == ["AAPL"]
+    before = len(bar_calls(emulator))
+    bulk.download(session, ["MSFT", "AAPL"], start="2026-06-01", end="2026-06-30", progress=False)
+    assert len(bar_calls(emulator)) == before + 1  # MSFT asked again, AAPL still kept
