@@ -273,6 +273,24 @@ def _joined(pd: Any, held: pd.DataFrame, opened: list[dict[str, Any]]) -> pd.Dat
     return pd.concat([held, fresh]) if len(held) else fresh
 
 
+def _held(
+    pd: Any,
+    cache: BarCache | None,
+    symbols: list[str],
+    interval: int,
+    unit: str,
+    start: Any,
+    end: Any,
+    template: str | None,
+) -> dict[str, pd.DataFrame]:
+    """The symbols of a past range the cache holds whole, read at once (no request for them)."""
+    if cache is None or start is None or end is None:
+        return {}
+    first, last = _epoch(pd, start, False), _epoch(pd, end, True)
+    keys = [Key(s, unit, interval, template or "Default") for s in symbols]
+    return cache.frames([k for k in keys if cache.covered(k, first, last)], unit == "Minute", first, last)
+
+
 def cache_for(session: Any) -> BarCache | None:
     """The bar cache of ``session``'s sign-in (its API and TradeStation user), or None when
     the sign-in says no user."""
@@ -358,12 +376,14 @@ def download(
 
         return _fetch(get, symbol, time.sleep)
 
-    got: dict[str, pd.DataFrame] = {}
+    got: dict[str, pd.DataFrame] = _held(pd, kept, wanted, interval, unit, start, end, sessiontemplate)
     errors: dict[str, str] = {}
-    received = 0
+    received = sum(len(f) for f in got.values())
+    asked = [s for s in wanted if s not in got]
+    bar.update(len(got))
     try:
-        with ThreadPoolExecutor(max_workers=min(threads, len(wanted)), thread_name_prefix="ts_download") as pool:
-            futures = {pool.submit(each, s): s for s in wanted}
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(asked))), thread_name_prefix="ts_download") as pool:
+            futures = {pool.submit(each, s): s for s in asked}
             try:
                 for future in as_completed(futures):
                     symbol, result = futures[future], future.result()
@@ -412,7 +432,7 @@ def _assemble(pd: Any, order: list[str], got: dict[str, pd.DataFrame], intraday:
 class _Silent:
     def set_description(self, text: str) -> None: ...
     def set_postfix_str(self, text: str) -> None: ...
-    def update(self) -> None: ...
+    def update(self, n: int = 1) -> None: ...
     def close(self) -> None: ...
 
 

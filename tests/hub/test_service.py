@@ -638,7 +638,7 @@ def test_a_deleted_and_remade_hub_user_starts_signed_out_and_the_old_sign_in_is_
     assert answer.status_code == 200 and answer.json()["signed_in"] is False and "access_token" not in answer.json()
     assert renewal.status_code == 409 and renewal.json()["error"] == "not_signed_in"
     assert "Not signed in" in hub.run(hub.start("frank"), STATUS)
-    assert revocations(hub) == revoked + 1 and "frank" not in kept_users(hub)
+    assert revocations(hub) >= revoked + 1 and "frank" not in kept_users(hub)  # (and "revoking it failed" not said)
     retired = find(read_trail(hub.service.audit), event="signed_out", hub_user="frank", reason=USER_REMADE)
     assert len(retired) == 1 and retired[0]["subject"] == "auth0|frank-ts"
     hub.stop("frank")
@@ -659,8 +659,10 @@ def test_a_deleted_hub_users_sign_in_is_revoked_and_deleted_on_the_services_sche
         assert r.status_code == 204, r.text
 
         eventually_sync(lambda: "grace" not in kept_users(hub), timeout=30, what="grace's sign-in deleted")
-        assert revocations(hub) == revoked + 1
-        assert find(read_trail(hub.service.audit), event="signed_out", hub_user="grace", reason=USER_DELETED)
+        assert revocations(hub) >= revoked + 1  # (other users' sign-ins renew and rotate meanwhile)
+        # Revoked, and not "revoking it failed": the reason would say so.
+        retired = find(read_trail(hub.service.audit), event="signed_out", hub_user="grace", reason=USER_DELETED)
+        assert len(retired) == 1 and retired[0]["subject"] == "auth0|grace-ts"
     finally:
         del hub.service.env["TS_NOTEBOOK_SWEEP_EVERY"]
         hub.service.restart()

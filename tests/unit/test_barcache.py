@@ -181,3 +181,17 @@ def test_ts_cache_shows_what_is_kept_and_its_size_and_clears_one_symbol(session,
     before = len(bar_calls(emulator))
     bulk.download(session, ["MSFT", "AAPL"], start="2026-06-01", end="2026-06-30", progress=False)
     assert len(bar_calls(emulator)) == before + 1  # MSFT asked again, AAPL still kept
+
+
+def test_symbols_held_whole_are_read_together_and_only_the_others_are_asked(session, emulator):
+    bulk.download(session, ["MSFT", "AAPL"], start="2026-06-01", end="2026-07-31", progress=False)
+    before = len(bar_calls(emulator))
+
+    mixed = bulk.download(session, ["SPY", "MSFT", "AAPL"], start="2026-06-01", end="2026-07-31", progress=False)
+
+    assert [c["path"].rsplit("/", 1)[-1] for c in bar_calls(emulator)[before:]] == ["SPY"]
+    assert list(mixed.columns.get_level_values("Symbol").unique()) == ["SPY", "MSFT", "AAPL"]
+    fresh = bulk.download(
+        session, ["SPY", "MSFT", "AAPL"], start="2026-06-01", end="2026-07-31", progress=False, cache=False
+    )
+    pd.testing.assert_frame_equal(mixed, fresh)
