@@ -9,17 +9,25 @@ Then the cache: the same download of a fixed past range run cold (an empty cache
 (every bar kept: no request at all, counted at the session), and the ratio cold / again (20 or
 more wanted).
 
+Then memory (``--memory``, a run of its own: the emulator takes minutes to make the bars): 100
+symbols x 57,600 minute bars, each way in a fresh process, the peak of its resident memory
+over what it held before, against the size of the frame it returns (within 2x wanted):
+``ts.download``, and the same by hand (a pool over ``ts.bars``, then ``pd.concat``).
+
 The emulator runs in a process of its own (in this one it would share the interpreter with the
 clients it serves), and a first untimed pass computes its bars once, so that what each request
 costs is the latency, as at a remote API, not the emulator's own arithmetic.
 
     python bench/download.py [--rounds 3] [--symbols 100] [--days 504] [--latency 0.03]
+    python bench/download.py --memory [--symbols 100] [--minutes 57600]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import secrets
 import statistics
 import subprocess
@@ -90,13 +98,77 @@ def cached(session: TSSession, symbols: list[str], rounds: int) -> tuple[float, 
     return statistics.median(cold), statistics.median(again), len(asked)
 
 
+def resident() -> int:
+    """This process's resident memory now, in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def child(way: str, url: str, secret: str, count: int, minutes: int) -> None:
+    """In a fresh process: one way's download, then a JSON line of its peak and its frame."""
+    em = type("Remote", (), {"url": url, "client_id": "bench"})()
+    session = TSSession(lambda: source)
+    source = signed_in_source(em, secret)  # type: ignore[arg-type]
+    symbols = [f"U{n:03d}" for n in range(1, count + 1)]
+    frames.bars(session, symbols[0], unit="Minute", barsback=10)  # every import done, a connection open
+    before = resident()
+    if way == "ts.download":
+        frame = bulk.download(session, symbols, unit="Minute", barsback=minutes, progress=False, cache=False)
+    else:
+        with ThreadPoolExecutor(8) as pool:
+            got = pool.map(lambda s: frames.bars(session, s, unit="Minute", barsback=minutes), symbols)
+            frame = pd.concat(dict(zip(symbols, got, strict=True)), axis=1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    print(json.dumps({"peak": peak, "frame": int(frame.memory_usage(deep=True).sum()), "shape": frame.shape}))
+
+
+def memory(args: argparse.Namespace) -> None:
+    remote = Remote(0.0)
+    try:
+        print(f"{args.symbols} symbols x {args.minutes:,} minute bars, each way in a fresh process:")
+        for way in ("by hand (pool + pd.concat)", "ts.download"):
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    way,
+                    remote.url,
+                    remote.secret,
+                    str(args.symbols),
+                    str(args.minutes),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            got = json.loads(done.stdout.strip().splitlines()[-1])
+            print(
+                f"  {way:<28} frame {got['frame'] / 2**20:7,.0f} MiB {tuple(got['shape'])}, "
+                f"peak {got['peak'] / 2**20:7,.0f} MiB over the start: {got['peak'] / got['frame']:4.2f}x the frame"
+            )
+    finally:
+        remote.close()
+    print("  (within 2x the frame wanted)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--days", type=int, default=504)
     parser.add_argument("--latency", type=float, default=0.03)
+    parser.add_argument("--memory", action="store_true", help="measure the peak memory instead")
+    parser.add_argument("--minutes", type=int, default=57_600, help="minute bars per symbol (--memory)")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        way, url, secret, count, minutes = args.child
+        child(way, url, secret, int(count), int(minutes))
+        return
+    if args.memory:
+        memory(args)
+        return
     remote = Remote(args.latency)
     try:
         em = type("Remote", (), {"url": remote.url, "client_id": "bench"})()

@@ -129,7 +129,7 @@ def bars(
 
     kept = bulk.cache_for(api.session()) if cache else None
     try:
-        return bulk.one(api.session(), symbol, interval, unit, barsback, start, end, session, kept)
+        return bulk.one(api.session(), symbol, interval, unit, barsback, start, end, session, kept).frame()
     finally:
         if kept is not None:
             kept.close()

@@ -6,24 +6,30 @@ sign-in's bars live in one SQLite file, ``bars-<key>.sqlite`` under the Jupyter 
 TradeStation user the sign-in is (the id_token's ``sub``), so another sign-in never reads them.
 Folder 0700, file 0600, as the token store.
 
-Why SQLite, not Parquet: a bar is replaced in place when TradeStation revises it (its key is the
-symbol, unit, interval, session template and time), every write is one transaction (a crash
-leaves the old bars or the new ones), several processes share a file under SQLite's own lock,
-and it is in the standard library. Within one file each (symbol, unit, interval, session
-template) is a store of its own: its bars, and the spans of time it holds every closed bar of.
+Within one file each (symbol, unit, interval, session template) is a store of its own: the
+spans of time it holds every closed bar of, and its bars, columnar: each stretch of time
+(:data:`STRETCH`: four weeks of minute bars, four years of others) one row whose blob holds each
+field as one array. A rerun reads a universe's bars as a few arrays per symbol, no object per
+bar; a bar TradeStation revises replaces the kept one when its stretch is written again.
 
-Only closed bars are kept (``BarStatus`` ``Closed``); a bar still being built is fetched each
-time. A file that cannot be read is reported, set aside and started afresh: the bars are
-fetched again, never a crash.
+Why SQLite, not Parquet files: every write is one transaction (a crash leaves the old bars or
+the new ones), several processes share a file under SQLite's own lock, a revision rewrites one
+stretch, not a file, and it is in the standard library.
+
+Only closed bars are kept (:func:`closed`); a bar still being built is fetched each time. A
+file that cannot be read is reported, set aside and started afresh: the bars are fetched
+again, never a crash.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import time
 import warnings
@@ -33,33 +39,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import frames
+
 log = logging.getLogger(__name__)
 
 CACHE_VAR = "TS_CACHE_DIR"
-# The bar fields kept (TradeStation's names), each as a number where it is one (a reply's text
-# "88.62" kept as 88.62: read back, a frame is built column-wise, with no text to parse); others
-# a reply may carry are not.
-FIELDS = (
-    "TimeStamp",
-    "Open",
-    "High",
-    "Low",
-    "Close",
-    "TotalVolume",
-    "DownTicks",
-    "DownVolume",
-    "UpTicks",
-    "UpVolume",
-    "TotalTicks",
-    "OpenInterest",
-    "IsEndOfHistory",
-    "IsRealtime",
-)
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS bars (
+# A blank where a stretch lacks a field another has: what a bar frame makes of a blank.
+BLANKS = {"f": float("nan"), "i": 0, "u": 0, "b": False}
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stretches (
     symbol TEXT NOT NULL, unit TEXT NOT NULL, interval INTEGER NOT NULL, template TEXT NOT NULL,
-    epoch INTEGER NOT NULL, {", ".join(f'"{f}"' for f in FIELDS)},
-    PRIMARY KEY (symbol, unit, interval, template, epoch)
+    stretch INTEGER NOT NULL, bars INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (symbol, unit, interval, template, stretch)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS spans (
     symbol TEXT NOT NULL, unit TEXT NOT NULL, interval INTEGER NOT NULL, template TEXT NOT NULL,
@@ -67,31 +59,26 @@ CREATE TABLE IF NOT EXISTS spans (
 );
 """
 # The file's layout (SQLite's user_version); a file of another is set aside and started afresh.
-VERSION = 1
+VERSION = 2
 # How long a writer waits for another process's transaction.
 BUSY_MS = 30_000
+DAY_MS = 86_400_000
+# The time one blob holds, by unit: a rerun rewrites at most one stretch (the one holding the
+# newest bar), and reads a few blobs per symbol.
+STRETCH = {"Minute": 28 * DAY_MS}
+STRETCH_OTHERS = 4 * 365 * DAY_MS
+MAGIC = b"TSB1"
+WHERE = "symbol = ? AND unit = ? AND interval = ? AND template = ?"
 
 
-NUMBERS = {"Open": float, "High": float, "Low": float, "Close": float, "OpenInterest": float}
-NUMBERS.update(dict.fromkeys(("TotalVolume", "DownTicks", "DownVolume", "UpTicks", "UpVolume", "TotalTicks"), int))
-FLAGS = ("IsEndOfHistory", "IsRealtime")
+def closed(frame: Any) -> Any:
+    """Which of a bar frame's bars are closed (a boolean array): the ones kept. A bar still
+    being built (``BarStatus`` ``Open``) never is."""
+    import numpy as np
 
-
-def _typed(row: dict[str, Any]) -> list[Any]:
-    """A reply's bar as the values kept: numbers as numbers (a blank or a malformed one as NULL,
-    as a frame reads a blank), flags as 0 or 1."""
-    values = []
-    for field in FIELDS:
-        value = row.get(field)
-        if field in NUMBERS and value is not None:
-            try:
-                value = NUMBERS[field](float(value)) if NUMBERS[field] is int else float(value)
-            except (TypeError, ValueError, OverflowError):
-                value = None
-        elif field in FLAGS:
-            value = 1 if value is True else 0
-        values.append(value)
-    return values
+    if "BarStatus" not in frame:
+        return np.ones(len(frame), dtype=bool)
+    return (frame["BarStatus"] == "Closed").to_numpy(dtype=bool, na_value=False)
 
 
 @dataclass(frozen=True)
@@ -102,6 +89,10 @@ class Key:
     unit: str
     interval: int
     template: str
+
+    @property
+    def values(self) -> tuple[str, str, int, str]:
+        return (self.symbol, self.unit, self.interval, self.template)
 
 
 def folder(environ: dict[str, str] | None = None) -> Path:
@@ -114,25 +105,57 @@ def folder(environ: dict[str, str] | None = None) -> Path:
     return Path(jupyter_data_dir()) / "ts_notebook" / "cache"
 
 
-def epoch_of(stamp: str) -> int:
-    """TradeStation's ``TimeStamp`` (RFC 3339, UTC) as epoch milliseconds."""
-    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
-
-
 def stamp_of(epoch: int) -> str:
     return datetime.fromtimestamp(epoch / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _laid_out(pd: Any, rows: list[tuple[Any, ...]], intraday: bool) -> Any:
-    """Rows of the bars table as a bar frame, with their ``symbol`` as a column."""
-    from . import frames
+# -- a stretch's blob: a header naming each field's dtype, then the epochs and each field's array --
 
-    names = ["symbol", "unit", "interval", "template", "Epoch", *FIELDS]
-    table = pd.DataFrame.from_records(rows, columns=names).drop(columns=names[1:4])
-    table["BarStatus"] = "Closed"
-    index = pd.DatetimeIndex(pd.to_datetime(table["Epoch"], unit="ms", utc=True))
-    table = table[["symbol", *(c for c in frames.bar_columns(table.columns.drop("symbol")) if c != "TimeStamp")]]
-    return frames.laid_out(pd, table, index, intraday)
+
+def _encode(epochs: Any, columns: dict[str, Any]) -> bytes:
+    header = json.dumps([[name, values.dtype.str] for name, values in columns.items()]).encode()
+    header += b" " * (-len(header) % 8)  # the arrays start 8-aligned
+    parts = [MAGIC, struct.pack("<I", len(header)), header, epochs.astype("<i8").tobytes()]
+    return b"".join(parts + [values.tobytes() for values in columns.values()])
+
+
+def _decode(np: Any, blob: bytes, count: int) -> tuple[Any, dict[str, Any]]:
+    """A stretch's (epochs, columns): read-only views of the blob, no copy."""
+    if blob[:4] != MAGIC:
+        raise sqlite3.DatabaseError("a stretch of bars is not in this version's layout")
+    (size,) = struct.unpack_from("<I", blob, 4)
+    at = 8 + size
+    epochs = np.frombuffer(blob, "<i8", count, at)
+    at += 8 * count
+    columns = {}
+    for name, dtype in json.loads(blob[8 : 8 + size]):
+        columns[name] = np.frombuffer(blob, dtype, count, at)
+        at += np.dtype(dtype).itemsize * count
+    return epochs, columns
+
+
+def _joined(np: Any, parts: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, dict[str, Any]]:
+    """Stretches one after the other as one: each field's arrays end to end (a blank where a
+    stretch lacks a field another has)."""
+    if len(parts) == 1:
+        return parts[0]
+    names = list(dict.fromkeys(name for _, columns in parts for name in columns))
+    joined = {}
+    for name in names:
+        kind = np.result_type(*(columns[name].dtype for _, columns in parts if name in columns))
+        joined[name] = np.concatenate(
+            [c[name] if name in c else np.full(len(e), BLANKS[kind.kind], kind) for e, c in parts]
+        )
+    return np.concatenate([epochs for epochs, _ in parts]), joined
+
+
+def _merged(np: Any, old: tuple[Any, dict[str, Any]], new: tuple[Any, dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+    """``old`` and ``new`` bars as one stretch in time order, a bar in both taken from ``new``
+    (a revision replaces)."""
+    epochs, columns = _joined(np, [old, new])
+    _, newest_first = np.unique(epochs[::-1], return_index=True)
+    take = len(epochs) - 1 - newest_first  # each epoch once, its last copy, in time order
+    return epochs[take], {name: values[take] for name, values in columns.items()}
 
 
 class BarCache:
@@ -162,30 +185,36 @@ class BarCache:
         try:
             db = self._connect()
         except sqlite3.DatabaseError as exc:  # damaged: set it aside, start afresh
-            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
-            warnings.warn(
-                f"ts_notebook: the bar cache {self.path} could not be read ({exc}); it was moved to {aside.name} "
-                "and the bars will be fetched again.",
-                stacklevel=4,
-            )
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    Path(f"{self.path}{suffix}").rename(f"{aside}{suffix}")
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-            os.close(fd)
+            self._set_aside(exc)
             db = self._connect()
         return db
 
+    def _set_aside(self, exc: Exception) -> None:
+        aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+        warnings.warn(
+            f"ts_notebook: the bar cache {self.path} could not be read ({exc}); it was moved to {aside.name} "
+            "and the bars will be fetched again.",
+            stacklevel=5,
+        )
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{self.path}{suffix}").rename(f"{aside}{suffix}")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        os.close(fd)
+
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_MS / 1000)
-        db.execute("PRAGMA journal_mode=WAL")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, VERSION):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, VERSION):
+                raise sqlite3.DatabaseError(f"it was written by another version of ts_notebook (layout {version})")
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version = {VERSION}")
+            db.execute("SELECT stretch, data FROM stretches LIMIT 1").fetchall()  # damaged: fails here, not later
+        except sqlite3.DatabaseError:
             db.close()
-            raise sqlite3.DatabaseError(f"it was written by another version of ts_notebook (layout {version})")
-        db.executescript(SCHEMA)
-        db.execute(f"PRAGMA user_version = {VERSION}")
-        db.execute("SELECT count(*) FROM bars").fetchone()  # a damaged file fails here, not later
+            raise
         return db
 
     @contextlib.contextmanager
@@ -199,112 +228,160 @@ class BarCache:
                 raise
             self._db.execute("COMMIT")
 
-    def keep(self, key: Key, rows: list[dict[str, Any]], first: int | None, last: int | None) -> None:
-        """Keep the closed bars among ``rows`` (a revised one replaces the one kept), and note
-        that every closed bar from ``first`` to ``last`` (epoch ms) is now held."""
-        closed = [r for r in rows if r.get("BarStatus", "Closed") == "Closed" and r.get("TimeStamp")]
-        values = [
-            (key.symbol, key.unit, key.interval, key.template, epoch_of(r["TimeStamp"]), *_typed(r)) for r in closed
-        ]
-        marks = ", ".join("?" * (5 + len(FIELDS)))
+    def keep(self, key: Key, frame: Any, first: int | None, last: int | None) -> None:
+        """Keep the closed bars of ``frame`` (a bar frame; a revised bar replaces the one kept):
+        its numbers and flags, columnar, and note that every closed bar from ``first`` to
+        ``last`` (epoch ms) is now held."""
+        import numpy as np
+
+        frame = frame[closed(frame)]
+        epochs = frame.index.as_unit("ms").asi8
+        columns = {}
+        for name in frame.columns:
+            values = frame[name]
+            if name != "Epoch" and isinstance(values.dtype, np.dtype) and values.dtype.kind in "iufb":
+                columns[name] = values.to_numpy()
+        length = STRETCH.get(key.unit, STRETCH_OTHERS)
+        stretches = epochs // length
         with self._writing() as db:
-            db.executemany(f"INSERT OR REPLACE INTO bars VALUES ({marks})", values)
+            for stretch in np.unique(stretches):
+                mine = stretches == stretch
+                self._write(db, np, key, int(stretch), (epochs[mine], {f: v[mine] for f, v in columns.items()}))
             if first is not None and last is not None and last >= first:
                 self._add_span(db, key, first, last)
 
+    def _write(self, db: sqlite3.Connection, np: Any, key: Key, stretch: int, new: tuple[Any, dict[str, Any]]) -> None:
+        held = db.execute(f"SELECT bars, data FROM stretches WHERE {WHERE} AND stretch = ?", (*key.values, stretch))
+        found = held.fetchone()
+        epochs, columns = _merged(np, _decode(np, found[1], found[0]), new) if found else new
+        db.execute(
+            "INSERT OR REPLACE INTO stretches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key.values, stretch, len(epochs), int(epochs[0]), int(epochs[-1]), _encode(epochs, columns)),
+        )
+
     def _add_span(self, db: sqlite3.Connection, key: Key, first: int, last: int) -> None:
-        where = "symbol = ? AND unit = ? AND interval = ? AND template = ?"
-        k = (key.symbol, key.unit, key.interval, key.template)
         touching = db.execute(
-            f"SELECT first, last FROM spans WHERE {where} AND first <= ? AND last >= ?", (*k, last, first)
+            f"SELECT first, last FROM spans WHERE {WHERE} AND first <= ? AND last >= ?", (*key.values, last, first)
         )
         for a, b in touching.fetchall():
             first, last = min(first, a), max(last, b)
-        db.execute(f"DELETE FROM spans WHERE {where} AND first >= ? AND last <= ?", (*k, first, last))
-        db.execute("INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?)", (*k, first, last))
+        db.execute(f"DELETE FROM spans WHERE {WHERE} AND first >= ? AND last <= ?", (*key.values, first, last))
+        db.execute("INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?)", (*key.values, first, last))
 
     def spans(self, key: Key) -> list[tuple[int, int]]:
         """The spans (epoch ms, inclusive) whose every closed bar is held, in time order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT first, last FROM spans WHERE symbol = ? AND unit = ? AND interval = ? AND template = ? "
-                "ORDER BY first",
-                (key.symbol, key.unit, key.interval, key.template),
+                f"SELECT first, last FROM spans WHERE {WHERE} ORDER BY first", key.values
             ).fetchall()
         return [(a, b) for a, b in rows]
 
-    def read(
-        self, key: Key, first: int | None = None, last: int | None = None, newest: int | None = None
-    ) -> list[dict[str, Any]]:
-        """The bars held from ``first`` to ``last`` (epoch ms, inclusive; None: unbounded), as
-        TradeStation sent them (numbers as numbers), in time order; only the ``newest`` of them
-        when given."""
-        found = self._select(key, first, last, newest)
-        return [{**dict(zip(FIELDS, row[5:], strict=True)), "Epoch": row[4], "BarStatus": "Closed"} for row in found]
-
-    def _select(self, key: Key, first: int | None, last: int | None, newest: int | None) -> list[tuple[Any, ...]]:
-        query = "SELECT * FROM bars WHERE symbol = ? AND unit = ? AND interval = ? AND template = ?"
-        args: list[Any] = [key.symbol, key.unit, key.interval, key.template]
-        if first is not None:
-            query, args = query + " AND epoch >= ?", [*args, first]
-        if last is not None:
-            query, args = query + " AND epoch <= ?", [*args, last]
-        order = " ORDER BY epoch" if newest is None else f" ORDER BY epoch DESC LIMIT {int(newest)}"
+    def covering(self, keys: list[Key], first: int, last: int) -> list[Key]:
+        """The stores among ``keys`` (one unit, interval and template) one of whose spans holds
+        every closed bar from ``first`` to ``last``, asked in one query."""
+        if not keys:
+            return []
+        one = keys[0]
+        marks = ", ".join("?" * len(keys))
         with self._lock:
-            found = self._db.execute(query + order, args).fetchall()
-        if newest is not None:
-            found.reverse()
+            found = self._db.execute(
+                f"SELECT DISTINCT symbol FROM spans WHERE symbol IN ({marks}) AND unit = ? AND interval = ? "
+                "AND template = ? AND first <= ? AND last >= ?",
+                [*(k.symbol for k in keys), one.unit, one.interval, one.template, first, last],
+            ).fetchall()
+        held = {s for (s,) in found}
+        return [k for k in keys if k.symbol in held]
+
+    def _arrays(self, keys: list[Key], first: int | None, last: int | None) -> dict[str, tuple[Any, dict[str, Any]]]:
+        """Each store's (epochs, columns) from ``first`` to ``last`` (None: unbounded), in time
+        order: the stretches that reach into the range, in one query, cut to it."""
+        import numpy as np
+
+        one = keys[0]
+        marks = ", ".join("?" * len(keys))
+        query = (
+            f"SELECT symbol, bars, data FROM stretches WHERE symbol IN ({marks}) AND unit = ? AND interval = ? "
+            "AND template = ?"
+        )
+        args: list[Any] = [*(k.symbol for k in keys), one.unit, one.interval, one.template]
+        if first is not None:
+            query, args = query + " AND last >= ?", [*args, first]
+        if last is not None:
+            query, args = query + " AND first <= ?", [*args, last]
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY symbol, stretch", args).fetchall()
+        stretches: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+        for symbol, count, blob in rows:
+            stretches.setdefault(symbol, []).append(_decode(np, blob, count))
+        found = {}
+        for symbol, parts in stretches.items():
+            epochs, columns = _joined(np, parts)  # (stretches never overlap)
+            inside = slice(
+                None if first is None else int(np.searchsorted(epochs, first, "left")),
+                None if last is None else int(np.searchsorted(epochs, last, "right")),
+            )
+            # Copies: a frame's columns are its own, writable, never views of a blob.
+            found[symbol] = (
+                np.array(epochs[inside]),
+                {name: np.array(values[inside]) for name, values in columns.items()},
+            )
+        return found
+
+    def bars(
+        self, keys: list[Key], intraday: bool, first: int | None = None, last: int | None = None
+    ) -> dict[str, Any]:
+        """The bars of several symbols (one unit, interval and template) from ``first`` to
+        ``last`` (epoch ms, inclusive; None: unbounded) as :class:`ts_notebook.frames.Bars` by
+        symbol, read in one query: a download served from the cache costs about as much as one
+        symbol's. A symbol with no bar kept there has none."""
+        pd = frames._pandas()
+        if not keys:
+            return {}
+        found, index, times, status = {}, None, None, {}
+        for symbol, (epochs, columns) in self._arrays(keys, first, last).items():
+            if times is None or not (len(times) == len(epochs) and (times == epochs).all()):
+                times = epochs  # (a universe's symbols mostly share their times: one index for them)
+                index = frames.exchange_index(pd.DatetimeIndex(pd.to_datetime(epochs, unit="ms", utc=True)), intraday)
+            if len(epochs) not in status:  # text, never written in place: one column for all of a length
+                status[len(epochs)] = pd.array(["Closed"] * len(epochs), dtype=_status_dtype(pd))
+            named = {**columns, "BarStatus": status[len(epochs)], "Epoch": epochs}
+            found[symbol] = frames.Bars(index, {c: named[c] for c in frames.bar_columns(named)})
         return found
 
     def frame(
         self, key: Key, intraday: bool, first: int | None = None, last: int | None = None, newest: int | None = None
     ) -> Any:
-        """:meth:`read`, as a bar frame (:func:`ts_notebook.frames.bar_frame`), built column-wise."""
-        from . import frames
-
-        pd = frames._pandas()
-        rows = self._select(key, first, last, newest)
-        if not rows:
+        """The bars held from ``first`` to ``last`` (epoch ms, inclusive; None: unbounded) as a bar
+        frame (:func:`ts_notebook.frames.bar_frame`); only the ``newest`` of them when given."""
+        held = self.bars([key], intraday, first, last).get(key.symbol)
+        if held is None:
             return frames.bar_frame([], intraday)
-        return _laid_out(pd, rows, intraday).drop(columns="symbol")
+        frame = held.frame()
+        return frame if newest is None else frame.iloc[len(frame) - min(newest, len(frame)) :]
 
-    def covered(self, key: Key, first: int, last: int) -> bool:
-        """Whether one span holds every closed bar from ``first`` to ``last``."""
-        return any(a <= first and last <= b for a, b in self.spans(key))
-
-    def frames(self, keys: list[Key], intraday: bool, first: int, last: int) -> dict[str, Any]:
-        """The bars from ``first`` to ``last`` of several symbols (one unit, interval and
-        template), in one query and one frame split by symbol: a download served from the
-        cache costs about as much as one symbol's, not one per symbol."""
-        from . import frames
-
-        pd = frames._pandas()
-        if not keys:
-            return {}
-        one = keys[0]
-        marks = ", ".join("?" * len(keys))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM bars WHERE symbol IN ({marks}) AND unit = ? AND interval = ? AND template = ? "
-                "AND epoch >= ? AND epoch <= ? ORDER BY symbol, epoch",
-                [*(k.symbol for k in keys), one.unit, one.interval, one.template, first, last],
-            ).fetchall()
-        found = {}
-        if rows:
-            table = _laid_out(pd, rows, intraday)
-            for symbol, part in table.groupby("symbol", sort=False):
-                found[symbol] = part.drop(columns="symbol")
-        empty = [k.symbol for k in keys if k.symbol not in found]  # held: no bar in that range
-        if empty:
-            none = frames.bar_frame([], intraday)
-            found.update({symbol: none.copy() for symbol in empty})
-        return found
+    def read(
+        self, key: Key, first: int | None = None, last: int | None = None, newest: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The bars held from ``first`` to ``last``, each a dict of a bar frame's fields and its
+        ``TimeStamp`` (RFC 3339, UTC), in time order; only the ``newest`` of them when given."""
+        epochs, columns = self._arrays([key], first, last).get(key.symbol, ([], {}))
+        start = 0 if newest is None else max(len(epochs) - newest, 0)
+        names = list(columns)
+        return [
+            {
+                "TimeStamp": stamp_of(int(epochs[at])),
+                **{n: columns[n][at].item() for n in names},
+                "Epoch": int(epochs[at]),
+                "BarStatus": "Closed",
+            }
+            for at in range(start, len(epochs))
+        ]
 
     def info(self) -> list[dict[str, Any]]:
         """One row per store: its key, how many bars, and the first and last."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT symbol, unit, interval, template, count(*), min(epoch), max(epoch) FROM bars "
+                "SELECT symbol, unit, interval, template, sum(bars), min(first), max(last) FROM stretches "
                 "GROUP BY symbol, unit, interval, template ORDER BY symbol, unit, interval, template"
             ).fetchall()
         return [
@@ -328,10 +405,16 @@ class BarCache:
         """Forget the bars of ``symbol`` (None: every symbol); returns how many."""
         where, args = ("WHERE symbol = ?", (symbol,)) if symbol else ("", ())
         with self._writing() as db:
-            gone = db.execute(f"DELETE FROM bars {where}", args).rowcount
+            gone = db.execute(f"SELECT coalesce(sum(bars), 0) FROM stretches {where}", args).fetchone()[0]
+            db.execute(f"DELETE FROM stretches {where}", args)
             db.execute(f"DELETE FROM spans {where}", args)
         return gone
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _status_dtype(pd: Any) -> Any:
+    """The dtype a bar frame's ``BarStatus`` has when built from a reply (pandas' text)."""
+    return pd.Series(["Closed"]).dtype

@@ -22,7 +22,6 @@ bar included, so a revision of it replaces it). ``barsback`` with an ``end`` is 
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import warnings
@@ -32,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from . import frames
+from . import frames, mapped
+from .assembly import LAYOUTS, assembled
 from .backoff import delay as backoff_delay
-from .barcache import BarCache, Key, epoch_of
+from .barcache import BarCache, Key, closed
 from .errors import TSError
+from .symbols import symbols_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,8 +50,6 @@ TRIES, FAILURE_FIRST, FAILURE_MOST = 3, 1.0, 8.0
 PAUSES = 30
 # A 429 whose headers name no wait pauses this long, doubling, at most PAUSE_MOST.
 PAUSE_FIRST, PAUSE_MOST = 1.0, 60.0
-LAYOUTS = ("wide", "long")
-SEPARATORS = re.compile(r"[\s,]+")
 
 
 class Pause:
@@ -116,21 +115,6 @@ class _Gated:
         return self._session.get(url, hooks={"response": [self._pause.saw]}, **kwargs)
 
 
-def symbols_of(symbols: str | Iterable[str]) -> list[str]:
-    """The symbols asked for, in order, each once: ``"MSFT AAPL"``, ``"MSFT,AAPL"`` or a list.
-
-    Raises:
-        TSError: none, or one that is not text.
-    """
-    given = SEPARATORS.split(symbols) if isinstance(symbols, str) else list(symbols)
-    if not all(isinstance(s, str) for s in given):
-        raise TSError("Give symbols as text: ts.download(['MSFT', 'AAPL']) or ts.download('MSFT AAPL').")
-    wanted = list(dict.fromkeys(s.strip() for s in given if s.strip()))
-    if not wanted:
-        raise TSError("Give at least one symbol: ts.download(['MSFT', 'AAPL']).")
-    return wanted
-
-
 def _refusal(exc: Exception, symbol: str) -> str | None:
     """Why TradeStation refused ``symbol`` itself (its own 400 or 404 naming it), else None."""
     from .kernel.replies import APIError
@@ -140,7 +124,7 @@ def _refusal(exc: Exception, symbol: str) -> str | None:
     return None
 
 
-def _fetch(get: Callable[[], pd.DataFrame], symbol: str, sleep: Callable[[float], None]) -> pd.DataFrame | str:
+def _fetch(get: Callable[[], frames.Bars], symbol: str, sleep: Callable[[float], None]) -> frames.Bars | str:
     """One symbol's bars, or why there are none (refused, or failing every try). An error that
     is no one symbol's (a bad parameter, a missing scope, signed out) is raised."""
     from .kernel.replies import APIError
@@ -167,23 +151,6 @@ def _fetch(get: Callable[[], pd.DataFrame], symbol: str, sleep: Callable[[float]
         if failures >= TRIES:
             return f"failed {TRIES} times (last: {reason})"
         sleep(backoff_delay(failures, FAILURE_FIRST, FAILURE_MOST))
-
-
-class _Rows:
-    """What the bar requests brought, as TradeStation sent it."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-
-    def __call__(self, rows: list[dict[str, Any]]) -> None:
-        self.rows += rows
-
-    def closed_until(self) -> int | None:
-        closed = [epoch_of(r["TimeStamp"]) for r in self.rows if r.get("BarStatus", "Closed") == "Closed"]
-        return max(closed) if closed else None
-
-    def open(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r.get("BarStatus", "Closed") != "Closed"]
 
 
 def _epoch(pd: Any, when: Any, end_of_day: bool) -> int:
@@ -222,55 +189,74 @@ def one(
     end: Any = None,
     sessiontemplate: str | None = None,
     cache: BarCache | None = None,
+) -> frames.Bars:
+    """One symbol's bars (:func:`ts_notebook.frames.bars_of`), through ``cache`` when given."""
+    if cache is None or (end is not None and start is None):
+        return frames.bars_of(session, symbol, interval, unit, barsback, start, end, sessiontemplate)
+    return frames.Bars.of(_through(cache, session, symbol, interval, unit, barsback, start, end, sessiontemplate))
+
+
+def _through(
+    cache: BarCache,
+    session: Any,
+    symbol: str,
+    interval: int,
+    unit: str,
+    barsback: int | None,
+    start: Any,
+    end: Any,
+    sessiontemplate: str | None,
 ) -> pd.DataFrame:
-    """One symbol's bars (:func:`ts_notebook.frames.bars`), through ``cache`` when given."""
+    """One symbol's bars as a frame: what ``cache`` holds, and only what it lacks asked for."""
     pd = frames._pandas()
     intraday = unit == "Minute"
-    if cache is None or (end is not None and start is None):
-        return frames.bars(session, symbol, interval, unit, barsback, start, end, sessiontemplate)
     key = Key(symbol, unit, interval, sessiontemplate or "Default")
 
-    def fetch(count: int | None, since: int | None, until: int | None) -> _Rows:
-        got = _Rows()
+    def fetch(count: int | None, since: int | None, until: int | None) -> pd.DataFrame:
         stamps = [
             None if t is None else frames._when(pd.Timestamp(t, unit="ms", tz="UTC").to_pydatetime())
             for t in (since, until)
         ]
-        frames._bars(session, symbol, interval, unit, count, stamps[0], stamps[1], sessiontemplate, keep=got)
-        return got
+        return frames.bars(session, symbol, interval, unit, count, stamps[0], stamps[1], sessiontemplate)
 
     if start is not None:  # a range: ask only for the spans the cache does not hold
         first, last = _epoch(pd, start, False), None if end is None else _epoch(pd, end, True)
-        latest: _Rows | None = None
+        latest = None
         now = int(time.time() * 1000)
         for a, b in _gaps(cache.spans(key), first, last):
             latest = fetch(None, a, b)
-            closed = latest.closed_until()
-            whole = b is not None and b < now and not latest.open()  # every bar of the gap is closed
-            cache.keep(key, latest.rows, a, b if whole else closed)
-        return _joined(pd, cache.frame(key, intraday, first, last), latest.open() if latest and last is None else [])
+            shut = closed(latest)
+            whole = b is not None and b < now and shut.all()  # every bar of the gap is closed
+            cache.keep(key, latest, a, b if whole else _last(latest[shut]))
+        opened = latest[~closed(latest)] if latest is not None and last is None else None
+        return _joined(pd, cache.frame(key, intraday, first, last), opened)
     wanted = barsback or 1
     spans = cache.spans(key)
     if spans:  # barsback ending now: the tail since the last bar held, that bar included
         held_from, held_to = spans[-1]
         tail = fetch(None, held_to, None)
-        cache.keep(key, tail.rows, held_to, tail.closed_until())
-        opened = tail.open()
+        shut = closed(tail)
+        cache.keep(key, tail, held_to, _last(tail[shut]))
+        opened = tail[~shut]
         held = cache.frame(key, intraday, held_from, newest=max(wanted - len(opened), 1))
         if len(held) + len(opened) >= wanted:
             return _joined(pd, held, opened).iloc[-wanted:]
     got = fetch(wanted, None, None)
-    closed = [epoch_of(r["TimeStamp"]) for r in got.rows if r.get("BarStatus", "Closed") == "Closed"]
-    cache.keep(key, got.rows, min(closed) if closed else None, max(closed) if closed else None)
-    return frames.bar_frame(got.rows, intraday).iloc[-wanted:]
+    kept = got[closed(got)]
+    cache.keep(key, got, _last(kept.iloc[:1]), _last(kept))
+    return got.iloc[-wanted:]
 
 
-def _joined(pd: Any, held: pd.DataFrame, opened: list[dict[str, Any]]) -> pd.DataFrame:
+def _last(frame: pd.DataFrame) -> int | None:
+    """The time of ``frame``'s last bar (epoch ms), or None for no bar."""
+    return int(frame.index[-1:].as_unit("ms").asi8[0]) if len(frame) else None
+
+
+def _joined(pd: Any, held: pd.DataFrame, opened: pd.DataFrame | None) -> pd.DataFrame:
     """Bars kept, then the bars still being built (fetched, never kept)."""
-    if not opened:
+    if opened is None or not len(opened):
         return held
-    fresh = frames.bar_frame(opened, held.index.name == "Datetime")
-    return pd.concat([held, fresh]) if len(held) else fresh
+    return pd.concat([held, opened]) if len(held) else opened
 
 
 def _held(
@@ -282,13 +268,17 @@ def _held(
     start: Any,
     end: Any,
     template: str | None,
-) -> dict[str, pd.DataFrame]:
+) -> dict[str, frames.Bars]:
     """The symbols of a past range the cache holds whole, read at once (no request for them)."""
     if cache is None or start is None or end is None:
         return {}
     first, last = _epoch(pd, start, False), _epoch(pd, end, True)
-    keys = [Key(s, unit, interval, template or "Default") for s in symbols]
-    return cache.frames([k for k in keys if cache.covered(k, first, last)], unit == "Minute", first, last)
+    keys = cache.covering([Key(s, unit, interval, template or "Default") for s in symbols], first, last)
+    if not keys:
+        return {}
+    held = cache.bars(keys, unit == "Minute", first, last)
+    empty = frames.bar_columns_of([], unit == "Minute")  # held whole: no bar in that range
+    return {k.symbol: held.get(k.symbol, empty) for k in keys}
 
 
 def cache_for(session: Any) -> BarCache | None:
@@ -360,7 +350,9 @@ def download(
         APIError: a refusal that is no one symbol's (a bad parameter, a missing scope).
     """
     pd = frames._pandas()
-    wanted = symbols_of(symbols)
+    import numpy as np
+
+    wanted = symbols_of(symbols, "ts.download")
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
         raise TSError(f"threads must be a whole number from 1 to {MAX_THREADS}, not {threads!r}.")
     if layout not in LAYOUTS:
@@ -369,31 +361,43 @@ def download(
     bar = _progress(len(wanted), progress)
     pause = Pause(told=lambda wait: bar.set_description(f"waiting {wait:.0f} s for the rate limit"))
     gated = _Gated(session, pause)
+    # Each symbol's bars as columns (the frame's own views), placed in the one frame at the end;
+    # the workers' futures hold none of them, so each is let go once placed.
+    got: dict[str, frames.Bars] = {}
+    errors: dict[str, str] = {}
 
-    def each(symbol: str) -> pd.DataFrame | str:
-        def get() -> pd.DataFrame:
+    def each(symbol: str) -> str | None:
+        def get() -> frames.Bars:
             return one(gated, symbol, interval, unit, barsback, start, end, sessiontemplate, kept)
 
-        return _fetch(get, symbol, time.sleep)
+        result = _fetch(get, symbol, time.sleep)
+        if isinstance(result, str):
+            return result
+        got[symbol] = frames.Bars(result.index, mapped.moved(np, result.columns))  # (given back once placed)
+        return None
 
-    got: dict[str, pd.DataFrame] = _held(pd, kept, wanted, interval, unit, start, end, sessiontemplate)
-    errors: dict[str, str] = {}
-    received = sum(len(f) for f in got.values())
-    asked = [s for s in wanted if s not in got]
-    bar.update(len(got))
+    received = 0
+
+    def counted(bars: int) -> None:
+        nonlocal received
+        received += bars
+        bar.set_postfix_str(f"{received:,} bars" + (f", {len(errors)} failed" if errors else ""))
+
     try:
+        got.update(_held(pd, kept, wanted, interval, unit, start, end, sessiontemplate))
+        asked = [s for s in wanted if s not in got]
+        if got:  # served by the cache: done already
+            counted(sum(len(b.index) for b in got.values()))
+            bar.update(len(got))
         with ThreadPoolExecutor(max_workers=max(1, min(threads, len(asked))), thread_name_prefix="ts_download") as pool:
             futures = {pool.submit(each, s): s for s in asked}
             try:
                 for future in as_completed(futures):
-                    symbol, result = futures[future], future.result()
-                    if isinstance(result, str):
-                        errors[symbol] = result
-                    else:
-                        got[symbol] = result
-                        received += len(result)
+                    symbol, why = futures[future], future.result()
+                    if why is not None:
+                        errors[symbol] = why
                     bar.set_description("")
-                    bar.set_postfix_str(f"{received:,} bars" + (f", {len(errors)} failed" if errors else ""))
+                    counted(0 if why is not None else len(got[symbol].index))
                     bar.update()
             except BaseException:
                 for future in futures:
@@ -406,27 +410,9 @@ def download(
     if errors:
         listed = "; ".join(f"{s}: {why}" for s, why in errors.items())
         warnings.warn(f"ts.download: no bars for {len(errors)} of {len(wanted)} symbols ({listed})", stacklevel=3)
-    frame = _assemble(pd, [s for s in wanted if s in got], got, unit == "Minute", layout)
+    frame = assembled(pd, [s for s in wanted if s in got], got, unit == "Minute", layout)
     frame.attrs["errors"] = {s: errors[s] for s in wanted if s in errors}
     return frame
-
-
-def _assemble(pd: Any, order: list[str], got: dict[str, pd.DataFrame], intraday: bool, layout: str) -> pd.DataFrame:
-    """The symbols' frames as one, in the order asked for."""
-    time_name = "Datetime" if intraday else "Date"
-    fields = list(dict.fromkeys(c for s in order for c in got[s].columns)) or [*frames.PRICE_COLUMNS, "Volume"]
-    if layout == "long":
-        if not order:
-            index = pd.MultiIndex.from_arrays(
-                [[], pd.DatetimeIndex([], tz=frames.EXCHANGE_TZ)], names=["Symbol", time_name]
-            )
-            return pd.DataFrame(index=index, columns=fields)
-        return pd.concat([got[s] for s in order], keys=order, names=["Symbol", time_name]).reindex(columns=fields)
-    columns = pd.MultiIndex.from_product([fields, order], names=["Field", "Symbol"])
-    if not order:
-        return pd.DataFrame(index=pd.DatetimeIndex([], tz=frames.EXCHANGE_TZ, name=time_name), columns=columns)
-    wide = pd.concat([got[s] for s in order], axis=1, keys=order, names=["Symbol", "Field"])
-    return wide.swaplevel(axis=1).reindex(columns=columns).rename_axis(time_name)
 
 
 class _Silent:

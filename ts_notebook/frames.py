@@ -7,13 +7,19 @@ never by ``import ts_notebook``. Conversion is column-wise (vectorised): 57,600 
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+import orjson
+
+from . import mapped
 from .errors import ConfigError, TSError
+from .symbols import symbols_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +31,9 @@ QUOTE_BATCH = 100
 DETAIL_BATCH = 50
 ACCOUNT_BATCH = 25
 PRICE_COLUMNS = ("Open", "High", "Low", "Close")
+FLOAT_COLUMNS = (*PRICE_COLUMNS, "OpenInterest")
 INT_COLUMNS = ("Volume", "UpTicks", "DownTicks", "UpVolume", "DownVolume", "TotalTicks", "Epoch")
+FLAG_COLUMNS = ("IsRealtime", "IsEndOfHistory")
 # Counts TradeStation sends as text: whole numbers become int64 (a fractional crypto quantity or
 # a blank keeps the column float).
 COUNT_COLUMNS = (
@@ -55,10 +63,18 @@ def _pandas() -> Any:
 
 
 def _get(session: requests.Session, path: str, **params: Any) -> dict[str, Any]:
-    resp = session.get(path, params={k: v for k, v in params.items() if v is not None})
+    return _body(_sent(session, path, params).content, path)
+
+
+def _sent(session: requests.Session, path: str, params: dict[str, Any], stream: bool = False) -> requests.Response:
+    resp = session.get(path, params={k: v for k, v in params.items() if v is not None}, stream=stream)
     resp.raise_for_status()  # an APIError that says what to do
+    return resp
+
+
+def _body(content: bytes, path: str) -> dict[str, Any]:
     try:
-        body = resp.json()
+        body = orjson.loads(content)  # (a fifth of the time json takes on a reply of bars)
     except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
@@ -79,61 +95,142 @@ def _when(value: Any) -> str:
     return str(value)  # a date, a pandas Timestamp's date ...
 
 
+class Bars(NamedTuple):
+    """One symbol's bars as typed columns, the parts of a bar frame: ``index`` (exchange time,
+    named ``Date`` or ``Datetime``) and ``columns`` (a bar frame's names, each an array of its
+    final dtype). The many-symbol frames of ``ts.download`` are built from these, each symbol's
+    let go as it is placed, with no frame of its own in between."""
+
+    index: pd.DatetimeIndex
+    columns: dict[str, Any]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> Bars:
+        """A bar frame's columns (views: no copy)."""
+        import numpy as np
+
+        columns = {}
+        for name, series in frame.items():
+            columns[name] = series.to_numpy() if isinstance(series.dtype, np.dtype) else series.array
+        return cls(frame.index, columns)
+
+    def frame(self) -> pd.DataFrame:
+        return _pandas().DataFrame(self.columns, index=self.index, copy=False)
+
+
 def bar_frame(rows: list[dict[str, Any]], intraday: bool) -> pd.DataFrame:
     """Bars as a frame: a tz-aware exchange-time index (``Datetime`` intraday, ``Date``
     otherwise, as yfinance names them), Open/High/Low/Close (float) and Volume (int64) first."""
+    return bar_columns_of(rows, intraday).frame()
+
+
+def bar_columns_of(rows: list[dict[str, Any]], intraday: bool) -> Bars:
+    """A bars reply's rows as :class:`Bars`, converted column by column, each once, as a whole."""
     pd = _pandas()
     if not rows:
         index = pd.DatetimeIndex([], tz=EXCHANGE_TZ, name="Datetime" if intraday else "Date")
-        return (
-            pd.DataFrame(columns=[*PRICE_COLUMNS, "Volume"], index=index).astype("float64").astype({"Volume": "int64"})
-        )
-    # Columns in their final order from the start (any row may lack a blank field).
-    keys = set().union(*rows)
+        return Bars(index, typed_columns(pd, {c: [] for c in (*PRICE_COLUMNS, "TotalVolume")}))
+    # In their final order from the start (any row may lack a blank field).
+    keys = {key for row in rows for key in row}
     if "TimeStamp" not in keys:
         raise TSError("TradeStation's bars reply has no TimeStamp, so the bars cannot be placed in time. Try again.")
-    frame = pd.DataFrame(rows, columns=bar_columns(keys))
-    index = pd.DatetimeIndex(pd.to_datetime(frame.pop("TimeStamp"), utc=True))
-    return laid_out(pd, frame, index, intraday)
+    columns = {name: [row.get(name) for row in rows] for name in bar_columns(keys)}
+    index = pd.DatetimeIndex(pd.to_datetime(columns.pop("TimeStamp"), utc=True, format="ISO8601"))
+    return Bars(exchange_index(index, intraday), typed_columns(pd, columns))
+
+
+def _bars_reply(session: requests.Session, symbol: str, intraday: bool, **params: Any) -> Bars:
+    """One bars request, its reply as :class:`Bars`, made in the one thread that turns replies
+    into columns (:func:`_turner`)."""
+    path = f"marketdata/barcharts/{symbol}"
+    pieces = mapped.body(_sent(session, path, params, stream=True))
+    return _turner().submit(_turned, pieces, path, intraday).result()
+
+
+def _turned(pieces: list[Any], path: str, intraday: bool) -> Bars:
+    body = _body(mapped.joined(pieces), path)  # (the reply's bytes let go before its columns are made)
+    return bar_columns_of(body.pop("Bars", None) or [], intraday)
+
+
+_TURNER: list[ThreadPoolExecutor] = []
+_TURNER_LOCK = threading.Lock()
+
+
+def _turner() -> ThreadPoolExecutor:
+    """The one thread that turns replies of bars into columns. While a reply is turned, its every
+    bar is an object (about 1 KB a bar: 70 MB for 57,600), and the C library keeps what a thread
+    has freed for that thread to use again: turned in eight workers, eight such high-water marks
+    stay with the process; turned here, one. It is the GIL's work anyway, so one thread costs no
+    time."""
+    with _TURNER_LOCK:
+        if not _TURNER:
+            _TURNER.append(ThreadPoolExecutor(1, thread_name_prefix="ts_bars"))
+        return _TURNER[0]
 
 
 def bar_columns(keys: Iterable[str]) -> list[str]:
-    """A bars reply's fields in the order a bar frame has them (``TimeStamp`` among them)."""
+    """A bars reply's fields (or a bar frame's) in the order a bar frame has them."""
     keys = set(keys)
-    leading = [c for c in (*PRICE_COLUMNS, "TotalVolume") if c in keys]
+    leading = [c for c in (*PRICE_COLUMNS, "TotalVolume", "Volume") if c in keys]
     return [*leading, *sorted(keys - set(leading))]
 
 
-def laid_out(pd: Any, frame: pd.DataFrame, index: pd.DatetimeIndex, intraday: bool) -> pd.DataFrame:
-    """Bars' fields (``frame``, columns in :func:`bar_columns` order but ``TimeStamp``) at their
-    times (``index``, UTC) as a bar frame: the one layout every bar frame has, fetched or kept."""
-    frame = frame.rename(columns={"TotalVolume": "Volume"})
-    frame.index = index.tz_convert(EXCHANGE_TZ).rename("Datetime" if intraday else "Date")
-    for column in (*PRICE_COLUMNS, "OpenInterest"):
-        if column in frame:
-            frame[column] = _as(pd, frame[column], "float64")
-    for column in INT_COLUMNS:
-        if column in frame and frame[column].dtype != "int64":
-            frame[column] = _as(pd, frame[column], "int64")
-    for column in ("IsRealtime", "IsEndOfHistory"):
-        if column in frame and frame[column].dtype != bool:
-            frame[column] = frame[column].fillna(False).astype(bool)
-    return frame
+def exchange_index(index: pd.DatetimeIndex, intraday: bool) -> pd.DatetimeIndex:
+    """Bar times (tz-aware) as a bar frame's index: exchange time, named as yfinance names it."""
+    return index.tz_convert(EXCHANGE_TZ).rename("Datetime" if intraday else "Date")
 
 
-def _as(pd: Any, column: pd.Series, dtype: str) -> pd.Series:
-    """``column`` as ``dtype`` in one vectorised cast; blanks (None, "") only take the slower path
-    (NaN for floats, 0 for counts)."""
+def typed_columns(pd: Any, columns: dict[str, Any]) -> dict[str, Any]:
+    """Bars' fields (TradeStation's names in :func:`bar_columns` order but ``TimeStamp``, each a
+    list or an array) as a bar frame's columns: ``Volume`` for ``TotalVolume``, prices as floats,
+    counts as int64, flags as booleans; the one typing every bar frame has, fetched or kept."""
+    import numpy as np
+
+    typed = {}
+    for name, values in columns.items():
+        name = "Volume" if name == "TotalVolume" else name
+        if name in FLOAT_COLUMNS:
+            values = _numbers(pd, np, values, np.float64)
+        elif name in INT_COLUMNS:
+            values = _numbers(pd, np, values, np.int64)
+        elif name in FLAG_COLUMNS:
+            values = _flags(pd, np, values)
+        elif isinstance(values, list):  # (BarStatus, and any field not known here: as pandas reads it)
+            values = pd.Series(values).array
+        typed[name] = values
+    return typed
+
+
+def _numbers(pd: Any, np: Any, values: Any, dtype: Any) -> Any:
+    """``values`` (numbers, or numbers as text) as an array of ``dtype`` in one vectorised cast;
+    blanks (None, "", NaN) only take the slower path: NaN for floats, 0 for counts, and a count
+    past int64 stays a float."""
+    if not (isinstance(values, np.ndarray) and values.dtype.kind == "f" and dtype is np.int64):
+        try:
+            return np.asarray(values, dtype=dtype)
+        except (ValueError, TypeError, OverflowError):
+            pass
+    numbers = pd.to_numeric(pd.Series(values, dtype=object).replace("", None), errors="coerce")
+    numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    if dtype is np.float64 or np.nanmax(np.abs(numbers), initial=0.0) >= 2.0**63:
+        return numbers
+    return np.nan_to_num(numbers, nan=0.0).astype(np.int64)
+
+
+def _flags(pd: Any, np: Any, values: Any) -> Any:
+    """``values`` as booleans, a blank as False."""
     try:
-        return column.astype(dtype)
-    except (ValueError, TypeError, OverflowError):
-        values = pd.to_numeric(column.replace("", None), errors="coerce").astype("float64")
-        if dtype == "float64" or values.abs().max() >= 2.0**63:  # a count past int64 stays a float
-            return values
-        return values.fillna(0).astype(dtype)
+        return np.asarray(values, dtype=bool)
+    except (ValueError, TypeError):
+        return pd.Series(values, dtype=object).fillna(False).astype(bool).to_numpy()
 
 
-def bars(
+def bars(session: requests.Session, symbol: str, *args: Any, **kwargs: Any) -> pd.DataFrame:
+    """:func:`bars_of` as a DataFrame (see :func:`bar_frame`)."""
+    return bars_of(session, symbol, *args, **kwargs).frame()
+
+
+def bars_of(
     session: requests.Session,
     symbol: str,
     interval: int = 1,
@@ -142,50 +239,21 @@ def bars(
     start: Any = None,
     end: Any = None,
     sessiontemplate: str | None = None,
-) -> pd.DataFrame:
-    """Bars of ``symbol`` as a DataFrame (see :func:`bar_frame`).
+) -> Bars:
+    """Bars of ``symbol`` as :class:`Bars` (a frame's columns, no frame).
 
     ``barsback`` bars ending at ``end`` (default now), or every bar from ``start``. Intraday
     requests past TradeStation's 57,600 bars per request are split and joined, with no bar twice.
     """
-    return _bars(session, symbol, interval, unit, barsback, start, end, sessiontemplate)
-
-
-def _bars(
-    session: requests.Session,
-    symbol: str,
-    interval: int,
-    unit: str,
-    barsback: int | None,
-    start: Any,
-    end: Any,
-    sessiontemplate: str | None,
-    keep: Any = None,
-) -> pd.DataFrame:
-    """:func:`bars`, each reply's rows also handed to ``keep`` (the bar cache) as they come."""
     pd = _pandas()
     intraday = unit == "Minute"
-    got = _get if keep is None else lambda *a, **k: _kept(keep, _get(*a, **k))
     per_request = MAX_INTRADAY_BARS if intraday else None
     common = {"interval": interval, "unit": unit, "sessiontemplate": sessiontemplate}
     if not intraday or (start is None and (barsback or 1) <= MAX_INTRADAY_BARS):
+        last = _when(end) if end is not None else None
         if start is not None:
-            rows = got(
-                session,
-                f"marketdata/barcharts/{symbol}",
-                firstdate=_when(start),
-                lastdate=_when(end) if end is not None else None,
-                **common,
-            ).get("Bars", [])
-        else:
-            rows = got(
-                session,
-                f"marketdata/barcharts/{symbol}",
-                barsback=barsback or 1,
-                lastdate=_when(end) if end is not None else None,
-                **common,
-            ).get("Bars", [])
-        return bar_frame(rows, intraday)
+            return _bars_reply(session, symbol, intraday, firstdate=_when(start), lastdate=last, **common)
+        return _bars_reply(session, symbol, intraday, barsback=barsback or 1, lastdate=last, **common)
     # Intraday, more than one request holds: page back from the end, 57,600 bars at a time.
     frames, wanted, last, previous = [], barsback, _when(end) if end is not None else None, None
     since = None
@@ -194,30 +262,25 @@ def _bars(
         since = since.tz_localize(EXCHANGE_TZ) if since.tzinfo is None else since
     while True:
         size = per_request if wanted is None else min(per_request, wanted)
-        rows = got(session, f"marketdata/barcharts/{symbol}", barsback=size, lastdate=last, **common).get("Bars", [])
-        if not rows:
+        page = _bars_reply(session, symbol, intraday, barsback=size, lastdate=last, **common)
+        if not len(page.index):
             break
-        frames.append(bar_frame(rows, intraday))
-        earliest = frames[-1].index[0]
+        frames.append(page.frame())
+        earliest = page.index[0]
         if wanted is not None:
-            wanted -= len(rows)
-        if (wanted is not None and wanted <= 0) or len(rows) < size or (since is not None and earliest <= since):
+            wanted -= len(page.index)
+        if (wanted is not None and wanted <= 0) or len(page.index) < size or (since is not None and earliest <= since):
             break
         if previous is not None and earliest >= previous:
             break  # the page did not move back in time: more of them would not either
         previous = earliest
         last = _when((earliest - timedelta(seconds=1)).tz_convert("UTC").to_pydatetime())
     if not frames:
-        return bar_frame([], intraday)
+        return bar_columns_of([], intraday)
     frame = join_pages(frames)
     if since is not None:
         frame = frame[frame.index >= since]
-    return frame if barsback is None else frame.iloc[-barsback:]
-
-
-def _kept(keep: Any, body: dict[str, Any]) -> dict[str, Any]:
-    keep(body.get("Bars", []))
-    return body
+    return Bars.of(frame if barsback is None else frame.iloc[-barsback:])
 
 
 def join_pages(pages: list[pd.DataFrame]) -> pd.DataFrame:
@@ -250,19 +313,24 @@ def _warn_errors(errors: list[dict[str, Any]], key: str) -> None:
         warnings.warn(f"TradeStation left out: {names}", stacklevel=3)
 
 
+def _batched(session: requests.Session, route: str, symbols: Any, size: int, key: str, call: str) -> tuple[list, list]:
+    """``route/SYM1,SYM2,...`` for ``symbols``, ``size`` at a time: the replies' ``key`` rows,
+    and their ``Errors`` (symbols TradeStation refused: a warning naming them)."""
+    wanted = symbols_of(symbols, call)
+    rows, errors = [], []
+    for at in range(0, len(wanted), size):
+        body = _get(session, f"{route}/{','.join(wanted[at : at + size])}")
+        rows += body.get(key, [])
+        errors += body.get("Errors", [])
+    _warn_errors(errors, "Symbol")
+    return rows, errors
+
+
 def quotes(session: requests.Session, symbols: str | Sequence[str]) -> pd.DataFrame:
     """Quotes indexed by symbol, numbers as numbers; asked 100 at a time. Symbols TradeStation
     refuses are a warning naming them, and the rest are kept."""
     pd = _pandas()
-    wanted = [s.strip() for s in (symbols.split(",") if isinstance(symbols, str) else symbols) if s.strip()]
-    if not wanted:
-        raise ConfigError("Give at least one symbol, such as ts.quotes(['MSFT', 'AAPL']).")
-    rows, errors = [], []
-    for at in range(0, len(wanted), QUOTE_BATCH):
-        body = _get(session, f"marketdata/quotes/{','.join(wanted[at : at + QUOTE_BATCH])}")
-        rows += body.get("Quotes", [])
-        errors += body.get("Errors", [])
-    _warn_errors(errors, "Symbol")
+    rows, _ = _batched(session, "marketdata/quotes", symbols, QUOTE_BATCH, "Quotes", "ts.quotes")
     frame = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["Symbol"])
     return numeric(frame.set_index("Symbol"), keep=("TradeTime",))
 
@@ -273,15 +341,7 @@ def symbols(session: requests.Session, symbols: str | Sequence[str]) -> pd.DataF
     as numbers; asked 50 at a time. Symbols TradeStation refuses are a warning naming them, and
     in ``attrs["errors"]``; the rest are kept."""
     pd = _pandas()
-    wanted = [s.strip() for s in (symbols.split(",") if isinstance(symbols, str) else symbols) if s.strip()]
-    if not wanted:
-        raise ConfigError("Give at least one symbol, such as ts.symbols(['MSFT', 'ESZ26']).")
-    rows, errors = [], []
-    for at in range(0, len(wanted), DETAIL_BATCH):
-        body = _get(session, f"marketdata/symbols/{','.join(wanted[at : at + DETAIL_BATCH])}")
-        rows += body.get("Symbols", [])
-        errors += body.get("Errors", [])
-    _warn_errors(errors, "Symbol")
+    rows, errors = _batched(session, "marketdata/symbols", symbols, DETAIL_BATCH, "Symbols", "ts.symbols")
     frame = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["Symbol"])
     frame = frame.rename(columns=_detail_name)
     frame = numeric(frame.set_index("Symbol"), keep=("Root", "Underlying"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import stat
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ts_notebook import bulk
+from ts_notebook import bulk, frames
 from ts_notebook.barcache import BarCache, Key
 from ts_notebook.kernel.session import TSSession
 
@@ -142,7 +143,7 @@ def keep_many(path: str, offset: int, rounds: int) -> None:
             {"TimeStamp": f"2026-01-{d:02d}T21:00:00Z", "Close": str(offset + n), "TotalVolume": "1"}
             for d in range(1, 29)
         ]
-        cache.keep(key, rows, 0, 10**13)
+        cache.keep(key, frames.bar_frame(rows, intraday=False), 0, 10**13)
     cache.close()
 
 
@@ -195,3 +196,36 @@ def test_symbols_held_whole_are_read_together_and_only_the_others_are_asked(sess
         session, ["SPY", "MSFT", "AAPL"], start="2026-06-01", end="2026-07-31", progress=False, cache=False
     )
     pd.testing.assert_frame_equal(mixed, fresh)
+
+
+def test_bars_across_stretches_of_the_store_read_back_whole(session, emulator):
+    # Hourly bars over four months: several four-week stretches of the store.
+    asked = dict(unit="Minute", interval=60, start="2026-06-01", end="2026-09-30", progress=False)
+    first = bulk.download(session, ["MSFT"], **asked)
+    cache = kept(session)
+    try:
+        stretches = cache._db.execute("SELECT count(*) FROM stretches").fetchone()[0]
+    finally:
+        cache.close()
+    before = len(bar_calls(emulator))
+
+    again = bulk.download(session, ["MSFT"], **asked)
+
+    assert stretches >= 4 and len(bar_calls(emulator)) == before  # read back, not asked
+    pd.testing.assert_frame_equal(first, again)
+    pd.testing.assert_frame_equal(first, bulk.download(session, ["MSFT"], cache=False, **asked))
+
+
+def test_a_file_of_an_earlier_layout_is_set_aside_and_refetched(session, emulator):
+    cache = kept(session)
+    path = cache.path
+    cache.close()
+    path.unlink()
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA user_version = 1")
+    old.close()
+
+    with pytest.warns(UserWarning, match="another version of ts_notebook.*fetched again"):
+        frame = bulk.download(session, ["MSFT"], start="2026-06-01", end="2026-06-30", progress=False)
+
+    assert len(frame) > 15 and [p.name for p in path.parent.glob("*.damaged-*")]

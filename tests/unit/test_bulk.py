@@ -4,6 +4,7 @@ every worker until the reset with nothing lost."""
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import replace
 
@@ -130,3 +131,20 @@ def test_progress_false_prints_nothing(session, capsys):
     bulk.download(session, ["MSFT", "AAPL"], barsback=5, progress=False)
 
     assert capsys.readouterr().err == ""
+
+
+def test_replies_are_turned_into_columns_in_one_thread_whatever_the_workers(session, monkeypatch):
+    # While a reply is turned, each bar is an object (1 KB a bar): one thread's high-water mark
+    # stays with the process, not one per worker.
+    turned_in: set[str] = set()
+    turn = bulk.frames.bar_columns_of
+
+    def spy(*args, **kwargs):
+        turned_in.add(threading.current_thread().name)
+        return turn(*args, **kwargs)
+
+    monkeypatch.setattr(bulk.frames, "bar_columns_of", spy)
+
+    frame = bulk.download(session, [f"U{n:03d}" for n in range(1, 13)], barsback=20, threads=6, progress=False)
+
+    assert frame["Close"].shape == (20, 12) and len(turned_in) == 1

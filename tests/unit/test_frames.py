@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from ts_notebook import frames
-from ts_notebook.emulator.prices import SYMBOLS
 from ts_notebook.errors import TSError
 from ts_notebook.kernel.replies import APIError
 from ts_notebook.kernel.session import TSSession
@@ -55,7 +54,7 @@ def test_intraday_bars_from_a_start_come_back_from_that_start(session):
 
 
 def test_quotes_come_in_batches_of_100_and_refused_symbols_are_a_warning(session, emulator):
-    symbols = [*SYMBOLS] * 4 + ["BADX"]  # more than 100, of which one the emulator does not know
+    symbols = [f"U{n:03d}" for n in range(1, 121)] + ["BADX"]  # more than 100, one the emulator does not know
     with pytest.warns(UserWarning, match=r"TradeStation left out: BADX \(Invalid symbol\)$"):
         df = frames.quotes(session, symbols)
 

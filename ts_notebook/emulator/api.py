@@ -130,8 +130,10 @@ class ApiHandler(BaseHandler):
             params = {k: v[-1].decode() for k, v in self.request.query_arguments.items()}
             reply = market.barchart(parts[2], params, now)
             revision = self.state.faults.settings.bar_revision
-            for bar in reply["Bars"] if revision else ():
-                bar["TotalVolume"] = str(int(bar["TotalVolume"]) + revision)
+            if revision:
+                reply["Bars"] = [
+                    {**bar, "TotalVolume": str(int(bar["TotalVolume"]) + revision)} for bar in reply["Bars"]
+                ]
             return reply
         if len(parts) == 4 and parts[:2] == ["brokerage", "accounts"]:
             if parts[3] == "balances":

@@ -8,8 +8,10 @@ agree bar for bar.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from . import prices
@@ -314,40 +316,18 @@ def _days(unit: str, last: date) -> list[date]:
     return [d for d in every if d.weekday() < 5]
 
 
-def _bar_times(
-    unit: str,
-    interval: int,
-    session: str,
-    start: datetime | None,
-    end: datetime,
-    count: int | None,
-    limit: int,
-    now: datetime,
+def _minute_times(
+    interval: int, session: str, start: datetime | None, end: datetime, count: int | None, limit: int, now: datetime
 ) -> list[datetime]:
-    """Bar times (exchange time), oldest first, ending at or before ``end``, or the bar being
-    built at ``now`` when ``end`` is now: ``count`` of them, or all from ``start``. Raises
+    """Minute bar times (exchange time), oldest first, ending at or before ``end``, or the bar
+    being built at ``now`` when ``end`` is now: ``count`` of them, or all from ``start``. Raises
     BadRequest past ``limit``."""
-    opens, closes = SESSIONS[session]
     out: list[datetime] = []
-    # From the last day of the period holding ``end``: that bar may be the one being built.
-    day = end.astimezone(EXCHANGE).date() + timedelta(days={"Weekly": 6, "Monthly": 31}.get(unit, 0))
+    day = end.astimezone(EXCHANGE).date()
     while True:
         if day.weekday() < 5:
-            stamps: list[datetime] = []
-            if unit == "Minute":
-                t = datetime.combine(day, opens, EXCHANGE) + timedelta(minutes=interval)
-                close = datetime.combine(day, closes, EXCHANGE)
-                while t <= close:
-                    stamps.append(t)
-                    t += timedelta(minutes=interval)
-            else:
-                last_of_week = unit == "Weekly" and (day.weekday() == 4)
-                next_day = day + timedelta(days=1 if day.weekday() < 4 else 3)
-                last_of_month = unit == "Monthly" and next_day.month != day.month
-                if unit == "Daily" or last_of_week or last_of_month:
-                    stamps.append(session_close(day))
-            for t in reversed(stamps):
-                if t > end and not (end == now and _start(unit, interval, t) < now):
+            for t in _minute_ends(interval, session, day):
+                if t > end and not (end == now and _start("Minute", interval, t) < now):
                     continue
                 if start is not None and t < start:
                     return out[::-1]
@@ -359,6 +339,53 @@ def _bar_times(
         day -= timedelta(days=1)
         if day.year < 2000:
             return out[::-1]
+
+
+@lru_cache(maxsize=1 << 10)  # (four years of weekdays)
+def _minute_ends(interval: int, session: str, day: date) -> tuple[datetime, ...]:
+    """The times minute bars end on weekday ``day`` (exchange time), newest first."""
+    opens, closes = SESSIONS[session]
+    stamps: list[datetime] = []
+    t = datetime.combine(day, opens, EXCHANGE) + timedelta(minutes=interval)
+    close = datetime.combine(day, closes, EXCHANGE)
+    while t <= close:
+        stamps.append(t)
+        t += timedelta(minutes=interval)
+    return tuple(reversed(stamps))
+
+
+@lru_cache(maxsize=4)
+def _period_ends(unit: str) -> list[datetime]:
+    """Every time a Daily, Weekly or Monthly bar ends (a session's close), from 2000 to 2100,
+    oldest first: made once, then a request is two bisections."""
+    ends, day = [], date(2000, 1, 1)
+    while day.year <= 2100:
+        if day.weekday() < 5:
+            next_day = day + timedelta(days=1 if day.weekday() < 4 else 3)
+            last_of_week = unit == "Weekly" and day.weekday() == 4
+            last_of_month = unit == "Monthly" and next_day.month != day.month
+            if unit == "Daily" or last_of_week or last_of_month:
+                ends.append(session_close(day))
+        day += timedelta(days=1)
+    return ends
+
+
+def _period_span(unit: str, start: datetime | None, end: datetime, count: int | None, now: datetime) -> tuple[int, int]:
+    """Which of :func:`_period_ends` a request of Daily, Weekly or Monthly bars gets (a slice):
+    those ending at or before ``end``, and the one being built at ``now`` when ``end`` is now;
+    ``count`` of them, or all from ``start``."""
+    ends = _period_ends(unit)
+    hi = bisect_right(ends, end)
+    if end == now and hi < len(ends) and _start(unit, 1, ends[hi]) < now:
+        hi += 1  # the bar being built
+    lo = 0 if start is None else bisect_left(ends, start)
+    return (max(lo, hi - count) if count is not None else lo), hi
+
+
+@lru_cache(maxsize=1 << 10)
+def _closed_run(symbol: str, unit: str, lo: int, hi: int) -> tuple[dict[str, Any], ...]:
+    """The closed Daily, Weekly or Monthly bars ``lo`` to ``hi`` of :func:`_period_ends`."""
+    return tuple(_closed_bar(symbol, unit, 1, t) for t in _period_ends(unit)[lo:hi])
 
 
 def bar_at(symbol: str, unit: str, interval: int, end: datetime, now: datetime) -> dict[str, Any]:
@@ -435,5 +462,23 @@ def barchart(symbol: str, params: dict[str, str], now: datetime) -> dict[str, An
     start = _parse_when(params["firstdate"], end_of_day=False) if "firstdate" in params else None
     if count is None and start is None:
         count = 1
-    times = _bar_times(unit, interval, session, start, end, count, limit, now)
-    return {"Bars": [bar_at(symbol, unit, interval, t, now) for t in times]}
+    # Closed bars are shared with the next reply: whoever changes one changes a copy.
+    if unit == "Minute":
+        times = _minute_times(interval, session, start, end, count, limit, now)
+        return {
+            "Bars": [
+                _closed_bar(symbol, unit, interval, t) if t <= now else bar_at(symbol, unit, interval, t, now)
+                for t in times
+            ]
+        }
+    lo, hi = _period_span(unit, start, end, count, now)
+    ends = _period_ends(unit)
+    shut = bisect_right(ends, now, lo, hi)  # the ones ended by now are closed
+    return {"Bars": [*_closed_run(symbol, unit, lo, shut), *(bar_at(symbol, unit, 1, t, now) for t in ends[shut:hi])]}
+
+
+@lru_cache(maxsize=1 << 17)
+def _closed_bar(symbol: str, unit: str, interval: int, end: datetime) -> dict[str, Any]:
+    """A closed bar, computed once: it depends on nothing else (a remote API's cost per request is
+    its latency, not this emulator's arithmetic). Shared: never changed in place."""
+    return bar_at(symbol, unit, interval, end, end)

@@ -111,7 +111,7 @@ class StreamHandler(ApiHandler):
                 self._reply(400, {"Error": "BadRequest", "Message": str(exc)}, token)
                 return
             if snapshot:
-                snapshot[-1]["IsEndOfHistory"] = True
+                snapshot[-1] = {**snapshot[-1], "IsEndOfHistory": True}
                 updates = bar_updates(symbols[0], params, at)
             else:
                 snapshot, updates = [refusal(symbols[0])], iter(())

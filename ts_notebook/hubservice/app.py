@@ -198,7 +198,8 @@ class Service:
             if reason:  # an earlier user's of this name: its new holder starts signed out
                 await self.retire(entry, reason)
                 return await self.user(name, caller)
-            entry.backend.born = born  # (one that holds nothing may be bound to whoever comes)
+            if entry.born is None:  # (one that holds nothing is bound to whoever comes)
+                entry.backend.born = born
         if entry is None:
             entry = self.users[name] = UserSignIn(self, name, born)
         return entry

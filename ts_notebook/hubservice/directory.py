@@ -125,7 +125,7 @@ class HubDirectory:
             DirectoryError: the hub could not be asked, or the service may not read users.
         """
         now = self.clock()
-        key = (name, hashlib.sha256(caller.encode()).hexdigest()) if caller else None
+        key = self._key(name, caller) if caller else None
         with self._lock:
             for old in [k for k, (at, _) in self._births.items() if now - at >= BIRTH_TTL]:
                 del self._births[old]
@@ -148,7 +148,11 @@ class HubDirectory:
 
     def knows(self, name: str, caller: str) -> bool:
         """Whether an answer about ``name`` for the token ``caller`` is kept (no call then)."""
-        key = (name, hashlib.sha256(caller.encode()).hexdigest())
         with self._lock:
-            kept = self._births.get(key)
+            kept = self._births.get(self._key(name, caller))
         return kept is not None and self.clock() - kept[0] < BIRTH_TTL
+
+    @staticmethod
+    def _key(name: str, caller: str) -> tuple[str, str]:
+        """An answer is kept for the name and the token that asked (never the token itself)."""
+        return (name, hashlib.sha256(caller.encode()).hexdigest())

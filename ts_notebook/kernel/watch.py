@@ -17,8 +17,8 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..errors import ConfigError
 from ..frames import EXCHANGE_TZ
+from ..symbols import symbols_of
 from .frontend import display, has_frontend
 from .streams import Stream
 
@@ -29,13 +29,6 @@ COLOURED = ("Last", "NetChange", "NetChangePct")
 COLOURS = {"up": "#1b7f3b", "down": "#c62828"}
 CELL = "padding:2px 10px;"
 RIGHT = "text-align:right;font-variant-numeric:tabular-nums;"
-
-
-def symbols_of(symbols: str | Sequence[str]) -> list[str]:
-    out = [s.strip() for s in (symbols.split(",") if isinstance(symbols, str) else symbols) if s.strip()]
-    if not out:
-        raise ConfigError("Give at least one symbol, such as ts.watch(['MSFT', 'AAPL']).")
-    return out
 
 
 def exchange_time(value: str) -> str:
@@ -228,7 +221,7 @@ def watch(
     Returns:
         In a notebook, the running :class:`Watch` (``.stop()``, ``.updates``, ``.widget``).
     """
-    names = symbols_of(symbols)
+    names = symbols_of(symbols, "ts.watch")
     stream = session.iter_stream(f"marketdata/stream/quotes/{','.join(names)}")
     live = Watch(stream, names, fields, rate, seconds)
     if block if block is not None else not has_frontend():

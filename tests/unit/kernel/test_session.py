@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
+import weakref
 from dataclasses import replace
 
 import pytest
@@ -95,6 +97,23 @@ def test_relative_paths_join_the_api_base(signed_in, env, sim, prefix):
     signed_in.snap = replace(signed_in.snap, env=env)
     accounts = TSSession(lambda: signed_in, sim=sim).get("brokerage/accounts").json()["Accounts"]
     assert accounts[0]["AccountID"].startswith(prefix)
+
+
+def test_a_reply_nobody_holds_is_freed_at_once_with_its_body(signed_in, emulator):
+    """A reply refers to nothing that refers back to it: dropped, its body (20 MB for 57,600
+    minute bars) goes at once, not at the garbage collector's next full pass; a download of
+    a hundred such replies kept them all before."""
+    session = TSSession(lambda: signed_in)
+    gc.disable()
+    try:
+        resp = session.get("marketdata/barcharts/MSFT", params={"barsback": 5})
+        resp.raise_for_status()
+        resp.content  # noqa: B018 - read, as every caller does
+        gone = weakref.ref(resp)
+        del resp
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 def test_a_refused_token_is_renewed_once_and_the_request_resent(signed_in, emulator):
