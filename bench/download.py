@@ -98,6 +98,18 @@ def cached(session: TSSession, symbols: list[str], rounds: int) -> tuple[float, 
     return statistics.median(cold), statistics.median(again), len(asked)
 
 
+def tail(session: TSSession, symbols: list[str], days: int) -> int:
+    """Requests a rerun of ``barsback`` bars ending now sends: the tail since the last bar kept."""
+    asked: list[int] = []
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["TS_CACHE_DIR"] = folder
+        bulk.download(session, symbols, barsback=days, progress=False)
+        session.hooks["response"].append(lambda r, *a, **k: asked.append(1))
+        bulk.download(session, symbols, barsback=days, progress=False)
+        session.hooks["response"].pop()
+    return len(asked)
+
+
 def resident() -> int:
     """This process's resident memory now, in bytes."""
     with open("/proc/self/statm") as statm:
@@ -185,6 +197,7 @@ def main() -> None:
                 times[name].append(time.perf_counter() - started)
                 assert frame.shape[0] == args.days, (name, frame.shape)
         cold, again, asked = cached(session, symbols, args.rounds)
+        tails = tail(session, symbols, args.days)
     finally:
         remote.close()
     medians = {name: statistics.median(t) for name, t in times.items()}
@@ -199,6 +212,8 @@ def main() -> None:
     print(f"  cold (empty cache)               {cold:7.2f} s")
     print(f"  again (every bar kept)           {again:7.3f} s, {asked} API requests")
     print(f"  cold / again:          {cold / again:5.0f}x (20 or more wanted)")
+    print(f"a range ending now ({args.days} bars back), again: {tails} API requests for {len(symbols)} symbols")
+    print("  (the tail only: one a symbol at the most wanted)")
 
 
 if __name__ == "__main__":

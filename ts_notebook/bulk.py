@@ -112,7 +112,9 @@ class _Gated:
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
         self._pause.wait()
-        return self._session.get(url, hooks={"response": [self._pause.saw]}, **kwargs)
+        # A request's hooks take the place of the session's in requests: the session's go first.
+        hooks = [*self._session.hooks.get("response", []), self._pause.saw]
+        return self._session.get(url, hooks={"response": hooks}, **kwargs)
 
 
 def _refusal(exc: Exception, symbol: str) -> str | None:

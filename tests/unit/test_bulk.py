@@ -148,3 +148,12 @@ def test_replies_are_turned_into_columns_in_one_thread_whatever_the_workers(sess
     frame = bulk.download(session, [f"U{n:03d}" for n in range(1, 13)], barsback=20, threads=6, progress=False)
 
     assert frame["Close"].shape == (20, 12) and len(turned_in) == 1
+
+
+def test_the_sessions_own_response_hooks_still_see_every_reply(session):
+    seen = []
+    session.hooks["response"].append(lambda r, *a, **k: seen.append(r.status_code))
+
+    bulk.download(session, ["MSFT", "AAPL", "SPY"], barsback=5, progress=False, cache=False)
+
+    assert seen == [200, 200, 200]  # (the download's own hook, for the rate limit, is beside them)
