@@ -103,11 +103,14 @@ def _long(pd: Any, np: Any, order: list[str], parts: dict[str, Bars], fields: li
     lengths = [len(parts[s].index) for s in order]
     ends = np.cumsum(lengths)
     times = parts[order[0]].index.append([parts[s].index for s in order[1:]])
-    dtypes = {f: _block_dtype(np, order, parts, f, True) for f in fields}
+    rowed = [s for s, length in zip(order, lengths, strict=True) if length]  # (one with no bar adds no dtype)
+    dtypes = {f: _block_dtype(np, rowed, parts, f, True) for f in fields}
     columns: dict[str, Any] = {f: np.empty(int(ends[-1]), dtype) for f, dtype in dtypes.items() if dtype is not None}
     texts: dict[str, list[Any]] = {f: [] for f, dtype in dtypes.items() if dtype is None}
     for symbol, end, length in zip(order, ends, lengths, strict=True):
         bars = parts.pop(symbol)
+        if not length:
+            continue
         for field, column in columns.items():
             values = bars.columns.get(field)
             column[end - length : end] = np.nan if values is None else values
@@ -116,7 +119,7 @@ def _long(pd: Any, np: Any, order: list[str], parts: dict[str, Bars], fields: li
             pieces.append(pd.Series(np.nan if values is None else values, index=pd.RangeIndex(length)))
         del bars
     for field, pieces in texts.items():
-        columns[field] = pd.concat(pieces, ignore_index=True).array
+        columns[field] = pd.concat(pieces, ignore_index=True).array if pieces else np.array([], dtype=object)
     codes, levels = pd.factorize(times, sort=True)
     index = pd.MultiIndex(
         levels=[pd.Index(order), levels.rename(None)],

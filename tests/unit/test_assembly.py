@@ -28,8 +28,9 @@ def reference(parts: dict[str, frames.Bars], layout: str) -> pd.DataFrame:
     got = {s: b.frame() for s, b in parts.items()}
     order, name = list(got), next(iter(got.values())).index.name
     fields = list(dict.fromkeys(c for f in got.values() for c in f.columns))
-    if layout == "long":
-        return pd.concat(got.values(), keys=order, names=["Symbol", name]).reindex(columns=fields)
+    if layout == "long":  # (a symbol with no bar adds no row: left out, as pandas 3 leaves it)
+        rows = [s for s in order if len(got[s])]
+        return pd.concat([got[s] for s in rows], keys=rows, names=["Symbol", name]).reindex(columns=fields)
     wide = pd.concat(got.values(), axis=1, keys=order, names=["Symbol", "Field"])
     columns = pd.MultiIndex.from_product([fields, order], names=["Field", "Symbol"])
     wide = wide.swaplevel(axis=1).reindex(columns=columns).rename_axis(name)
