@@ -119,18 +119,31 @@ def _encode(epochs: Any, columns: dict[str, Any]) -> bytes:
     return b"".join(parts + [values.tobytes() for values in columns.values()])
 
 
+class Damaged(sqlite3.DatabaseError):
+    """A stretch of bars that cannot be read, in a file that can (SQLite checks no blob)."""
+
+
 def _decode(np: Any, blob: bytes, count: int) -> tuple[Any, dict[str, Any]]:
-    """A stretch's (epochs, columns): read-only views of the blob, no copy."""
-    if blob[:4] != MAGIC:
-        raise sqlite3.DatabaseError("a stretch of bars is not in this version's layout")
-    (size,) = struct.unpack_from("<I", blob, 4)
-    at = 8 + size
-    epochs = np.frombuffer(blob, "<i8", count, at)
-    at += 8 * count
-    columns = {}
-    for name, dtype in json.loads(blob[8 : 8 + size]):
-        columns[name] = np.frombuffer(blob, dtype, count, at)
-        at += np.dtype(dtype).itemsize * count
+    """A stretch's (epochs, columns): read-only views of the blob, no copy.
+
+    Raises:
+        Damaged: the blob is not one this version wrote whole.
+    """
+    try:
+        if not isinstance(blob, bytes) or blob[:4] != MAGIC:
+            raise ValueError("not this version's layout")
+        (size,) = struct.unpack_from("<I", blob, 4)
+        at = 8 + size
+        epochs = np.frombuffer(blob, "<i8", count, at)
+        at += 8 * count
+        columns = {}
+        for name, dtype in json.loads(blob[8 : 8 + size]):
+            columns[str(name)] = np.frombuffer(blob, np.dtype(dtype), count, at)
+            at += np.dtype(dtype).itemsize * count
+    except (ValueError, TypeError, struct.error, RecursionError) as exc:  # (json's errors are ValueErrors)
+        raise Damaged(str(exc)) from None
+    if at != len(blob) or (count and not (epochs[1:] > epochs[:-1]).all()):
+        raise Damaged("its arrays do not fill it, or its times are out of order")
     return epochs, columns
 
 
@@ -253,7 +266,12 @@ class BarCache:
     def _write(self, db: sqlite3.Connection, np: Any, key: Key, stretch: int, new: tuple[Any, dict[str, Any]]) -> None:
         held = db.execute(f"SELECT bars, data FROM stretches WHERE {WHERE} AND stretch = ?", (*key.values, stretch))
         found = held.fetchone()
-        epochs, columns = _merged(np, _decode(np, found[1], found[0]), new) if found else new
+        try:
+            epochs, columns = _merged(np, _decode(np, found[1], found[0]), new) if found else new
+        except Damaged:  # the new bars take its place; the store holds no span whole any more
+            _warn_damaged([key.symbol])
+            db.execute(f"DELETE FROM spans WHERE {WHERE}", key.values)
+            epochs, columns = new
         db.execute(
             "INSERT OR REPLACE INTO stretches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (*key.values, stretch, len(epochs), int(epochs[0]), int(epochs[-1]), _encode(epochs, columns)),
@@ -292,9 +310,16 @@ class BarCache:
         held = {s for (s,) in found}
         return [k for k in keys if k.symbol in held]
 
-    def _arrays(self, keys: list[Key], first: int | None, last: int | None) -> dict[str, tuple[Any, dict[str, Any]]]:
+    def _arrays(
+        self, keys: list[Key], first: int | None, last: int | None, strict: bool = False
+    ) -> dict[str, tuple[Any, dict[str, Any]]]:
         """Each store's (epochs, columns) from ``first`` to ``last`` (None: unbounded), in time
-        order: the stretches that reach into the range, in one query, cut to it."""
+        order: the stretches that reach into the range, in one query, cut to it. A store with a
+        stretch that cannot be read is forgotten (its bars will be fetched again) and left out.
+
+        Raises:
+            Damaged: with ``strict``, a store was left out so.
+        """
         import numpy as np
 
         one = keys[0]
@@ -311,10 +336,20 @@ class BarCache:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY symbol, stretch", args).fetchall()
         stretches: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+        damaged: list[str] = []
         for symbol, count, blob in rows:
-            stretches.setdefault(symbol, []).append(_decode(np, blob, count))
+            try:
+                stretches.setdefault(symbol, []).append(_decode(np, blob, count))
+            except Damaged:
+                damaged.append(symbol)
+        if damaged:
+            self._forget([Key(s, one.unit, one.interval, one.template) for s in dict.fromkeys(damaged)])
+            if strict:
+                raise Damaged(f"the bars kept for {', '.join(dict.fromkeys(damaged))} could not be read")
         found = {}
         for symbol, parts in stretches.items():
+            if symbol in damaged:
+                continue
             epochs, columns = _joined(np, parts)  # (stretches never overlap)
             inside = slice(
                 None if first is None else int(np.searchsorted(epochs, first, "left")),
@@ -327,8 +362,16 @@ class BarCache:
             )
         return found
 
+    def _forget(self, keys: list[Key]) -> None:
+        """Forget every bar and span of these stores, said in a warning: they are fetched again."""
+        _warn_damaged([k.symbol for k in keys])
+        with self._writing() as db:
+            for key in keys:
+                db.execute(f"DELETE FROM stretches WHERE {WHERE}", key.values)
+                db.execute(f"DELETE FROM spans WHERE {WHERE}", key.values)
+
     def bars(
-        self, keys: list[Key], intraday: bool, first: int | None = None, last: int | None = None
+        self, keys: list[Key], intraday: bool, first: int | None = None, last: int | None = None, strict: bool = False
     ) -> dict[str, Any]:
         """The bars of several symbols (one unit, interval and template) from ``first`` to
         ``last`` (epoch ms, inclusive; None: unbounded) as :class:`ts_notebook.frames.Bars` by
@@ -338,7 +381,7 @@ class BarCache:
         if not keys:
             return {}
         found, index, times, status = {}, None, None, {}
-        for symbol, (epochs, columns) in self._arrays(keys, first, last).items():
+        for symbol, (epochs, columns) in self._arrays(keys, first, last, strict).items():
             if times is None or not (len(times) == len(epochs) and (times == epochs).all()):
                 times = epochs  # (a universe's symbols mostly share their times: one index for them)
                 index = frames.exchange_index(pd.DatetimeIndex(pd.to_datetime(epochs, unit="ms", utc=True)), intraday)
@@ -353,7 +396,7 @@ class BarCache:
     ) -> Any:
         """The bars held from ``first`` to ``last`` (epoch ms, inclusive; None: unbounded) as a bar
         frame (:func:`ts_notebook.frames.bar_frame`); only the ``newest`` of them when given."""
-        held = self.bars([key], intraday, first, last).get(key.symbol)
+        held = self.bars([key], intraday, first, last, strict=True).get(key.symbol)
         if held is None:
             return frames.bar_frame([], intraday)
         frame = held.frame()
@@ -364,7 +407,7 @@ class BarCache:
     ) -> list[dict[str, Any]]:
         """The bars held from ``first`` to ``last``, each a dict of a bar frame's fields and its
         ``TimeStamp`` (RFC 3339, UTC), in time order; only the ``newest`` of them when given."""
-        epochs, columns = self._arrays([key], first, last).get(key.symbol, ([], {}))
+        epochs, columns = self._arrays([key], first, last, strict=True).get(key.symbol, ([], {}))
         start = 0 if newest is None else max(len(epochs) - newest, 0)
         names = list(columns)
         return [
@@ -413,6 +456,14 @@ class BarCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _warn_damaged(symbols: list[str]) -> None:
+    warnings.warn(
+        f"ts_notebook: the bars kept for {', '.join(symbols)} could not be read; they were forgotten and will be "
+        "fetched again.",
+        stacklevel=6,
+    )
 
 
 def _status_dtype(pd: Any) -> Any:

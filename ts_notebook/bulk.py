@@ -34,7 +34,7 @@ import requests
 from . import frames, mapped
 from .assembly import LAYOUTS, assembled
 from .backoff import delay as backoff_delay
-from .barcache import BarCache, Key, closed
+from .barcache import BarCache, Damaged, Key, closed
 from .errors import TSError
 from .symbols import symbols_of
 
@@ -195,7 +195,11 @@ def one(
     """One symbol's bars (:func:`ts_notebook.frames.bars_of`), through ``cache`` when given."""
     if cache is None or (end is not None and start is None):
         return frames.bars_of(session, symbol, interval, unit, barsback, start, end, sessiontemplate)
-    return frames.Bars.of(_through(cache, session, symbol, interval, unit, barsback, start, end, sessiontemplate))
+    asked = (cache, session, symbol, interval, unit, barsback, start, end, sessiontemplate)
+    try:
+        return frames.Bars.of(_through(*asked))
+    except Damaged:  # forgotten (and said): asked again, nothing kept to rely on
+        return frames.Bars.of(_through(*asked))
 
 
 def _through(
@@ -279,8 +283,9 @@ def _held(
     if not keys:
         return {}
     held = cache.bars(keys, unit == "Minute", first, last)
-    empty = frames.bar_columns_of([], unit == "Minute")  # held whole: no bar in that range
-    return {k.symbol: held.get(k.symbol, empty) for k in keys}
+    # Held whole with no bar in that range, or forgotten as it could not be read (then asked).
+    empty = cache.covering([k for k in keys if k.symbol not in held], first, last)
+    return {**held, **{k.symbol: frames.bar_columns_of([], unit == "Minute") for k in empty}}
 
 
 def cache_for(session: Any) -> BarCache | None:

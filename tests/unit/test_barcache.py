@@ -229,3 +229,42 @@ def test_a_file_of_an_earlier_layout_is_set_aside_and_refetched(session, emulato
         frame = bulk.download(session, ["MSFT"], start="2026-06-01", end="2026-06-30", progress=False)
 
     assert len(frame) > 15 and [p.name for p in path.parent.glob("*.damaged-*")]
+
+
+@pytest.mark.parametrize("how", ["download", "bars"])
+def test_a_damaged_stretch_in_a_sound_file_is_reported_forgotten_and_refetched(session, emulator, how):
+    asked = dict(start="2026-06-01", end="2026-07-31")
+    first = bulk.download(session, ["MSFT", "AAPL"], progress=False, **asked)
+    cache = kept(session)
+    with cache._writing() as db:  # a blob cut short (a disk's bad sector: SQLite checks no blob)
+        db.execute("UPDATE stretches SET data = substr(data, 1, 60) WHERE symbol = 'MSFT'")
+    cache.close()
+    before = len(bar_calls(emulator))
+
+    with pytest.warns(UserWarning, match="bars kept for MSFT could not be read.*fetched again"):
+        if how == "download":
+            again = bulk.download(session, ["MSFT", "AAPL"], progress=False, **asked)
+        else:
+            again = bulk.one(session, "MSFT", cache=kept(session), **asked).frame()
+
+    assert [c["path"].rsplit("/", 1)[-1] for c in bar_calls(emulator)[before:]] == ["MSFT"]  # AAPL still kept
+    expected = first if how == "download" else first.xs("MSFT", axis=1, level="Symbol")
+    pd.testing.assert_frame_equal(again, expected, check_names=False)
+    later = len(bar_calls(emulator))
+    bulk.download(session, ["MSFT", "AAPL"], progress=False, **asked)
+    assert len(bar_calls(emulator)) == later  # kept again, whole
+
+
+def test_keeping_bars_over_a_damaged_stretch_replaces_it_and_holds_no_span_whole(tmp_path):
+    cache = BarCache(tmp_path / "bars.sqlite")
+    key = Key("MSFT", "Daily", 1, "Default")
+    rows = [{"TimeStamp": f"2026-01-{d:02d}T21:00:00Z", "Close": str(d), "TotalVolume": "1"} for d in range(1, 29)]
+    cache.keep(key, frames.bar_frame(rows, intraday=False), 0, 10**13)
+    with cache._writing() as db:
+        db.execute("UPDATE stretches SET data = substr(data, 1, 60)")
+
+    with pytest.warns(UserWarning, match="bars kept for MSFT could not be read"):
+        cache.keep(key, frames.bar_frame(rows[-2:], intraday=False), 10**12, 10**13)
+
+    assert [b["Close"] for b in cache.read(key)] == [27.0, 28.0] and cache.spans(key) == [(10**12, 10**13)]
+    cache.close()
