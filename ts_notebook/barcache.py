@@ -242,44 +242,57 @@ class BarCache:
             self._db.execute("COMMIT")
 
     def keep(self, key: Key, frame: Any, first: int | None, last: int | None) -> None:
-        """Keep the closed bars of ``frame`` (a bar frame; a revised bar replaces the one kept):
-        its numbers and flags, columnar, and note that every closed bar from ``first`` to
-        ``last`` (epoch ms) is now held."""
+        """Keep the closed bars of ``frame`` (a bar frame, in any order; a bar in it twice, or
+        revised since it was kept, is kept as its last copy): its numbers and flags, columnar,
+        and note that every closed bar from ``first`` to ``last`` (epoch ms) is now held.
+
+        Raises:
+            Damaged: a stretch kept before could not be read (said in a warning); the new bars
+                took its place, and the store holds no span whole but this one.
+        """
         import numpy as np
 
         frame = frame[closed(frame)]
-        epochs = frame.index.as_unit("ms").asi8
         columns = {}
         for name in frame.columns:
             values = frame[name]
             if name != "Epoch" and isinstance(values.dtype, np.dtype) and values.dtype.kind in "iufb":
                 columns[name] = values.to_numpy()
+        epochs, columns = _merged(np, (np.empty(0, np.int64), {}), (frame.index.as_unit("ms").asi8, columns))
         length = STRETCH.get(key.unit, STRETCH_OTHERS)
         stretches = epochs // length
+        damaged = False
         with self._writing() as db:
             for stretch in np.unique(stretches):
                 mine = stretches == stretch
-                self._write(db, np, key, int(stretch), (epochs[mine], {f: v[mine] for f, v in columns.items()}))
+                new = (epochs[mine], {f: v[mine] for f, v in columns.items()})
+                damaged = self._write(db, np, key, int(stretch), new) or damaged
             if first is not None and last is not None and last >= first:
                 self._add_span(db, key, first, last)
+        if damaged:
+            raise Damaged(f"the bars kept for {key.symbol} could not be read")
 
-    def _write(self, db: sqlite3.Connection, np: Any, key: Key, stretch: int, new: tuple[Any, dict[str, Any]]) -> None:
+    def _write(self, db: sqlite3.Connection, np: Any, key: Key, stretch: int, new: tuple[Any, dict[str, Any]]) -> bool:
+        """Write ``new`` into its stretch, merged with what it holds; whether that was damaged."""
         held = db.execute(f"SELECT bars, data FROM stretches WHERE {WHERE} AND stretch = ?", (*key.values, stretch))
         found = held.fetchone()
+        damaged = False
         try:
             epochs, columns = _merged(np, _decode(np, found[1], found[0]), new) if found else new
         except Damaged:  # the new bars take its place; the store holds no span whole any more
             _warn_damaged([key.symbol])
             db.execute(f"DELETE FROM spans WHERE {WHERE}", key.values)
-            epochs, columns = new
+            (epochs, columns), damaged = new, True
         db.execute(
             "INSERT OR REPLACE INTO stretches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (*key.values, stretch, len(epochs), int(epochs[0]), int(epochs[-1]), _encode(epochs, columns)),
         )
+        return damaged
 
     def _add_span(self, db: sqlite3.Connection, key: Key, first: int, last: int) -> None:
-        touching = db.execute(
-            f"SELECT first, last FROM spans WHERE {WHERE} AND first <= ? AND last >= ?", (*key.values, last, first)
+        touching = db.execute(  # overlapping or end to end (a gap asked starts the millisecond after a span)
+            f"SELECT first, last FROM spans WHERE {WHERE} AND first <= ? AND last >= ?",
+            (*key.values, last + 1, first - 1),
         )
         for a, b in touching.fetchall():
             first, last = min(first, a), max(last, b)

@@ -147,7 +147,7 @@ def _fetch(get: Callable[[], frames.Bars], symbol: str, sleep: Callable[[float],
             if exc.status < 500:
                 raise  # every symbol would get it: the message says what to fix
             reason = f"{exc.status} {exc.error}"
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except (requests.ConnectionError, requests.Timeout, frames.ReplyCut) as exc:
             reason = type(exc).__name__
         failures += 1
         if failures >= TRIES:
@@ -195,11 +195,13 @@ def one(
     """One symbol's bars (:func:`ts_notebook.frames.bars_of`), through ``cache`` when given."""
     if cache is None or (end is not None and start is None):
         return frames.bars_of(session, symbol, interval, unit, barsback, start, end, sessiontemplate)
-    asked = (cache, session, symbol, interval, unit, barsback, start, end, sessiontemplate)
-    try:
-        return frames.Bars.of(_through(*asked))
-    except Damaged:  # forgotten (and said): asked again, nothing kept to rely on
-        return frames.Bars.of(_through(*asked))
+    asked = (session, symbol, interval, unit, barsback, start, end, sessiontemplate)
+    for _ in range(2):  # a store that could not be read is forgotten (and said): asked whole, kept again
+        try:
+            return frames.Bars.of(_through(cache, *asked))
+        except Damaged:
+            pass
+    return frames.bars_of(*asked)  # (it could not be kept either: asked, not kept)
 
 
 def _through(

@@ -7,6 +7,7 @@ never by ``import ts_notebook``. Conversion is column-wise (vectorised): 57,600 
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
+import requests
 
 from . import mapped
 from .errors import ConfigError, TSError
@@ -23,7 +25,6 @@ from .symbols import symbols_of
 
 if TYPE_CHECKING:
     import pandas as pd
-    import requests
 
 EXCHANGE_TZ = "America/New_York"
 MAX_INTRADAY_BARS = 57_600
@@ -95,6 +96,10 @@ def _when(value: Any) -> str:
     return str(value)  # a date, a pandas Timestamp's date ...
 
 
+class ReplyCut(TSError):
+    """A reply's body broke off before its end (the connection dropped while it was read)."""
+
+
 class Bars(NamedTuple):
     """One symbol's bars as typed columns, the parts of a bar frame: ``index`` (exchange time,
     named ``Date`` or ``Datetime``) and ``columns`` (a bar frame's names, each an array of its
@@ -115,7 +120,14 @@ class Bars(NamedTuple):
         return cls(frame.index, columns)
 
     def frame(self) -> pd.DataFrame:
-        return _pandas().DataFrame(self.columns, index=self.index, copy=False)
+        """A frame of these columns, each the frame's own and writable (a view is copied)."""
+        import numpy as np
+
+        columns = {
+            name: values.copy() if isinstance(values, np.ndarray) and not values.flags.writeable else values
+            for name, values in self.columns.items()
+        }
+        return _pandas().DataFrame(columns, index=self.index, copy=False)
 
 
 def bar_frame(rows: list[dict[str, Any]], intraday: bool) -> pd.DataFrame:
@@ -143,7 +155,14 @@ def _bars_reply(session: requests.Session, symbol: str, intraday: bool, **params
     """One bars request, its reply as :class:`Bars`, made in the one thread that turns replies
     into columns (:func:`_turner`)."""
     path = f"marketdata/barcharts/{symbol}"
-    pieces = mapped.body(_sent(session, path, params, stream=True))
+    resp = _sent(session, path, params, stream=True)
+    try:
+        pieces = mapped.body(resp)
+    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+        raise ReplyCut(
+            f"TradeStation's reply of bars for {symbol} broke off before its end ({type(exc).__name__}: the "
+            "connection dropped). Try again."
+        ) from None
     return _turner().submit(_turned, pieces, path, intraday).result()
 
 
@@ -154,6 +173,17 @@ def _turned(pieces: list[Any], path: str, intraday: bool) -> Bars:
 
 _TURNER: list[ThreadPoolExecutor] = []
 _TURNER_LOCK = threading.Lock()
+
+
+def _forget_turner() -> None:
+    """In a forked child: the parent's thread is not there (its executor would never run)."""
+    global _TURNER_LOCK
+    _TURNER.clear()
+    _TURNER_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_turner)
 
 
 def _turner() -> ThreadPoolExecutor:

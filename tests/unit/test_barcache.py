@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from ts_notebook import bulk, frames
-from ts_notebook.barcache import BarCache, Key
+from ts_notebook.barcache import BarCache, Damaged, Key
 from ts_notebook.kernel.session import TSSession
 
 from .kernel.test_session import signed_in  # noqa: F401 - the signed_in fixture
@@ -64,6 +64,10 @@ def test_a_wider_range_asks_only_for_the_part_not_kept(session, emulator):
     assert len(bar_calls(emulator)) - before == 2  # May, and October: the gaps either side
     alone = bulk.download(session, ["MSFT"], start="2026-05-01", end="2026-10-30", progress=False, cache=False)
     pd.testing.assert_frame_equal(wider, alone)
+    cache = kept(session)
+    spans = cache.spans(Key("MSFT", "Daily", 1, "Default"))
+    cache.close()
+    assert len(spans) == 1  # end to end: one span, so a rerun is read with the others, in one query
 
 
 def last_held(session, symbol: str = "MSFT") -> str:
@@ -263,8 +267,34 @@ def test_keeping_bars_over_a_damaged_stretch_replaces_it_and_holds_no_span_whole
     with cache._writing() as db:
         db.execute("UPDATE stretches SET data = substr(data, 1, 60)")
 
-    with pytest.warns(UserWarning, match="bars kept for MSFT could not be read"):
+    with pytest.warns(UserWarning, match="bars kept for MSFT could not be read"), pytest.raises(Damaged):
         cache.keep(key, frames.bar_frame(rows[-2:], intraday=False), 10**12, 10**13)
 
     assert [b["Close"] for b in cache.read(key)] == [27.0, 28.0] and cache.spans(key) == [(10**12, 10**13)]
     cache.close()
+
+
+def test_bars_out_of_order_or_twice_in_a_reply_are_kept_in_order_once_the_last_copy_winning(tmp_path):
+    cache = BarCache(tmp_path / "bars.sqlite")
+    key = Key("MSFT", "Daily", 1, "Default")
+    rows = [{"TimeStamp": f"2026-01-{d:02d}T21:00:00Z", "Close": str(d), "TotalVolume": "1"} for d in range(28, 0, -1)]
+    rows.append({"TimeStamp": "2026-01-05T21:00:00Z", "Close": "500", "TotalVolume": "1"})  # again, revised
+
+    cache.keep(key, frames.bar_frame(rows, intraday=False), 0, 10**13)
+
+    held = cache.read(key)
+    cache.close()
+    assert [b["TimeStamp"][8:10] for b in held] == [f"{d:02d}" for d in range(1, 29)]
+    assert held[4]["Close"] == 500.0
+
+
+def test_a_frame_served_from_the_cache_is_the_users_to_change(session, emulator):
+    for _ in range(2):  # asked, then kept
+        cache = kept(session)
+        frame = bulk.one(session, "MSFT", start="2026-06-01", end="2026-06-30", cache=cache).frame()
+        cache.close()
+
+    frame.iloc[0, frame.columns.get_loc("Close")] = 1.5
+    frame["Volume"] *= 2
+
+    assert frame["Close"].iloc[0] == 1.5

@@ -157,3 +157,16 @@ def test_the_sessions_own_response_hooks_still_see_every_reply(session):
     bulk.download(session, ["MSFT", "AAPL", "SPY"], barsback=5, progress=False, cache=False)
 
     assert seen == [200, 200, 200]  # (the download's own hook, for the rate limit, is beside them)
+
+
+def test_a_symbol_whose_replies_break_off_midway_is_reported_and_the_rest_arrive(session, emulator, monkeypatch):
+    monkeypatch.setattr(bulk, "FAILURE_FIRST", 0.05)
+    emulator.cut_symbols = {"AAPL"}  # the connection drops halfway through each of its replies
+
+    with pytest.warns(UserWarning, match=r"no bars for 1 of 3 symbols \(AAPL: failed 3 times \(last: ReplyCut\)\)"):
+        frame = bulk.download(session, ["MSFT", "AAPL", "SPY"], barsback=5, progress=False, cache=False)
+
+    assert list(frame["Close"].columns) == ["MSFT", "SPY"] and len(frame) == 5
+    assert [c["path"].rsplit("/", 1)[-1] for c in bar_calls(emulator)].count("AAPL") == 3
+    with pytest.raises(TSError, match="reply of bars for AAPL broke off before its end.*Try again"):
+        bulk.frames.bars(session, "AAPL", barsback=5)

@@ -3,6 +3,9 @@ refused symbols as a warning), accounts, balances, positions and paged orders; a
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -193,3 +196,32 @@ def test_an_underlying_with_no_options_says_so(session):
         frames.expirations(session, "NOPE")
     with pytest.raises(TSError, match="strikes must be"):
         frames.options(session, "MSFT", strikes=0)
+
+
+def test_a_forked_child_turns_replies_in_a_thread_of_its_own(session):
+    frames.bars(session, "MSFT", barsback=5)  # the parent's turning thread made
+    child = os.fork()
+    if child == 0:  # the child: its parent's thread is not there
+        try:
+            ok = len(frames.bars(session, "MSFT", barsback=5)) == 5
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        pytest.fail("the forked child waited for a thread that is not there")
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_bars_joined_from_pages_are_the_users_to_change(session):
+    df = frames.bars(session, "MSFT", unit="Minute", barsback=60_000)
+
+    df.iloc[0, df.columns.get_loc("Close")] = 1.5
+
+    assert df["Close"].iloc[0] == 1.5

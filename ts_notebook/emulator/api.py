@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from http import HTTPStatus
@@ -58,7 +59,25 @@ class ApiHandler(BaseHandler):
             return
         if not await self._admitted(route or "", record, token):
             return
+        cut = self.state.faults.settings.cut_symbols
+        if (route or "").startswith("marketdata/barcharts/") and route.rsplit("/", 1)[-1] in cut:
+            await self._cut(sim, route or "", record, token)
+            return
         self._route(sim, route, record, token)
+
+    async def _cut(self, sim: bool, route: str, record: AccessRecord, token: str) -> None:
+        """The reply's headers and half its body, then the connection closed."""
+        try:
+            data = json.dumps(self._answer(sim, route, record)).encode()
+        except market.BadRequest as exc:
+            self._reply(400, {"Error": "BadRequest", "Message": str(exc)}, token)
+            return
+        self.state.record_api_call(self.request.path, 200, token, self.arrived)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Content-Length", str(len(data)))
+        self.write(data[: len(data) // 2])
+        await self.flush()
+        self.request.connection.stream.close()
 
     async def _admitted(self, route: str, record: AccessRecord, token: str) -> bool:
         """Latency, scripted failures, the scope and the rate limit, as the real API applies them."""

@@ -359,6 +359,16 @@ class Emulator:
     def failing_symbols(self, symbols: Any) -> None:
         self._state.faults.update(failing_symbols=frozenset(symbols))
 
+    @property
+    def cut_symbols(self) -> frozenset[str]:
+        """Symbols whose bars replies break off halfway through the body (the connection
+        dropped mid-reply)."""
+        return self._state.faults.settings.cut_symbols
+
+    @cut_symbols.setter
+    def cut_symbols(self, symbols: Any) -> None:
+        self._state.faults.update(cut_symbols=frozenset(symbols))
+
     def configure_streams(
         self,
         interval: float | None = None,

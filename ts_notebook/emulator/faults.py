@@ -67,6 +67,8 @@ class FaultSettings:
     rate_limit: tuple[int, float] | None = None
     # Symbols whose bars requests always fail (503), as a symbol a feed has trouble with.
     failing_symbols: frozenset[str] = frozenset()
+    # Symbols whose bars replies break off halfway through the body (the connection dropped).
+    cut_symbols: frozenset[str] = frozenset()
     # Shares added to every bar's volume from now on: a data vendor's revision (late prints).
     bar_revision: int = 0
     # Streams: seconds between updates and between heartbeats when idle, a GoAway after this

@@ -382,7 +382,7 @@ def _period_span(unit: str, start: datetime | None, end: datetime, count: int | 
     return (max(lo, hi - count) if count is not None else lo), hi
 
 
-@lru_cache(maxsize=1 << 10)
+@lru_cache(maxsize=256)  # (a run holds its bars even once _closed_bar has let them go)
 def _closed_run(symbol: str, unit: str, lo: int, hi: int) -> tuple[dict[str, Any], ...]:
     """The closed Daily, Weekly or Monthly bars ``lo`` to ``hi`` of :func:`_period_ends`."""
     return tuple(_closed_bar(symbol, unit, 1, t) for t in _period_ends(unit)[lo:hi])

@@ -14,7 +14,6 @@ again, on its own schedule, so a failing stream never multiplies the two.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
@@ -44,12 +43,18 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 RETRY_FIRST, RETRY_MOST = 0.5, 8.0
 
 
-def _raise_for_status(reply: weakref.ref[requests.Response], granted: tuple[str, ...], attempts: int) -> None:
-    # The reply by a weak reference: a reply that held itself would keep its body (20 MB for
-    # 57,600 minute bars) until the garbage collector's next full pass, not until dropped.
-    resp = reply()
-    if resp is not None and resp.status_code >= 400:
-        raise api_error(resp, granted, attempts)
+class APIReply(requests.Response):
+    """A reply of TradeStation's API: its ``raise_for_status()`` raises :class:`APIError`, which
+    names the scopes granted and the tries made. (A method, not a function set on the reply:
+    a reply that held itself would keep its body, 20 MB for 57,600 minute bars, until the
+    garbage collector's next full pass, not until dropped.)"""
+
+    granted: tuple[str, ...] = ()
+    attempts: int = 1
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise api_error(self, self.granted, self.attempts)
 
 
 def _release(resp: requests.Response) -> None:
@@ -238,7 +243,8 @@ class TSSession(requests.Session):
         resp = replies[-1]
         resp.history[:0] = replies[:-1]
         if snap is not None:
-            resp.raise_for_status = partial(_raise_for_status, weakref.ref(resp), snap.scopes, tries)  # type: ignore[method-assign]
+            resp.__class__ = APIReply
+            resp.granted, resp.attempts = snap.scopes, tries  # type: ignore[attr-defined]
         return resp
 
     def _url(self, url: str | bytes, snap: Snapshot) -> str:

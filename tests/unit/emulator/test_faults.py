@@ -425,3 +425,18 @@ def test_fault_logs_hold_no_secrets(emulator: Emulator, client_secret: str, capl
     assert not [s[:6] for s in emulator.issued_secrets() if s in caplog.text]
     assert "?" not in "".join(lines)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# -- cut_symbols -----------------------------------------------------------------------------
+
+
+def test_cut_symbols_replies_break_off_halfway_and_others_are_whole(emulator: Emulator, client_secret: str) -> None:
+    token = sign_in(emulator, client_secret)["access_token"]
+    emulator.cut_symbols = {"AAPL"}
+
+    whole = api(emulator, "/v3/marketdata/barcharts/MSFT", token, params={"barsback": 50})
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        api(emulator, "/v3/marketdata/barcharts/AAPL", token, params={"barsback": 50})
+
+    assert len(whole.json()["Bars"]) == 50
+    assert [c["status"] for c in emulator.api_calls if c["path"].endswith("/AAPL")] == [200]  # headers sent

@@ -99,6 +99,12 @@ def test_relative_paths_join_the_api_base(signed_in, env, sim, prefix):
     assert accounts[0]["AccountID"].startswith(prefix)
 
 
+def test_raise_for_status_raises_when_called_on_the_reply_at_once(signed_in, emulator):
+    session = TSSession(lambda: signed_in)
+    with pytest.raises(APIError, match="NotFound"):
+        session.get("no/such/route").raise_for_status()  # (nothing else holds the reply)
+
+
 def test_a_reply_nobody_holds_is_freed_at_once_with_its_body(signed_in, emulator):
     """A reply refers to nothing that refers back to it: dropped, its body (20 MB for 57,600
     minute bars) goes at once, not at the garbage collector's next full pass; a download of
