@@ -298,3 +298,26 @@ def test_a_frame_served_from_the_cache_is_the_users_to_change(session, emulator)
     frame["Volume"] *= 2
 
     assert frame["Close"].iloc[0] == 1.5
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["UPDATE stretches SET bars = bars - 1", "UPDATE stretches SET data = ?"],
+    ids=["count-wrong", "times-out-of-order"],
+)
+def test_a_stretch_that_does_not_hold_together_is_damaged_never_misread(tmp_path, damage):
+    import numpy as np
+
+    from ts_notebook.barcache import _encode
+
+    cache = BarCache(tmp_path / "bars.sqlite")
+    key = Key("MSFT", "Daily", 1, "Default")
+    rows = [{"TimeStamp": f"2026-01-{d:02d}T21:00:00Z", "Close": str(d), "TotalVolume": "1"} for d in range(1, 29)]
+    cache.keep(key, frames.bar_frame(rows, intraday=False), 0, 10**13)
+    backwards = _encode(np.arange(28, 0, -1, dtype=np.int64), {"Close": np.zeros(28)})
+    with cache._writing() as db:
+        db.execute(damage, (backwards,) if "?" in damage else ())
+
+    with pytest.warns(UserWarning, match="bars kept for MSFT could not be read"), pytest.raises(Damaged):
+        cache.read(key)
+    cache.close()
