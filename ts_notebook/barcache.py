@@ -162,13 +162,16 @@ def _joined(np: Any, parts: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, dict
     return np.concatenate([epochs for epochs, _ in parts]), joined
 
 
-def _merged(np: Any, old: tuple[Any, dict[str, Any]], new: tuple[Any, dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
-    """``old`` and ``new`` bars as one stretch in time order, a bar in both taken from ``new``
-    (a revision replaces)."""
-    epochs, columns = _joined(np, [old, new])
+def _ordered(np: Any, epochs: Any, columns: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Bars in time order, each once: a bar there twice is its last copy (a revision replaces)."""
     _, newest_first = np.unique(epochs[::-1], return_index=True)
-    take = len(epochs) - 1 - newest_first  # each epoch once, its last copy, in time order
+    take = len(epochs) - 1 - newest_first
     return epochs[take], {name: values[take] for name, values in columns.items()}
+
+
+def _merged(np: Any, old: tuple[Any, dict[str, Any]], new: tuple[Any, dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+    """``old`` and ``new`` bars as one stretch, a bar in both taken from ``new``."""
+    return _ordered(np, *_joined(np, [old, new]))
 
 
 class BarCache:
@@ -192,9 +195,7 @@ class BarCache:
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.path.parent, 0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        os.fchmod(fd, 0o600)
-        os.close(fd)
+        self._create()
         try:
             db = self._connect()
         except sqlite3.DatabaseError as exc:  # damaged: set it aside, start afresh
@@ -212,7 +213,12 @@ class BarCache:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 Path(f"{self.path}{suffix}").rename(f"{aside}{suffix}")
+        self._create()
+
+    def _create(self) -> None:
+        """The file, made 0600 (never opened through a link) if it is not there."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        os.fchmod(fd, 0o600)
         os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
@@ -258,7 +264,7 @@ class BarCache:
             values = frame[name]
             if name != "Epoch" and isinstance(values.dtype, np.dtype) and values.dtype.kind in "iufb":
                 columns[name] = values.to_numpy()
-        epochs, columns = _merged(np, (np.empty(0, np.int64), {}), (frame.index.as_unit("ms").asi8, columns))
+        epochs, columns = _ordered(np, frame.index.as_unit("ms").asi8, columns)
         length = STRETCH.get(key.unit, STRETCH_OTHERS)
         stretches = epochs // length
         damaged = False

@@ -359,8 +359,6 @@ def download(
         APIError: a refusal that is no one symbol's (a bad parameter, a missing scope).
     """
     pd = frames._pandas()
-    import numpy as np
-
     wanted = symbols_of(symbols, "ts.download")
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
         raise TSError(f"threads must be a whole number from 1 to {MAX_THREADS}, not {threads!r}.")
@@ -382,7 +380,7 @@ def download(
         result = _fetch(get, symbol, time.sleep)
         if isinstance(result, str):
             return result
-        got[symbol] = frames.Bars(result.index, mapped.moved(np, result.columns))  # (given back once placed)
+        got[symbol] = frames.Bars(result.index, mapped.moved(result.columns))  # (given back once placed)
         return None
 
     received = 0

@@ -212,7 +212,7 @@ def exchange_index(index: pd.DatetimeIndex, intraday: bool) -> pd.DatetimeIndex:
 
 def typed_columns(pd: Any, columns: dict[str, Any]) -> dict[str, Any]:
     """Bars' fields (TradeStation's names in :func:`bar_columns` order but ``TimeStamp``, each a
-    list or an array) as a bar frame's columns: ``Volume`` for ``TotalVolume``, prices as floats,
+    list of a reply's values) as a bar frame's columns: ``Volume`` for ``TotalVolume``, prices as floats,
     counts as int64, flags as booleans; the one typing every bar frame has, fetched or kept."""
     import numpy as np
 
@@ -232,14 +232,13 @@ def typed_columns(pd: Any, columns: dict[str, Any]) -> dict[str, Any]:
 
 
 def _numbers(pd: Any, np: Any, values: Any, dtype: Any) -> Any:
-    """``values`` (numbers, or numbers as text) as an array of ``dtype`` in one vectorised cast;
-    blanks (None, "", NaN) only take the slower path: NaN for floats, 0 for counts, and a count
-    past int64 stays a float."""
-    if not (isinstance(values, np.ndarray) and values.dtype.kind == "f" and dtype is np.int64):
-        try:
-            return np.asarray(values, dtype=dtype)
-        except (ValueError, TypeError, OverflowError):
-            pass
+    """``values`` (a reply's numbers, or numbers as text) as an array of ``dtype`` in one
+    vectorised cast; blanks (None, "", NaN) only take the slower path: NaN for floats, 0 for
+    counts, and a count past int64 stays a float."""
+    try:
+        return np.asarray(values, dtype=dtype)
+    except (ValueError, TypeError, OverflowError):
+        pass
     numbers = pd.to_numeric(pd.Series(values, dtype=object).replace("", None), errors="coerce")
     numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     if dtype is np.float64 or np.nanmax(np.abs(numbers), initial=0.0) >= 2.0**63:

@@ -49,10 +49,12 @@ def joined(pieces: list[Any]) -> bytes:
     return whole
 
 
-def moved(np: Any, arrays: dict[str, Any]) -> dict[str, Any]:
+def moved(arrays: dict[str, Any]) -> dict[str, Any]:
     """``arrays`` (numpy arrays of one length) copied into one mapping, given back when the last
     of them is let go, once they are large (small ones as they are: mapping costs more than it
     saves); other values (text) as they are."""
+    import numpy as np
+
     numbers = {name: a for name, a in arrays.items() if isinstance(a, np.ndarray) and a.dtype.kind in "iufb"}
     numbers = dict(sorted(numbers.items(), key=lambda item: -item[1].itemsize))  # (each one aligned)
     size = sum(a.nbytes for a in numbers.values())

@@ -44,7 +44,7 @@ def test_large_arrays_are_moved_into_one_mapping_given_back_once_let_go():
     n = 4_000_000  # 32 MB a column
     arrays = {"Open": np.arange(n, dtype=np.float64), "Volume": np.arange(n), "Flag": np.ones(n, bool), "Text": ["x"]}
 
-    moved = mapped.moved(np, arrays)
+    moved = mapped.moved(arrays)
 
     assert (
         all(np.array_equal(moved[k], arrays[k]) for k in ("Open", "Volume", "Flag")) and moved["Text"] is arrays["Text"]
@@ -58,4 +58,4 @@ def test_large_arrays_are_moved_into_one_mapping_given_back_once_let_go():
 
 def test_small_arrays_stay_as_they_are():
     arrays = {"Open": np.arange(100, dtype=np.float64)}
-    assert mapped.moved(np, arrays)["Open"] is arrays["Open"]
+    assert mapped.moved(arrays)["Open"] is arrays["Open"]
